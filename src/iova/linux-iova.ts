@@ -1,0 +1,272 @@
+// The `linux` layout's IOVA allocator: today's drivers/iommu/iova.c (alloc_iova_fast,
+// __alloc_and_insert_iova_range, the cached nodes, max32_alloc_size, the rcache) under
+// dma-iommu.c's iommu_dma_alloc_iova (aperture clamp, PCI SAC-first) and iommu_dma_free_iova
+// (strict, or through the flush queue).
+//
+// Results equal the kernel's linear rb_prev() walk, step for step (test/model/ holds that walk
+// written out literally; property tests compare the two). The walk itself is replaced by
+// IovaTree.highestFit. Why that is the same answer:
+//   Walking down from a start range E with `high = min(limit, E.lo)`, the kernel stops at the
+//   first gap whose top-down aligned candidate lies above the next lower range, or as soon as
+//   the candidate drops below `low`. Candidates only decrease on the way down, so the walk
+//   succeeds iff the *highest* fitting gap at or below E yields a candidate ≥ low. Ranges
+//   wholly above the limit only pass `high = limit` along, so starting from the cached node or
+//   from the lowest range ending at/above the limit (iova_find_limit) is the same walk.
+//
+// Invariants: the anchor range [ANCHOR, ANCHOR] is always present; cached32/cached hold the
+// key of a live range (or the anchor); every pfn in the rcache or the flush queue heads a live
+// range.
+
+import { invalid } from '../errors.js';
+import type { LinuxIovaAllocator, LinuxIovaConfig, LinuxIovaSnapshot, PfnRange } from './iova-allocator.js';
+import { IovaRcache, IOVA_RANGE_CACHE_MAX_SIZE } from './iova-rcache.js';
+import { IovaTree } from './iova-tree.js';
+import { alignDown, orderBase2, roundupPowOfTwo } from './pfn-math.js';
+
+/** IOVA_ANCHOR (~0UL): above every real pfn (those stay below 2^52). */
+export const ANCHOR = Number.MAX_SAFE_INTEGER;
+/** IOVA_DEFAULT_FQ_SIZE: a ring of 256 slots that counts as full at 255 entries (fq_full). */
+export const IOVA_FQ_SIZE = 256;
+
+export function checkLinuxIovaConfig(cfg: LinuxIovaConfig): void {
+  if (!Number.isInteger(cfg.shift) || cfg.shift < 12 || cfg.shift > 30) {
+    throw invalid('shift', 'granule shift must be an integer in 12..30');
+  }
+  const maxPfn = 2 ** (64 - cfg.shift) - 1;
+  if (!Number.isSafeInteger(cfg.startPfn) || cfg.startPfn < 1 || cfg.startPfn > maxPfn) {
+    throw invalid('startPfn', 'start pfn must be at least 1 and inside the 64-bit space');
+  }
+  if (!Number.isSafeInteger(cfg.apertureEndPfn) || cfg.apertureEndPfn < cfg.startPfn || cfg.apertureEndPfn > maxPfn) {
+    throw invalid('apertureEndPfn', 'aperture end must not be below the start pfn');
+  }
+}
+
+export function checkPages(pages: number): void {
+  if (!Number.isSafeInteger(pages) || pages < 1) throw invalid('pages', 'size must be a positive whole number of pfns');
+}
+
+class LinuxIova implements LinuxIovaAllocator {
+  private readonly tree = new IovaTree();
+  private readonly rcache = new IovaRcache();
+  private readonly shift: number;
+  private readonly startPfn: number;
+  private readonly apertureEndPfn: number;
+  private readonly dma32BitPfn: number;
+  private readonly pci: boolean;
+  private readonly strict: boolean;
+  private cached32 = ANCHOR;
+  private cached = ANCHOR;
+  private max32AllocSize: number;
+  private pci32BitWorkaround: boolean;
+  // Flush queue (non-strict), oldest first: a ring over two parallel arrays.
+  private readonly fqPfn = new Float64Array(IOVA_FQ_SIZE);
+  private readonly fqPages = new Float64Array(IOVA_FQ_SIZE);
+  private fqHead = 0;
+  private fqLen = 0;
+  private readonly freeTreeBound: (pfn: number) => void;
+
+  constructor(cfg: LinuxIovaConfig) {
+    checkLinuxIovaConfig(cfg);
+    this.shift = cfg.shift;
+    this.startPfn = cfg.startPfn;
+    this.apertureEndPfn = cfg.apertureEndPfn;
+    this.dma32BitPfn = 2 ** (32 - cfg.shift);
+    this.max32AllocSize = this.dma32BitPfn;
+    this.pci = cfg.pci;
+    this.pci32BitWorkaround = cfg.pci;
+    this.strict = cfg.strict;
+    this.tree.insert(ANCHOR, ANCHOR);
+    this.freeTreeBound = (pfn: number) => this.freeIovaTree(pfn);
+  }
+
+  get rangeCount(): number {
+    return this.tree.count - 1;
+  }
+
+  allocIova(pages: number, dmaLimitPfn: number): number {
+    checkPages(pages);
+    const limit = dmaLimitPfn < this.apertureEndPfn ? dmaLimitPfn : this.apertureEndPfn;
+    if (!Number.isSafeInteger(dmaLimitPfn) || !(limit >= this.startPfn)) {
+      throw invalid('dmaLimitPfn', 'the DMA limit lies below the first allocatable pfn');
+    }
+    const mask32 = this.dma32BitPfn - 1; // DMA_BIT_MASK(32) >> shift
+    if (this.pci32BitWorkaround && limit > mask32) {
+      const pfn = this.allocIovaFast(pages, mask32, false);
+      if (pfn !== 0) return pfn;
+      // dev_notice "Using %d-bit DMA addresses": SAC is never tried again for this device.
+      this.pci32BitWorkaround = false;
+    }
+    return this.allocIovaFast(pages, limit, true);
+  }
+
+  /** alloc_iova_fast */
+  private allocIovaFast(pages: number, limitPfn: number, flushRcache: boolean): number {
+    const size = pages < 1 << (IOVA_RANGE_CACHE_MAX_SIZE - 1) ? roundupPowOfTwo(pages) : pages;
+    const order = orderBase2(size);
+    if (order < IOVA_RANGE_CACHE_MAX_SIZE) {
+      const pfn = this.rcache.get(order, limitPfn + 1 - size);
+      if (pfn !== 0) return pfn;
+    }
+    let pfn = this.allocAndInsert(size, limitPfn + 1);
+    if (pfn === 0 && flushRcache) {
+      this.rcache.drain(this.freeTreeBound);
+      pfn = this.allocAndInsert(size, limitPfn + 1);
+    }
+    return pfn;
+  }
+
+  /** __alloc_and_insert_iova_range, size-aligned; `limit` is exclusive (limit_pfn + 1). */
+  private allocAndInsert(size: number, limit: number): number {
+    const is32 = limit <= this.dma32BitPfn;
+    if (is32 && size >= this.max32AllocSize) return 0;
+    const align = roundupPowOfTwo(size);
+    const cachedKey = is32 ? this.cached32 : this.cached;
+    const retryPfn = this.tree.hiOf(cachedKey);
+    let pfn = this.walk(cachedKey, retryPfn, size, align, limit, this.startPfn);
+    if (pfn < 0 && retryPfn < limit) {
+      // Second pass: from the limit down to just above where the first pass started.
+      const fromLimit = this.tree.lowestEndingAtOrAbove(limit);
+      pfn = this.walk(fromLimit, this.tree.hiOf(fromLimit), size, align, limit, retryPfn + 1);
+    }
+    if (pfn < 0) {
+      this.max32AllocSize = size; // the kernel records it whatever the limit was
+      return 0;
+    }
+    this.tree.insert(pfn, pfn + size - 1);
+    // __cached_rbnode_insert_update
+    if (pfn + size - 1 < this.dma32BitPfn) this.cached32 = pfn;
+    else this.cached = pfn;
+    return pfn;
+  }
+
+  /**
+   * One pass of the kernel's top-down walk starting at the range keyed `startKey` (whose hi is
+   * `startHi`), placing `size` pfns aligned to `align` below the exclusive `limit` and at or
+   * above `low`. Returns the pfn, or -1.
+   */
+  private walk(startKey: number, startHi: number, size: number, align: number, limit: number, low: number): number {
+    // Ranges wholly at/above the limit only pass high = limit down: start at the lowest of them.
+    const eKey = startHi >= limit ? this.tree.lowestEndingAtOrAbove(limit) : startKey;
+    const high = eKey < limit ? eKey : limit;
+    const predKey = this.tree.prevKey(eKey);
+    if (high < size) return -1;
+    const top = alignDown(high - size, align);
+    if (predKey < 0 || top > this.tree.hiOf(predKey)) return top >= low ? top : -1;
+    if (top < low) return -1;
+    const fitKey = this.tree.highestFit(eKey, size, align);
+    if (fitKey < 0) return -1;
+    const pfn = alignDown(fitKey - size, align);
+    return pfn >= low ? pfn : -1;
+  }
+
+  freeIova(pfn: number, pages: number): void {
+    checkPages(pages);
+    if (this.strict) {
+      this.freeIovaFast(pfn, pages);
+      return;
+    }
+    // queue_iova: a full ring is flushed (every entry freed, oldest first) before adding.
+    if (this.fqLen === IOVA_FQ_SIZE - 1) this.flushQueue();
+    const tail = (this.fqHead + this.fqLen) % IOVA_FQ_SIZE;
+    this.fqPfn[tail] = pfn;
+    this.fqPages[tail] = pages;
+    this.fqLen++;
+  }
+
+  /** free_iova_fast: into the rcache when the size class has one, else straight to the tree. */
+  private freeIovaFast(pfn: number, pages: number): void {
+    const order = orderBase2(pages);
+    if (order < IOVA_RANGE_CACHE_MAX_SIZE) this.rcache.insert(order, pfn);
+    else this.freeIovaTree(pfn);
+  }
+
+  /** free_iova: remove_iova with __cached_rbnode_delete_update. */
+  private freeIovaTree(pfn: number): void {
+    const lo = this.tree.findContaining(pfn);
+    if (lo < 0 || lo === ANCHOR) return;
+    const hi = this.tree.hiOf(lo);
+    const next = this.tree.nextKey(lo);
+    const c32 = this.cached32;
+    if (lo === c32 || (hi < this.dma32BitPfn && lo >= c32)) this.cached32 = next;
+    if (lo < this.dma32BitPfn) this.max32AllocSize = this.dma32BitPfn;
+    if (lo >= this.cached) this.cached = next;
+    this.tree.remove(lo);
+  }
+
+  reserve(lo: number, hi: number): void {
+    if (!Number.isSafeInteger(lo) || !Number.isSafeInteger(hi) || lo < 0 || hi < lo || hi >= ANCHOR) {
+      throw invalid('reserve', 'a reserved range needs 0 ≤ lo ≤ hi inside the IOVA space');
+    }
+    // reserve_iova: ranges it overlaps are widened downwards (__adjust_overlap_range); what is
+    // left above the last overlapping range is inserted as a new range. Cached nodes untouched.
+    let key = this.tree.lowestEndingAtOrAbove(lo);
+    while (key >= 0 && key !== ANCHOR && key <= hi) {
+      let kLo = key;
+      const kHi = this.tree.hiOf(key);
+      if (lo < kLo) {
+        // Widening a range's lo changes its key: reinsert it.
+        this.tree.remove(kLo);
+        this.tree.insert(lo, kHi);
+        this.rekeyCached(kLo, lo);
+        kLo = lo;
+      }
+      if (hi <= kHi) return;
+      lo = kHi + 1;
+      key = this.tree.nextKey(kLo);
+    }
+    this.tree.insert(lo, hi);
+  }
+
+  private rekeyCached(from: number, to: number): void {
+    if (this.cached32 === from) this.cached32 = to;
+    if (this.cached === from) this.cached = to;
+  }
+
+  flushQueue(): void {
+    while (this.fqLen > 0) {
+      const i = this.fqHead;
+      this.fqHead = (this.fqHead + 1) % IOVA_FQ_SIZE;
+      this.fqLen--;
+      this.freeIovaFast(this.fqPfn[i] as number, this.fqPages[i] as number);
+    }
+  }
+
+  flushRcache(): void {
+    this.rcache.drain(this.freeTreeBound);
+  }
+
+  snapshot(): LinuxIovaSnapshot {
+    const ranges = this.tree.toArray().filter((r) => r.lo !== ANCHOR);
+    const nodeOf = (key: number): PfnRange | 'anchor' =>
+      key === ANCHOR ? 'anchor' : { lo: key, hi: this.tree.hiOf(key) };
+    const flushQueue: { pfn: number; pages: number }[] = [];
+    for (let k = 0; k < this.fqLen; k++) {
+      const i = (this.fqHead + k) % IOVA_FQ_SIZE;
+      flushQueue.push({ pfn: this.fqPfn[i] as number, pages: this.fqPages[i] as number });
+    }
+    return {
+      ranges,
+      cached32: nodeOf(this.cached32),
+      cached: nodeOf(this.cached),
+      max32AllocSize: this.max32AllocSize,
+      dma32BitPfn: this.dma32BitPfn,
+      rcache: this.rcache.snapshot(),
+      flushQueue,
+      pci32BitWorkaround: this.pci32BitWorkaround,
+    };
+  }
+
+  /** Granule shift of this domain (for callers converting addresses). */
+  get granuleShift(): number {
+    return this.shift;
+  }
+
+  /** For invariant checks in tests. */
+  checkInvariants(): void {
+    this.tree.checkInvariants();
+  }
+}
+
+export function createLinuxIova(cfg: LinuxIovaConfig): LinuxIovaAllocator & { checkInvariants(): void } {
+  return new LinuxIova(cfg);
+}
