@@ -1,13 +1,29 @@
-// The one error module of the core. Every rejection of nonsense input is a DmaemuError with a
-// stable code and, where it applies, the name of the offending field; the HTTP layer maps the
-// code to a status. Failures that Linux itself reports (ENOMEM, EIO, ...) are *not* errors:
-// they come back as results (see KernelErrno).
+// The one error module of the core. Every rejection is a DmaemuError with a stable code from
+// ERROR_CODES (its HTTP status lives here too, so routes and /batch map errors the same way)
+// and, where it applies, the name of the offending field. Failures that Linux itself reports
+// (ENOMEM, EIO, ...) are *not* errors: they come back as results (see KernelError).
 
-export type ErrorCode =
-  | 'DMAEMU_INVALID_ARGUMENT' // 400: a value Linux would never accept (the field is named)
-  | 'DMAEMU_NOT_FOUND' // 404: unknown session or handle
-  | 'DMAEMU_LIMIT' // 429: a configured limit (sessions, mappings, touched memory, ...)
-  | 'DMAEMU_INTERNAL'; // 500: an invariant of the emulator broke (a bug in dmaemu)
+export const ERROR_CODES = {
+  DMAEMU_INVALID_ARGUMENT: { status: 400, doc: 'A value Linux would never accept; the message names the field' },
+  DMAEMU_SESSION_NOT_FOUND: { status: 404, doc: 'No live session has that id (never existed, deleted or expired)' },
+  DMAEMU_HANDLE_NOT_FOUND: { status: 404, doc: 'No live mapping or coherent buffer has that handle' },
+  DMAEMU_TOO_MANY_SESSIONS: { status: 429, doc: 'Live sessions are at DMAEMU_MAX_SESSIONS' },
+  DMAEMU_TOO_MANY_MAPPINGS: { status: 429, doc: 'Live mappings in the session are at DMAEMU_MAX_MAPPINGS' },
+  DMAEMU_TOO_MANY_SG_ENTRIES: { status: 429, doc: 'A scatterlist longer than DMAEMU_MAX_SG_ENTRIES' },
+  DMAEMU_TOO_MANY_BATCH_OPS: { status: 429, doc: 'A batch longer than DMAEMU_MAX_BATCH_OPS' },
+  DMAEMU_MEMORY_LIMIT: { status: 429, doc: "The session's touched emulated RAM would exceed its memory_limit" },
+  DMAEMU_INTERNAL: { status: 500, doc: 'An invariant of the emulator broke: a bug in dmaemu, never silent' },
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  404: 'Not Found',
+  413: 'Payload Too Large',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+};
 
 export class DmaemuError extends Error {
   readonly code: ErrorCode;
@@ -18,21 +34,22 @@ export class DmaemuError extends Error {
     this.code = code;
     this.field = field;
   }
+
+  get statusCode(): number {
+    return ERROR_CODES[this.code].status;
+  }
+
+  /** Fastify's error shape. */
+  toBody(): { statusCode: number; error: string; code: string; message: string } {
+    const statusCode = this.statusCode;
+    return { statusCode, error: STATUS_TEXT[statusCode] ?? 'Error', code: this.code, message: this.message };
+  }
 }
 
 export function invalid(field: string, message: string): DmaemuError {
   return new DmaemuError('DMAEMU_INVALID_ARGUMENT', message, field);
 }
 
-export function notFound(what: string): DmaemuError {
-  return new DmaemuError('DMAEMU_NOT_FOUND', `${what} not found`);
-}
-
-export function limitExceeded(field: string, message: string): DmaemuError {
-  return new DmaemuError('DMAEMU_LIMIT', message, field);
-}
-
-/** An emulator invariant broke: never the caller's fault, never silent. */
 export function internal(message: string): DmaemuError {
   return new DmaemuError('DMAEMU_INTERNAL', message);
 }

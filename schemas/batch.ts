@@ -1,0 +1,50 @@
+// /batch: several operations in one request, run in order; `{ "ref": i }` stands for the
+// handle returned by op i of the same batch.
+import { z } from 'zod';
+import { ErrorBody, Handle } from './common.js';
+import {
+  AllocCoherentBody,
+  AllocCoherentResult,
+  FlushBody,
+  FlushResult,
+  FreeCoherentBody,
+  FreeCoherentResult,
+  MapPageBody,
+  MapPageResult,
+  MapSgBody,
+  MapSgResult,
+  SyncBody,
+  SyncResult,
+  UnmapBody,
+  UnmapResult,
+} from './dma.js';
+
+export const HandleOrRef = z.union([
+  Handle,
+  z.strictObject({ ref: z.number().int().min(0).meta({ description: 'Index of an earlier op in this batch' }) }),
+]);
+
+export const BatchOp = z.discriminatedUnion('op', [
+  MapSgBody.extend({ op: z.literal('map_sg'), pages: z.boolean().optional() }),
+  MapPageBody.extend({ op: z.literal('map_page'), pages: z.boolean().optional() }),
+  UnmapBody.extend({ op: z.literal('unmap'), handle: HandleOrRef }),
+  SyncBody.extend({ op: z.literal('sync'), handle: HandleOrRef }),
+  AllocCoherentBody.extend({ op: z.literal('alloc_coherent') }),
+  FreeCoherentBody.extend({ op: z.literal('free_coherent'), handle: HandleOrRef }),
+  FlushBody.extend({ op: z.literal('flush') }),
+]);
+
+export const BatchBody = z.strictObject({ ops: z.array(BatchOp).min(1) }).meta({ id: 'BatchRequest' });
+
+export const BatchResultItem = z.union([
+  MapSgResult,
+  MapPageResult,
+  UnmapResult,
+  SyncResult,
+  AllocCoherentResult,
+  FreeCoherentResult,
+  FlushResult,
+  ErrorBody,
+]);
+
+export const BatchResult = z.object({ results: z.array(BatchResultItem) }).meta({ id: 'BatchResult' });

@@ -1,0 +1,96 @@
+// Session creation and its resolved configuration (API.md "Sessions"). Every field is optional;
+// the core fills in Linux's defaults (semantics §2) and the response echoes the result.
+import { z } from 'zod';
+import { AddressIn, AddressOut, DebugFinding } from './common.js';
+
+const Range = z.strictObject({ start: AddressIn, end: AddressIn });
+
+export const DeviceIn = z.strictObject({
+  bus: z.enum(['platform', 'pci']).optional(),
+  dma_mask: AddressIn.optional(),
+  coherent_dma_mask: AddressIn.optional(),
+  max_segment_size: z.number().int().min(0).max(0xffffffff).optional().meta({ description: 'dma_parms max_segment_size (unsigned int); default 65536' }),
+  segment_boundary_mask: AddressIn.optional().meta({ description: '2^n − 1; default 0xffffffffffffffff (linux), 0xffffffff (linux-4.4)' }),
+  coherent: z.boolean().optional(),
+  dma_offset: AddressIn.optional().meta({ description: 'dma-direct: dma_address = phys + dma_offset (extension)' }),
+});
+
+export const IommuIn = z.strictObject({
+  granule: z.union([z.literal(4096), z.literal(16384), z.literal(65536)]).optional(),
+  aperture: Range.optional(),
+  reserved: z.array(Range).max(64).optional(),
+  strict: z.boolean().optional(),
+});
+
+export const SessionCreateBody = z
+  .strictObject({
+    device: DeviceIn.optional(),
+    iommu: IommuIn.nullable().optional().meta({ description: 'null: no IOMMU (dma-direct + swiotlb)' }),
+    layout: z.enum(['linux', 'linux-4.4', 'arm-legacy']).optional(),
+    page_size: z.union([z.literal(4096), z.literal(16384), z.literal(65536)]).optional(),
+    swiotlb: z
+      .strictObject({
+        size: z.number().int().min(2048).max(1 << 30).optional().meta({ description: 'Bytes, a multiple of 2 KiB' }),
+        force: z.boolean().optional(),
+      })
+      .optional(),
+    memory_limit: z.number().int().min(4096).max(2 ** 34).optional().meta({ description: 'Bytes of emulated RAM this session may touch (extension)' }),
+  })
+  .meta({ id: 'SessionCreate' });
+
+const RangeOut = z.object({ start: AddressOut, end: AddressOut });
+
+export const SessionConfig = z
+  .object({
+    device: z.object({
+      bus: z.enum(['platform', 'pci']),
+      dma_mask: AddressOut,
+      coherent_dma_mask: AddressOut,
+      max_segment_size: z.number().int(),
+      segment_boundary_mask: AddressOut,
+      coherent: z.boolean(),
+      dma_offset: AddressOut,
+    }),
+    iommu: z
+      .object({
+        granule: z.number().int(),
+        aperture: RangeOut,
+        reserved: z.array(RangeOut),
+        strict: z.boolean(),
+      })
+      .nullable(),
+    layout: z.enum(['linux', 'linux-4.4', 'arm-legacy']),
+    page_size: z.number().int(),
+    swiotlb: z.object({ size: z.number().int(), force: z.boolean(), start: AddressOut }),
+    memory_limit: z.number().int(),
+  })
+  .meta({ id: 'SessionConfig' });
+
+export const SessionCreated = z.object({ id: z.string(), config: SessionConfig }).meta({ id: 'SessionCreated' });
+
+export const SessionParams = z.strictObject({ id: z.string().min(1).max(128) });
+
+export const Counters = z.record(z.string(), z.number().int());
+
+export const SessionSummary = z
+  .object({
+    id: z.string(),
+    config: SessionConfig,
+    live_mappings: z.number().int(),
+    live_coherent: z.number().int(),
+    iova_bytes_in_use: z.number().int().meta({ description: 'Bytes of IOVA held by live mappings' }),
+    iova_ranges: z.number().int().meta({ description: 'Ranges in the IOVA allocator (reserved and cached included)' }),
+    counters: Counters,
+    memory_bytes_touched: z.number().int(),
+  })
+  .meta({ id: 'SessionSummary' });
+
+export const LeakReport = z
+  .object({
+    id: z.string(),
+    leaked_mappings: z.number().int(),
+    leaked_coherent: z.number().int(),
+    leaks: z.array(z.object({ handle: z.number().int(), kind: z.string(), dir: z.string(), size: z.number().int(), dma_address: AddressOut })),
+    debug: z.array(DebugFinding),
+  })
+  .meta({ id: 'LeakReport' });

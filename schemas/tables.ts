@@ -1,0 +1,21 @@
+// Read-only tables of a session (API.md "Tables").
+import { z } from 'zod';
+import { AddressOut, DebugFinding, IovaRange } from './common.js';
+import { Segment } from './dma.js';
+import { Fault } from './memory.js';
+
+export const MappingRow = z.object({
+  handle: z.number().int(),
+  kind: z.enum(['map_sg', 'map_page', 'coherent']),
+  dir: z.string(),
+  nents: z.number().int().meta({ description: 'Input entries (map_sg), 1 otherwise' }),
+  segments: z.array(Segment),
+  iova: IovaRange.nullable(),
+  iova_ranges: z.array(IovaRange),
+  size: z.number().int().meta({ description: 'Bytes the caller mapped' }),
+  phys: z.array(AddressOut).meta({ description: 'Physical start of each input entry / page' }),
+});
+
+export const MappingsResult = z.object({ mappings: z.array(MappingRow) }).meta({ id: 'Mappings' });
+export const DebugResult = z.object({ debug: z.array(DebugFinding) }).meta({ id: 'DebugFindings' });
+export const FaultsResult = z.object({ faults: z.array(Fault) }).meta({ id: 'Faults' });
