@@ -261,12 +261,19 @@ class LinuxIova implements LinuxIovaAllocator {
     return this.shift;
   }
 
+  /** Frees waiting in the flush queue (non-strict). */
+  get queuedFrees(): number {
+    return this.fqLen;
+  }
+
   /** For invariant checks in tests. */
   checkInvariants(): void {
     this.tree.checkInvariants();
   }
 }
 
-export function createLinuxIova(cfg: LinuxIovaConfig): LinuxIovaAllocator & { checkInvariants(): void } {
+export type FastLinuxIova = LinuxIovaAllocator & { checkInvariants(): void; readonly queuedFrees: number };
+
+export function createLinuxIova(cfg: LinuxIovaConfig): FastLinuxIova {
   return new LinuxIova(cfg);
 }

@@ -1,0 +1,138 @@
+// The checks of kernel/dma/debug.c that apply to an emulated device (semantics §9), in the
+// kernel's words. Findings never change what the emulator does; they are reported on the
+// response that triggered them (takeFresh) and kept for GET /debug (all).
+//
+// Invariants: seq numbers grow by one per finding within a session; at most MAX_FINDINGS are
+// kept (the kernel stops printing too: dma-debug has a bounded entry pool), and the last kept
+// finding says how many were dropped.
+
+import type { DmaDirection, Mapping } from './mapping.js';
+
+export interface DebugFinding {
+  seq: number;
+  check: string;
+  message: string;
+  handle: number | null;
+}
+
+export const MAX_FINDINGS = 10_000;
+
+const DIR_NAME: Record<DmaDirection, string> = {
+  bidirectional: 'DMA_BIDIRECTIONAL',
+  to_device: 'DMA_TO_DEVICE',
+  from_device: 'DMA_FROM_DEVICE',
+  none: 'DMA_NONE',
+};
+
+// debug.c's type2name, typo included, so grep on kernel logs finds the same words.
+const TYPE_NAME: Record<Mapping['kind'], string> = {
+  map_page: 'single',
+  map_sg: 'scather-gather',
+  coherent: 'coherent',
+};
+
+export class DmaDebug {
+  private readonly kept: DebugFinding[] = [];
+  private fresh: DebugFinding[] | undefined;
+  private seq = 0;
+  private dropped = 0;
+
+  private report(check: string, handle: number | null, message: string): void {
+    const f: DebugFinding = { seq: ++this.seq, check, message: `DMA-API: ${message}`, handle };
+    (this.fresh ??= []).push(f);
+    if (this.kept.length < MAX_FINDINGS) this.kept.push(f);
+    else this.dropped++;
+  }
+
+  /** Findings produced since the last call, or undefined (the common case costs nothing). */
+  takeFresh(): DebugFinding[] | undefined {
+    const f = this.fresh;
+    this.fresh = undefined;
+    return f;
+  }
+
+  all(): DebugFinding[] {
+    if (this.dropped === 0) return this.kept.slice();
+    return [...this.kept, { seq: this.seq, check: 'dropped', message: `DMA-API: ${this.dropped} further findings were not kept`, handle: null }];
+  }
+
+  // check_unmap, first case: no entry for the address.
+  unmapUnknown(handle: number, why: 'coherent' | 'freed' | 'never'): void {
+    if (why === 'coherent') {
+      this.report('unmap_wrong_function', handle, `device driver frees DMA memory with wrong function [handle=${handle}] [mapped as coherent] [unmapped as single]`);
+      return;
+    }
+    const what = why === 'freed' ? ' (already unmapped)' : '';
+    this.report('unmap_unknown', handle, `device driver tries to free DMA memory it has not allocated [handle=${handle}]${what}`);
+  }
+
+  /** check_unmap: what the caller says it unmaps vs what was mapped. */
+  checkUnmap(m: Mapping, given: { size?: number | undefined; dir?: DmaDirection | undefined; nents?: number | undefined }, addr: string): void {
+    if (given.size !== undefined && given.size !== m.size) {
+      this.report('unmap_size', m.handle, `device driver frees DMA memory with different size [device address=${addr}] [map size=${m.size} bytes] [unmap size=${given.size} bytes]`);
+    }
+    if (given.dir !== undefined && given.dir !== m.dir) {
+      this.report(
+        'unmap_direction',
+        m.handle,
+        `device driver frees DMA memory with different direction [device address=${addr}] [size=${m.size} bytes] [mapped with ${DIR_NAME[m.dir]}] [unmapped with ${DIR_NAME[given.dir]}]`,
+      );
+    }
+    if (given.nents !== undefined && m.kind === 'map_sg' && given.nents !== m.sg.length) {
+      this.report('unmap_nents', m.handle, `device driver frees DMA sg list with different entry count [map count=${m.sg.length}] [unmap count=${given.nents}]`);
+    }
+  }
+
+  syncUnknown(handle: number): void {
+    this.report('sync_unknown', handle, `device driver tries to sync DMA memory it has not allocated [handle=${handle}]`);
+  }
+
+  /** check_sync: range and direction of a sync against the mapping. */
+  checkSync(m: Mapping, toCpu: boolean, offset: number, size: number, dir: DmaDirection, addr: string): void {
+    if (m.kind === 'coherent') {
+      this.report('sync_coherent', m.handle, `device driver syncs coherent DMA memory, which needs no sync [device address=${addr}] [size=${m.size} bytes]`);
+      return;
+    }
+    if (offset + size > m.size) {
+      this.report(
+        'sync_range',
+        m.handle,
+        `device driver syncs DMA memory outside allocated range [device address=${addr}] [allocation size=${m.size} bytes] [sync offset+size=${offset + size}]`,
+      );
+    }
+    if (m.dir === 'bidirectional') return;
+    const mapped = DIR_NAME[m.dir];
+    const synced = DIR_NAME[dir];
+    if (dir !== m.dir) {
+      this.report('sync_direction', m.handle, `device driver syncs DMA memory with different direction [device address=${addr}] [size=${size} bytes] [mapped with ${mapped}] [synced with ${synced}]`);
+    }
+    if (toCpu && m.dir !== 'from_device' && dir !== 'to_device') {
+      this.report('sync_read_only_for_cpu', m.handle, `device driver syncs device read-only DMA memory for cpu [device address=${addr}] [size=${size} bytes] [mapped with ${mapped}] [synced with ${synced}]`);
+    }
+    if (!toCpu && m.dir !== 'to_device' && dir !== 'from_device') {
+      this.report('sync_write_only_to_device', m.handle, `device driver syncs device write-only DMA memory to device [device address=${addr}] [size=${size} bytes] [mapped with ${mapped}] [synced with ${synced}]`);
+    }
+  }
+
+  freeCoherentWrong(handle: number, kind: Mapping['kind'] | null): void {
+    if (kind === null) {
+      this.report('free_coherent_unknown', handle, `device driver tries to free DMA memory it has not allocated [handle=${handle}]`);
+      return;
+    }
+    this.report('free_wrong_function', handle, `device driver frees DMA memory with wrong function [handle=${handle}] [mapped as ${TYPE_NAME[kind]}] [unmapped as coherent]`);
+  }
+
+  /** The CPU touched a buffer while the device owns it (between map/sync_for_device and sync_for_cpu/unmap). */
+  cpuAccessDeviceOwned(m: Mapping, access: 'read' | 'write', phys: string): void {
+    this.report(
+      'cpu_access_device_owned',
+      m.handle,
+      `cpu ${access} at ${phys} touches a buffer the device owns [mapped with ${DIR_NAME[m.dir]}] (call sync for_cpu or unmap first)`,
+    );
+  }
+
+  /** dma_debug_device_change: entries still live when the device goes away. */
+  leaks(count: number): void {
+    this.report('leak', null, `device driver has pending DMA allocations while released from device [count=${count}]`);
+  }
+}

@@ -1,0 +1,127 @@
+// Layout `arm-legacy`: arch/arm/mm/dma-mapping.c __iommu_map_sg / __map_sg_chunk (semantics §4),
+// the code the 2015 thread compares against.
+//
+// Entries are gathered into chunks while they continue each other page-wise: a new chunk starts
+// at an entry with a page offset, after a chunk that does not end on a page, or when the chunk
+// would exceed max_segment_size (all in unsigned int arithmetic). Each chunk gets its OWN IOVA
+// allocation from the bitmap allocator, so two chunks can land anywhere relative to each other.
+// segment_boundary_mask and dma_mask are never consulted. Work is in CPU pages, not IOMMU
+// granules: all addresses here are plain byte addresses (below 2^52).
+
+import type { SessionConfig } from '../config.js';
+import { ArmIova } from '../iova/arm-iova.js';
+import { alignUp } from '../iova/pfn-math.js';
+import type { DmaDirection, DmaOps, DmaSegment, Extent, IovaAlloc, MapFailure, MapResult, Mapping, SgEntry } from '../mapping.js';
+import { sumLengths } from './linux.js';
+
+export class ArmLegacyIommuDma implements DmaOps {
+  readonly shift = 0;
+  private readonly pageSize: number;
+  private readonly maxSeg: number;
+  private readonly iova: ArmIova;
+
+  constructor(cfg: SessionConfig) {
+    const iommu = cfg.iommu;
+    if (!iommu) throw new TypeError('ArmLegacyIommuDma needs an IOMMU');
+    this.pageSize = cfg.pageSize;
+    this.maxSeg = cfg.maxSegmentSize;
+    this.iova = new ArmIova({
+      base: Number(iommu.apertureStart),
+      size: Number(iommu.apertureEnd - iommu.apertureStart + 1n),
+      pageShift: cfg.pageShift,
+    });
+  }
+
+  mapSg(sg: readonly SgEntry[], _dir: DmaDirection): MapResult | MapFailure {
+    const p = this.pageSize;
+    const segments: DmaSegment[] = [];
+    const allocs: IovaAlloc[] = [];
+    const extents: Extent[] = [];
+    const first = sg[0] as SgEntry;
+    let start = 0;
+    let offset = first.phys % p;
+    let size = (offset + first.length) >>> 0;
+    for (let i = 1; i <= sg.length; i++) {
+      const s = sg[i];
+      if (s) {
+        const sOff = s.phys % p;
+        if (!(sOff !== 0 || size % p !== 0 || (size + s.length) >>> 0 > this.maxSeg)) {
+          size = (size + s.length) >>> 0;
+          continue;
+        }
+      }
+      // __map_sg_chunk for entries start..i-1
+      const bytes = alignUp(size, p);
+      const iova = this.iova.allocIova(bytes);
+      if (iova < 0) {
+        for (const a of allocs) this.iova.freeIova(a.off, a.bytes);
+        return { errno: 'ENOMEM', message: `no IOVA space for a ${bytes}-byte chunk (__alloc_iova)` };
+      }
+      allocs.push({ pfn: 0, off: iova, bytes });
+      let at = iova;
+      for (let k = start; at < iova + bytes && k < sg.length; k++) {
+        const e = sg[k] as SgEntry;
+        const len = alignUp((e.phys % p) + e.length, p);
+        extents.push({ pfn: 0, off: at, phys: e.phys - (e.phys % p), bytes: len });
+        at += len;
+      }
+      segments.push({ pfn: 0, off: iova + offset, len: size - offset });
+      if (s) {
+        start = i;
+        size = offset = s.phys % p;
+        size = (size + s.length) >>> 0;
+      }
+    }
+    return { sg, size: sumLengths(sg), segments, allocs, extents, bounce: null, unmapPages: 0 };
+  }
+
+  mapPage(phys: number, size: number, _dir: DmaDirection): MapResult | MapFailure {
+    return this.mapContiguous(phys, size);
+  }
+
+  mapCoherent(phys: number, size: number): MapResult | MapFailure {
+    return this.mapContiguous(phys, alignUp(size, this.pageSize));
+  }
+
+  /** arm_coherent_iommu_map_page / __iommu_create_mapping */
+  private mapContiguous(phys: number, size: number): MapResult | MapFailure {
+    const p = this.pageSize;
+    const offset = phys % p;
+    const bytes = alignUp(size + offset, p);
+    const iova = this.iova.allocIova(bytes);
+    if (iova < 0) return { errno: 'ENOMEM', message: `no IOVA space for ${bytes} bytes (__alloc_iova)` };
+    return {
+      sg: [{ phys, length: size }],
+      size,
+      segments: [{ pfn: 0, off: iova + offset, len: size }],
+      allocs: [{ pfn: 0, off: iova, bytes }],
+      extents: [{ pfn: 0, off: iova, phys: phys - offset, bytes }],
+      bounce: null,
+      unmapPages: 0,
+    };
+  }
+
+  unmap(m: Mapping): void {
+    // __iommu_remove_mapping per segment: page-align (in-page offset + length) from its page.
+    const p = this.pageSize;
+    for (const s of m.segments) {
+      const inPage = s.off % p;
+      const len = m.kind === 'map_sg' ? s.len : m.size;
+      this.iova.freeIova(s.off - inPage, alignUp(inPage + len, p));
+    }
+  }
+
+  iovaBytes(m: Mapping): number {
+    let t = 0;
+    for (const a of m.allocs) t += a.bytes;
+    return t;
+  }
+
+  flush(): { flushed: number; rcacheFreed: number } {
+    return { flushed: 0, rcacheFreed: 0 };
+  }
+
+  rangeCount(): number {
+    return this.iova.snapshot().runs.length;
+  }
+}

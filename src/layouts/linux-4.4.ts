@@ -1,0 +1,138 @@
+// Layout `linux-4.4`: drivers/iommu/dma-iommu.c as first merged (v4.4), the code the 2015
+// thread argues about (semantics §4).
+//
+// map_sg pads each entry (after the first) so that it starts naturally aligned to its own
+// size rounded up to a power of two — "over-allocating a little" — and never concatenates:
+// every input entry is its own output segment. v4.4's __finalise_sg adds the entry's offset
+// *within the CPU page* (s->offset) to its IOVA, not the offset within the IOVA granule; the
+// two differ only when page_size > granule, and then v4.4 hands out a wrong address. Fixed
+// upstream in v4.6 ("iommu/dma: Use correct offset in map_sg"); kept here because this layout
+// is v4.4. Unmap frees whatever range holds the first segment's address.
+
+import type { SessionConfig } from '../config.js';
+import type { Iova44Allocator } from '../iova/iova-allocator.js';
+import { createIova44 } from '../iova/iova44.js';
+import { alignUp, roundupPowOfTwo } from '../iova/pfn-math.js';
+import type { DmaDirection, DmaOps, DmaSegment, Extent, MapFailure, MapResult, Mapping, SgEntry } from '../mapping.js';
+import { sumLengths } from './linux.js';
+
+export class Linux44IommuDma implements DmaOps {
+  readonly shift: number;
+  private readonly granule: number;
+  private readonly pageSize: number;
+  private readonly iova: Iova44Allocator;
+  private readonly startPfn: number;
+  private readonly dmaLimitPfn: number;
+  private readonly coherentLimitPfn: number;
+
+  constructor(cfg: SessionConfig) {
+    const iommu = cfg.iommu;
+    if (!iommu) throw new TypeError('Linux44IommuDma needs an IOMMU');
+    this.shift = iommu.shift;
+    this.granule = iommu.granule;
+    this.pageSize = cfg.pageSize;
+    const sh = BigInt(iommu.shift);
+    const startPfn = Number(iommu.apertureStart >> sh);
+    this.startPfn = startPfn > 1 ? startPfn : 1;
+    const end32 = cfg.coherentDmaMask < iommu.apertureEnd ? cfg.coherentDmaMask : iommu.apertureEnd;
+    this.dmaLimitPfn = Number(cfg.dmaMask >> sh);
+    this.coherentLimitPfn = Number(cfg.coherentDmaMask >> sh);
+    this.iova = createIova44({
+      shift: iommu.shift,
+      startPfn: this.startPfn,
+      dma32BitPfn: Number(end32 >> sh),
+      apertureEndPfn: Number(iommu.apertureEnd >> sh),
+    });
+    for (const r of iommu.reserved) this.iova.reserve(Number(r.start >> sh), Number(r.end >> sh));
+  }
+
+  private alloc(pages: number, limitPfn: number): number {
+    if (limitPfn < this.startPfn) return 0;
+    return this.iova.allocIova(pages, limitPfn);
+  }
+
+  mapSg(sg: readonly SgEntry[], _dir: DmaDirection): MapResult | MapFailure {
+    const g = this.granule;
+    const n = sg.length;
+    const entryOff = new Array<number>(n);
+    const sIovaLen = new Array<number>(n);
+    let iovaLen = 0;
+    for (let i = 0; i < n; i++) {
+      const s = sg[i] as SgEntry;
+      const sLen = alignUp(s.length + (s.phys % g), g);
+      if (i > 0) {
+        const p = roundupPowOfTwo(sLen);
+        const pad = (p - (iovaLen % p)) % p; // (p − iova_len) & (p − 1)
+        sIovaLen[i - 1] = (sIovaLen[i - 1] as number) + pad;
+        iovaLen += pad;
+      }
+      entryOff[i] = iovaLen;
+      sIovaLen[i] = sLen;
+      iovaLen += sLen;
+    }
+    const pages = iovaLen / g;
+    const pfn = this.alloc(pages, this.dmaLimitPfn);
+    if (pfn === 0) return { errno: 'ENOMEM', message: `no IOVA space for ${iovaLen} bytes below the DMA mask (__alloc_iova)` };
+    const segments: DmaSegment[] = [];
+    const extents: Extent[] = [];
+    for (let i = 0; i < n; i++) {
+      const s = sg[i] as SgEntry;
+      const off = entryOff[i] as number;
+      segments.push({ pfn, off: off + (s.phys % this.pageSize), len: s.length });
+      extents.push({ pfn, off, phys: s.phys - (s.phys % g), bytes: sIovaLen[i] as number });
+    }
+    return {
+      sg,
+      size: sumLengths(sg),
+      segments,
+      allocs: [{ pfn, off: 0, bytes: roundupPowOfTwo(pages) * g }],
+      extents,
+      bounce: null,
+      unmapPages: 0,
+    };
+  }
+
+  mapPage(phys: number, size: number, _dir: DmaDirection): MapResult | MapFailure {
+    return this.mapContiguous(phys, size, this.dmaLimitPfn);
+  }
+
+  mapCoherent(phys: number, size: number): MapResult | MapFailure {
+    return this.mapContiguous(phys, alignUp(size, this.pageSize), this.coherentLimitPfn);
+  }
+
+  /** v4.4 iommu_dma_map_page */
+  private mapContiguous(phys: number, size: number, limitPfn: number): MapResult | MapFailure {
+    const g = this.granule;
+    const iovaOff = phys % g;
+    const bytes = alignUp(size + iovaOff, g);
+    const pfn = this.alloc(bytes / g, limitPfn);
+    if (pfn === 0) return { errno: 'ENOMEM', message: `no IOVA space for ${bytes} bytes below the DMA mask (__alloc_iova)` };
+    return {
+      sg: [{ phys, length: size }],
+      size,
+      segments: [{ pfn, off: iovaOff, len: size }],
+      allocs: [{ pfn, off: 0, bytes: roundupPowOfTwo(bytes / g) * g }],
+      extents: [{ pfn, off: 0, phys: phys - iovaOff, bytes }],
+      bounce: null,
+      unmapPages: 0,
+    };
+  }
+
+  unmap(m: Mapping): void {
+    const first = m.segments[0];
+    if (!first) return;
+    this.iova.freeIova(first.pfn + Math.floor(first.off / this.granule));
+  }
+
+  iovaBytes(m: Mapping): number {
+    return m.allocs[0]?.bytes ?? 0;
+  }
+
+  flush(): { flushed: number; rcacheFreed: number } {
+    return { flushed: 0, rcacheFreed: 0 }; // v4.4 had neither a flush queue nor an rcache
+  }
+
+  rangeCount(): number {
+    return this.iova.rangeCount;
+  }
+}

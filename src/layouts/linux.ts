@@ -1,0 +1,208 @@
+// Layout `linux`: today's drivers/iommu/dma-iommu.c (semantics §3, §6).
+//
+// map_sg lays every entry out inside ONE IOVA allocation (iommu_dma_map_sg): each entry is
+// padded to whole granules, and an entry that would straddle a segment_boundary_mask boundary
+// makes the previous entry grow so that it starts exactly on the boundary. __finalise_sg then
+// concatenates an entry onto the current output segment when it starts on a granule, the
+// previous entry ended where it starts, the entry's IOVA is not on a boundary, and
+// max_segment_size allows it — in unsigned int arithmetic, as in the kernel, so after an entry
+// longer than max_segment_size the test `max_len − cur_len ≥ s_length` wraps and more entries
+// join it.
+
+import type { SessionConfig } from '../config.js';
+import { createLinuxIova, type FastLinuxIova } from '../iova/linux-iova.js';
+import type { LinuxIovaAllocator } from '../iova/iova-allocator.js';
+import { alignUp } from '../iova/pfn-math.js';
+import type { DmaDirection, DmaOps, DmaSegment, Extent, MapFailure, MapResult, Mapping, SgEntry } from '../mapping.js';
+
+export class LinuxIommuDma implements DmaOps {
+  readonly shift: number;
+  private readonly granule: number;
+  private readonly pageSize: number;
+  private readonly iova: FastLinuxIova;
+  private readonly startPfn: number;
+  private readonly dmaLimitPfn: number;
+  private readonly coherentLimitPfn: number;
+  private readonly apertureEndPfn: number;
+  private readonly maxSeg: number;
+  private readonly segBits: number;
+
+  constructor(cfg: SessionConfig) {
+    const iommu = cfg.iommu;
+    if (!iommu) throw new TypeError('LinuxIommuDma needs an IOMMU');
+    this.shift = iommu.shift;
+    this.granule = iommu.granule;
+    this.pageSize = cfg.pageSize;
+    const sh = BigInt(iommu.shift);
+    const startPfn = Number(iommu.apertureStart >> sh);
+    this.startPfn = startPfn > 1 ? startPfn : 1; // iommu_dma_init_domain: never pfn 0
+    this.apertureEndPfn = Number(iommu.apertureEnd >> sh);
+    this.dmaLimitPfn = Number(cfg.dmaMask >> sh);
+    this.coherentLimitPfn = Number(cfg.coherentDmaMask >> sh);
+    this.maxSeg = cfg.maxSegmentSize;
+    this.segBits = cfg.segmentBoundaryBits;
+    this.iova = createLinuxIova({
+      shift: iommu.shift,
+      startPfn: this.startPfn,
+      apertureEndPfn: this.apertureEndPfn,
+      pci: cfg.bus === 'pci',
+      strict: iommu.strict,
+    });
+    // iova_reserve_iommu_regions
+    for (const r of iommu.reserved) this.iova.reserve(Number(r.start >> sh), Number(r.end >> sh));
+  }
+
+  /** iommu_dma_alloc_iova, or 0 when the limit lies below the domain (every request fails). */
+  private alloc(pages: number, limitPfn: number): number {
+    const limit = limitPfn < this.apertureEndPfn ? limitPfn : this.apertureEndPfn;
+    if (limit < this.startPfn) return 0;
+    return this.iova.allocIova(pages, limitPfn);
+  }
+
+  /** (mask − iova_len + 1) & mask for mask = 2^segBits − 1. */
+  private boundaryPad(iovaLen: number): number {
+    if (this.segBits >= 53) return iovaLen === 0 ? 0 : Number.MAX_SAFE_INTEGER; // never < s_length − 1
+    const span = 2 ** this.segBits;
+    const r = iovaLen % span;
+    return r === 0 ? 0 : span - r;
+  }
+
+  /** (dma_addr & seg_mask) != 0 for the granule-aligned IOVA pfn·granule. */
+  private offBoundary(pfn: number): boolean {
+    if (this.segBits <= this.shift) return false;
+    const bits = this.segBits - this.shift;
+    return bits >= 53 ? pfn !== 0 : pfn % 2 ** bits !== 0;
+  }
+
+  mapSg(sg: readonly SgEntry[], _dir: DmaDirection): MapResult | MapFailure {
+    const g = this.granule;
+    const n = sg.length;
+    const entryOff = new Array<number>(n); // byte offset of each entry's first granule
+    const sIovaLen = new Array<number>(n); // padded length, later grown by boundary pads
+    let iovaLen = 0;
+    for (let i = 0; i < n; i++) {
+      const s = sg[i] as SgEntry;
+      const sLen = alignUp(s.length + (s.phys % g), g);
+      const pad = this.boundaryPad(iovaLen);
+      if (pad !== 0 && pad < sLen - 1) {
+        sIovaLen[i - 1] = (sIovaLen[i - 1] as number) + pad;
+        iovaLen += pad;
+      }
+      entryOff[i] = iovaLen;
+      sIovaLen[i] = sLen;
+      iovaLen += sLen;
+    }
+    const pages = iovaLen / g;
+    const pfn = this.alloc(pages, this.dmaLimitPfn);
+    if (pfn === 0) return { errno: 'ENOMEM', message: `no IOVA space for ${iovaLen} bytes below the DMA mask (iommu_dma_alloc_iova)` };
+
+    // __finalise_sg
+    const segments: DmaSegment[] = [];
+    const extents: Extent[] = [];
+    let cur: DmaSegment | undefined;
+    let curLen = 0;
+    for (let i = 0; i < n; i++) {
+      const s = sg[i] as SgEntry;
+      const sIovaOff = s.phys % g;
+      const off = entryOff[i] as number;
+      const sLen = sIovaLen[i] as number;
+      if (curLen !== 0 && sIovaOff === 0 && this.offBoundary(pfn + off / g) && (this.maxSeg - curLen) >>> 0 >= s.length && cur) {
+        curLen = (curLen + s.length) >>> 0;
+      } else {
+        cur = { pfn, off: off + sIovaOff, len: 0 };
+        segments.push(cur);
+        curLen = s.length;
+      }
+      cur.len = curLen;
+      if (s.length + sIovaOff < sLen) curLen = 0;
+      extents.push({ pfn, off, phys: s.phys - sIovaOff, bytes: sLen });
+    }
+    return {
+      sg,
+      size: sumLengths(sg),
+      segments,
+      allocs: [{ pfn, off: 0, bytes: this.allocatedPages(pages) * g }],
+      extents,
+      bounce: null,
+      unmapPages: 0,
+    };
+  }
+
+  /** What alloc_iova_fast really takes for `pages` (sizes below 32 pfns round up). */
+  private allocatedPages(pages: number): number {
+    if (pages >= 32) return pages;
+    let p = 1;
+    while (p < pages) p *= 2;
+    return p;
+  }
+
+  mapPage(phys: number, size: number, _dir: DmaDirection): MapResult | MapFailure {
+    return this.mapContiguous(phys, size, this.dmaLimitPfn);
+  }
+
+  mapCoherent(phys: number, size: number): MapResult | MapFailure {
+    return this.mapContiguous(phys, alignUp(size, this.pageSize), this.coherentLimitPfn);
+  }
+
+  /** __iommu_dma_map */
+  private mapContiguous(phys: number, size: number, limitPfn: number): MapResult | MapFailure {
+    const g = this.granule;
+    const iovaOff = phys % g;
+    const bytes = alignUp(size + iovaOff, g);
+    const pfn = this.alloc(bytes / g, limitPfn);
+    if (pfn === 0) return { errno: 'ENOMEM', message: `no IOVA space for ${bytes} bytes below the DMA mask (iommu_dma_alloc_iova)` };
+    return {
+      sg: [{ phys, length: size }],
+      size,
+      segments: [{ pfn, off: iovaOff, len: size }],
+      allocs: [{ pfn, off: 0, bytes: this.allocatedPages(bytes / g) * g }],
+      extents: [{ pfn, off: 0, phys: phys - iovaOff, bytes }],
+      bounce: null,
+      unmapPages: 0,
+    };
+  }
+
+  unmap(m: Mapping): void {
+    // iommu_dma_unmap_sg / __iommu_dma_unmap: from the first segment's start to the last
+    // segment's end, widened to granules; that (unrounded) size picks the rcache class.
+    const g = this.granule;
+    const first = m.segments[0];
+    const last = m.segments[m.segments.length - 1];
+    if (!first || !last) return;
+    const start = first.off;
+    const end = last.off + (m.kind === 'map_sg' ? last.len : m.size);
+    const iovaOff = start % g;
+    const pages = alignUp(end - start + iovaOff, g) / g;
+    this.iova.freeIova(first.pfn + (start - iovaOff) / g, pages);
+  }
+
+  iovaBytes(m: Mapping): number {
+    return m.allocs[0]?.bytes ?? 0;
+  }
+
+  flush(rcache: boolean): { flushed: number; rcacheFreed: number } {
+    const flushed = this.iova.queuedFrees;
+    this.iova.flushQueue();
+    let rcacheFreed = 0;
+    if (rcache) {
+      const r = this.iova.rangeCount;
+      this.iova.flushRcache();
+      rcacheFreed = r - this.iova.rangeCount;
+    }
+    return { flushed, rcacheFreed };
+  }
+
+  rangeCount(): number {
+    return this.iova.rangeCount;
+  }
+
+  allocator(): LinuxIovaAllocator {
+    return this.iova;
+  }
+}
+
+export function sumLengths(sg: readonly SgEntry[]): number {
+  let t = 0;
+  for (const s of sg) t += s.length;
+  return t;
+}

@@ -1,0 +1,92 @@
+// What the core remembers about one live mapping (streaming or coherent), whatever the layout.
+// Addresses are (pfn, byte offset) pairs in the session's IOVA granule (or pfn 0 and a byte
+// address without an IOMMU), so 64-bit IOVAs stay exact without BigInt on the hot path.
+
+export type DmaDirection = 'bidirectional' | 'to_device' | 'from_device' | 'none';
+
+export interface SgEntry {
+  phys: number;
+  length: number;
+}
+
+/** One DMA segment handed to the driver: address pfn·granule + off, length len. */
+export interface DmaSegment {
+  pfn: number;
+  off: number;
+  len: number;
+}
+
+/** An IOVA allocation a mapping holds: `pages` granules from pfn (or bytes for arm-legacy). */
+export interface IovaAlloc {
+  pfn: number;
+  off: number; // byte offset of the allocation from pfn (arm-legacy: address in bytes, pfn 0)
+  bytes: number;
+}
+
+/** A physically contiguous run mapped at an IOVA: iova = pfn·granule + off. */
+export interface Extent {
+  pfn: number;
+  off: number;
+  phys: number;
+  bytes: number;
+}
+
+export interface Mapping {
+  handle: number;
+  kind: 'map_sg' | 'map_page' | 'coherent';
+  dir: DmaDirection;
+  /** The caller's entries (map_page and coherent: one). */
+  sg: readonly SgEntry[];
+  /** Bytes the caller mapped (sum of lengths). */
+  size: number;
+  segments: DmaSegment[];
+  allocs: IovaAlloc[];
+  /** What the IOMMU maps, granule-aligned, in IOVA order (empty without an IOMMU). */
+  extents: Extent[];
+  /** swiotlb bounce slots, per entry (null: not bounced). */
+  bounce: (BounceSlot | null)[] | null;
+  /** Layout-private: what unmap must free (linux: pages; linux-4.4: a pfn; arm: per chunk). */
+  unmapPages: number;
+  /** Coherent buffers: the physical pages backing them. */
+  pages?: number[];
+  /** Streaming mappings: true while the CPU owns the buffer (after sync for_cpu). */
+  cpuOwned?: boolean;
+}
+
+export interface BounceSlot {
+  index: number; // first 2 KiB slot
+  nslots: number;
+  tlbAddr: number; // physical address of the bounce buffer
+  origPhys: number;
+  size: number;
+}
+
+/** A mapping attempt that Linux itself fails: no handle, the kernel's errno. */
+export interface MapFailure {
+  errno: 'ENOMEM' | 'EIO' | 'EINVAL';
+  message: string;
+}
+
+/** What a layout hands back from map_sg / map_page before the session assigns a handle. */
+export type MapResult = Omit<Mapping, 'handle' | 'kind' | 'dir'>;
+
+/** The DMA-API operations one layout (or dma-direct) implements. */
+export interface DmaOps {
+  mapSg(sg: readonly SgEntry[], dir: DmaDirection): MapResult | MapFailure;
+  mapPage(phys: number, size: number, dir: DmaDirection): MapResult | MapFailure;
+  /** Frees what the mapping holds (IOVA, bounce slots). */
+  unmap(m: Mapping): void;
+  /** Maps already-allocated coherent pages (contiguous from `phys`), against coherent_dma_mask. */
+  mapCoherent(phys: number, size: number): MapResult | MapFailure;
+  /** Granule shift for address formatting (0 without an IOMMU). */
+  readonly shift: number;
+  /** Bytes of IOVA space held by a mapping. */
+  iovaBytes(m: Mapping): number;
+  flush(rcache: boolean): { flushed: number; rcacheFreed: number };
+  /** Ranges in the allocator (for summaries). */
+  rangeCount(): number;
+}
+
+export function isFailure(r: MapResult | MapFailure): r is MapFailure {
+  return (r as MapFailure).errno !== undefined;
+}

@@ -1,0 +1,312 @@
+// What the CPU and the device each see of a session's memory (semantics §6, §8): the CPU
+// through its cache when the device is not coherent, the device through the IOMMU page table
+// (or at dma_address − dma_offset without one), swiotlb-bounced buffers through their bounce
+// copy. Every map, unmap and sync performs the cache maintenance and bounce copies Linux does.
+//
+// Maintenance per direction (arch_sync_dma_for_device / _for_cpu):
+//  - for_device, today's arm64: clean, whatever the direction (dcache_clean_poc);
+//    linux-4.4 and arm-legacy (arm64 v4.4 __dma_map_area, arm __dma_page_cpu_to_dev):
+//    DMA_FROM_DEVICE invalidates, the others clean;
+//  - for_cpu: DMA_TO_DEVICE does nothing, the others invalidate;
+//  - coherent devices, and alloc_coherent buffers (mapped uncached), need none.
+// swiotlb (swiotlb_tbl_map_single / swiotlb_sync_single_* / swiotlb_tbl_unmap_single): map
+// always copies original → bounce; sync for_device copies for TO_DEVICE/BIDIRECTIONAL; sync
+// for_cpu and unmap copy bounce → original for FROM_DEVICE/BIDIRECTIONAL, after the cache
+// maintenance of the bounce buffer.
+
+import type { SessionConfig } from '../config.js';
+import type { DmaDebug } from '../dma-debug.js';
+import { invalid } from '../errors.js';
+import { hex, hexAddr } from '../hex.js';
+import type { DmaDirection, Mapping } from '../mapping.js';
+import { CpuCache, LINE } from './cpu-cache.js';
+import { PageTable, permits, type Permission } from './page-table.js';
+import { Ram } from './ram.js';
+
+export type CacheOp = 'none' | 'clean' | 'invalidate' | 'clean+invalidate';
+
+export interface Fault {
+  seq: number;
+  dma_address: string;
+  access: Permission;
+  reason: string;
+  length: number;
+}
+
+export interface MemoryOut {
+  data?: string;
+  written?: number;
+  fault?: Fault;
+}
+
+export const MAX_FAULTS = 10_000;
+const PHYS_END = 2 ** 52;
+const U64_END = 1n << 64n;
+
+/** One physically contiguous piece of a mapping: where the CPU's buffer is, where the device reads it. */
+interface Piece {
+  orig: number;
+  tlb: number | null; // bounce copy, or null when not bounced
+  length: number;
+}
+
+export class DeviceView {
+  private readonly ram: Ram;
+  private readonly cache: CpuCache | null;
+  private readonly table: PageTable | null;
+  private readonly unitShift: number;
+  private readonly modernForDevice: boolean;
+  private readonly faultLog: Fault[] = [];
+  private faultSeq = 0;
+
+  constructor(
+    private readonly config: SessionConfig,
+    private readonly mappings: ReadonlyMap<number, Mapping>,
+    private readonly debug: DmaDebug,
+  ) {
+    this.ram = new Ram(config.memoryLimit);
+    this.cache = config.coherent ? null : new CpuCache(this.ram);
+    // arm-legacy's extents are byte addresses in CPU pages; the others are granule pfns.
+    this.unitShift = config.layout === 'arm-legacy' ? config.pageShift : (config.iommu?.shift ?? 0);
+    this.table = config.iommu ? new PageTable(mappings, 2 ** this.unitShift) : null;
+    this.modernForDevice = config.layout === 'linux' || config.iommu === null;
+  }
+
+  bytesTouched(): number {
+    return this.ram.bytesTouched;
+  }
+
+  faults(): Fault[] {
+    return this.faultLog.slice();
+  }
+
+  // ---- the maintenance Linux does -------------------------------------------------------
+
+  private forDeviceOp(dir: DmaDirection): CacheOp {
+    if (!this.cache) return 'none';
+    return this.modernForDevice || dir !== 'from_device' ? 'clean' : 'invalidate';
+  }
+
+  private forCpuOp(dir: DmaDirection): CacheOp {
+    if (!this.cache || dir === 'to_device') return 'none';
+    return 'invalidate';
+  }
+
+  private maintain(op: CacheOp, phys: number, length: number): void {
+    if (!this.cache) return;
+    if (op === 'clean') this.cache.clean(phys, length);
+    else if (op === 'invalidate') this.cache.invalidate(phys, length);
+    else if (op === 'clean+invalidate') this.cache.cleanInvalidate(phys, length);
+  }
+
+  /** dma_map_*: bounce copy, then arch_sync_dma_for_device unless DMA_ATTR_SKIP_CPU_SYNC. */
+  syncForDeviceOnMap(m: Mapping, skipCpuSync: boolean): void {
+    this.table?.changed();
+    m.cpuOwned = false;
+    if (m.kind === 'coherent') return;
+    const op = skipCpuSync ? 'none' : this.forDeviceOp(m.dir);
+    if (op === 'none' && !m.bounce) return;
+    this.eachPiece(m, 0, m.size, (p) => {
+      if (p.tlb !== null) this.copy(p.orig, p.tlb, p.length);
+      this.maintain(op, p.tlb ?? p.orig, p.length);
+    });
+  }
+
+  /** dma_unmap_*: arch_sync_dma_for_cpu, then the bounce copy back, unless skipped. */
+  syncForCpuOnUnmap(m: Mapping, skipCpuSync: boolean): void {
+    if (skipCpuSync || m.kind === 'coherent') return;
+    const op = this.forCpuOp(m.dir);
+    const copyBack = m.dir === 'from_device' || m.dir === 'bidirectional';
+    if (op === 'none' && !(m.bounce && copyBack)) return;
+    this.eachPiece(m, 0, m.size, (p) => {
+      this.maintain(op, p.tlb ?? p.orig, p.length);
+      if (p.tlb !== null && copyBack) this.copy(p.tlb, p.orig, p.length);
+    });
+  }
+
+  released(m: Mapping): void {
+    this.table?.changed();
+    m.cpuOwned = true;
+  }
+
+  /** dma_sync_*_for_cpu / _for_device on [offset, offset + size) of the mapping. */
+  sync(m: Mapping, target: 'cpu' | 'device', offset: number, size: number, dir: DmaDirection): { cache: CacheOp; bounced: number } {
+    const toCpu = target === 'cpu';
+    this.debug.checkSync(m, toCpu, offset, size, dir, this.firstAddr(m));
+    m.cpuOwned = toCpu;
+    if (m.kind === 'coherent') return { cache: 'none', bounced: 0 };
+    const op = toCpu ? this.forCpuOp(dir) : this.forDeviceOp(dir);
+    const copies = toCpu ? dir === 'from_device' || dir === 'bidirectional' : dir === 'to_device' || dir === 'bidirectional';
+    let bounced = 0;
+    const end = Math.min(offset + size, m.size);
+    this.eachPiece(m, Math.min(offset, m.size), end, (p) => {
+      if (toCpu) this.maintain(op, p.tlb ?? p.orig, p.length);
+      if (p.tlb !== null && copies) {
+        if (toCpu) this.copy(p.tlb, p.orig, p.length);
+        else this.copy(p.orig, p.tlb, p.length);
+        bounced += p.length;
+      }
+      if (!toCpu) this.maintain(op, p.tlb ?? p.orig, p.length);
+    });
+    return { cache: op, bounced };
+  }
+
+  private firstAddr(m: Mapping): string {
+    const s = m.segments[0];
+    if (!s) return '0x0';
+    return hexAddr(s.pfn, this.config.iommu && this.config.layout !== 'arm-legacy' ? this.config.iommu.shift : 0, s.off);
+  }
+
+  /** The pieces of [from, to) of the mapping's byte stream (its entries back to back). */
+  private eachPiece(m: Mapping, from: number, to: number, fn: (p: Piece) => void): void {
+    let pos = 0;
+    for (let i = 0; i < m.sg.length && pos < to; i++) {
+      const e = m.sg[i] as { phys: number; length: number };
+      const lo = Math.max(from, pos);
+      const hi = Math.min(to, pos + e.length);
+      if (lo < hi) {
+        const slot = m.bounce?.[i] ?? null;
+        const skip = lo - pos;
+        fn({ orig: e.phys + skip, tlb: slot ? slot.tlbAddr + skip : null, length: hi - lo });
+      }
+      pos += e.length;
+    }
+  }
+
+  /** A memcpy by the CPU (swiotlb_bounce): through the cache like any CPU access. */
+  private copy(from: number, to: number, length: number): void {
+    const buf = new Uint8Array(length);
+    this.cpuReadRaw(from, buf);
+    this.cpuWriteRaw(to, buf);
+  }
+
+  // ---- the CPU ----------------------------------------------------------------------------
+
+  /** alloc_coherent's pages come back zeroed, and nothing of them lingers in the cache. */
+  zero(phys: number, size: number): void {
+    this.cache?.cleanInvalidate(phys, size);
+    this.ram.zero(phys, size);
+  }
+
+  cpuWrite(phys: number, data: Uint8Array): MemoryOut {
+    checkPhysRange(phys, data.length);
+    this.checkOwnership(phys, data.length, 'write');
+    this.ram.checkRoom(phys - (phys % LINE), data.length + LINE);
+    this.cpuWriteRaw(phys, data);
+    return { written: data.length };
+  }
+
+  cpuRead(phys: number, length: number): MemoryOut {
+    checkPhysRange(phys, length);
+    this.checkOwnership(phys, length, 'read');
+    this.ram.checkRoom(phys - (phys % LINE), length + LINE);
+    const buf = new Uint8Array(length);
+    this.cpuReadRaw(phys, buf);
+    return { data: Buffer.from(buf).toString('base64') };
+  }
+
+  private cached(phys: number, length: number): boolean {
+    if (!this.cache) return false;
+    // alloc_coherent memory is mapped uncached for a non-coherent device.
+    for (const m of this.mappings.values()) {
+      if (m.kind !== 'coherent') continue;
+      const e = m.sg[0];
+      if (e && phys >= e.phys && phys + length <= e.phys + Math.max(e.length, m.size)) return false;
+    }
+    return true;
+  }
+
+  private cpuReadRaw(phys: number, out: Uint8Array): void {
+    if (this.cache && this.cached(phys, out.length)) this.cache.read(phys, out);
+    else this.ram.read(phys, out);
+  }
+
+  private cpuWriteRaw(phys: number, data: Uint8Array): void {
+    if (this.cache && this.cached(phys, data.length)) this.cache.write(phys, data);
+    else this.ram.write(phys, data);
+  }
+
+  /** dma-debug: the CPU touching a streaming buffer the device owns. */
+  private checkOwnership(phys: number, length: number, access: 'read' | 'write'): void {
+    for (const m of this.mappings.values()) {
+      if (m.kind === 'coherent' || m.cpuOwned) continue;
+      if (access === 'read' && m.dir === 'to_device') continue; // the device only reads it
+      for (const e of m.sg) {
+        if (phys < e.phys + e.length && e.phys < phys + length) {
+          this.debug.cpuAccessDeviceOwned(m, access, hex(Math.max(phys, e.phys)));
+          break;
+        }
+      }
+    }
+  }
+
+  // ---- the device -------------------------------------------------------------------------
+
+  deviceWrite(addr: bigint, data: Uint8Array): MemoryOut {
+    const t = this.translate(addr, data.length, 'write');
+    if ('fault' in t) return t;
+    for (const p of t.pieces) this.ram.checkRoom(p.phys, p.length);
+    let done = 0;
+    for (const p of t.pieces) {
+      this.ram.write(p.phys, data, done, p.length);
+      done += p.length;
+    }
+    return { written: data.length };
+  }
+
+  deviceRead(addr: bigint, length: number): MemoryOut {
+    const t = this.translate(addr, length, 'read');
+    if ('fault' in t) return t;
+    const buf = new Uint8Array(length);
+    let done = 0;
+    for (const p of t.pieces) {
+      this.ram.read(p.phys, buf, done, p.length);
+      done += p.length;
+    }
+    return { data: Buffer.from(buf).toString('base64') };
+  }
+
+  /** The physical pieces behind [addr, addr + length), or the fault the first bad byte raises. */
+  private translate(addr: bigint, length: number, access: Permission): { pieces: { phys: number; length: number }[] } | { fault: Fault } {
+    if (addr + BigInt(length) > U64_END) return { fault: this.fault(addr, access, length, 'the access runs past the 64-bit bus address space') };
+    if (!this.table) {
+      const c = this.config;
+      if (addr + BigInt(length) - 1n > c.dmaMask) {
+        return { fault: this.fault(addr, access, length, `beyond the device's dma_mask ${hex(c.dmaMask)}: the device cannot drive this address`) };
+      }
+      if (addr < BigInt(c.dmaOffset)) return { fault: this.fault(addr, access, length, `below dma_offset ${hex(c.dmaOffset)}: no memory there`) };
+      const phys = Number(addr - BigInt(c.dmaOffset));
+      if (phys + length > PHYS_END) return { fault: this.fault(addr, access, length, 'beyond the 52-bit physical address space') };
+      return { pieces: [{ phys, length }] };
+    }
+    const shift = BigInt(this.unitShift);
+    const unit = 2 ** this.unitShift;
+    const pieces: { phys: number; length: number }[] = [];
+    let done = 0;
+    while (done < length) {
+      const a = addr + BigInt(done);
+      const pfn = Number(a >> shift);
+      const inner = Number(a & BigInt(unit - 1));
+      const e = this.table.lookup(pfn);
+      if (!e) return { fault: this.fault(a, access, length - done, 'unmapped IOVA (translation fault)') };
+      if (!permits(e.mapping.dir, access)) {
+        const why = access === 'write' ? 'write to a read-only mapping' : 'read of a write-only mapping';
+        return { fault: this.fault(a, access, length - done, `${why} (permission fault: handle ${e.mapping.handle} mapped ${e.mapping.dir})`) };
+      }
+      const n = Math.min((e.hi - pfn) * unit - inner, length - done);
+      pieces.push({ phys: e.phys + (pfn - e.lo) * unit + inner, length: n });
+      done += n;
+    }
+    return { pieces };
+  }
+
+  private fault(addr: bigint, access: Permission, length: number, reason: string): Fault {
+    const f: Fault = { seq: ++this.faultSeq, dma_address: hex(addr), access, reason, length };
+    if (this.faultLog.length < MAX_FAULTS) this.faultLog.push(f);
+    return f;
+  }
+}
+
+function checkPhysRange(phys: number, length: number): void {
+  if (phys + length > PHYS_END) throw invalid('phys', 'the access runs past the 52-bit physical address space');
+}

@@ -1,0 +1,73 @@
+// Sparse emulated RAM: 4 KiB chunks created on first write, so a 52-bit physical space costs
+// only what is touched. Reads of untouched memory return zeros without creating anything.
+//
+// Invariants: a chunk exists only once a non-zero byte was written into it; `chunks.size`
+// × CHUNK is the session's memory footprint (bytesTouched).
+
+import { DmaemuError } from '../errors.js';
+
+export const CHUNK = 4096;
+
+export class Ram {
+  private readonly chunks = new Map<number, Uint8Array>();
+
+  constructor(private readonly limit: number) {}
+
+  get bytesTouched(): number {
+    return this.chunks.size * CHUNK;
+  }
+
+  /** Refuses, before any effect, a caller-driven write that would grow memory past the limit. */
+  checkRoom(phys: number, length: number): void {
+    let missing = 0;
+    for (let c = Math.floor(phys / CHUNK); c * CHUNK < phys + length; c++) if (!this.chunks.has(c)) missing++;
+    if ((this.chunks.size + missing) * CHUNK > this.limit) {
+      throw new DmaemuError(
+        'DMAEMU_MEMORY_LIMIT',
+        `this write would touch ${(this.chunks.size + missing) * CHUNK} bytes of emulated memory; the session's memory_limit is ${this.limit}`,
+        'data',
+      );
+    }
+  }
+
+  read(phys: number, out: Uint8Array, at = 0, length = out.length - at): void {
+    let done = 0;
+    while (done < length) {
+      const p = phys + done;
+      const c = Math.floor(p / CHUNK);
+      const o = p - c * CHUNK;
+      const n = Math.min(CHUNK - o, length - done);
+      const chunk = this.chunks.get(c);
+      if (chunk) out.set(chunk.subarray(o, o + n), at + done);
+      else out.fill(0, at + done, at + done + n);
+      done += n;
+    }
+  }
+
+  write(phys: number, data: Uint8Array, at = 0, length = data.length - at): void {
+    let done = 0;
+    while (done < length) {
+      const p = phys + done;
+      const c = Math.floor(p / CHUNK);
+      const o = p - c * CHUNK;
+      const n = Math.min(CHUNK - o, length - done);
+      const src = data.subarray(at + done, at + done + n);
+      let chunk = this.chunks.get(c);
+      if (!chunk && src.some((b) => b !== 0)) this.chunks.set(c, (chunk = new Uint8Array(CHUNK)));
+      if (chunk) chunk.set(src, o);
+      done += n;
+    }
+  }
+
+  /** Zeroes a range (alloc_coherent's pages): whole chunks are simply dropped. */
+  zero(phys: number, length: number): void {
+    for (let c = Math.floor(phys / CHUNK); c * CHUNK < phys + length; c++) {
+      const chunk = this.chunks.get(c);
+      if (!chunk) continue;
+      const lo = Math.max(phys, c * CHUNK) - c * CHUNK;
+      const hi = Math.min(phys + length, (c + 1) * CHUNK) - c * CHUNK;
+      if (lo === 0 && hi === CHUNK) this.chunks.delete(c);
+      else chunk.fill(0, lo, hi);
+    }
+  }
+}

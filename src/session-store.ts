@@ -1,0 +1,124 @@
+// The live sessions of one service, keyed by unguessable ids (128 random bits from the
+// platform CSPRNG, base64url). Nothing is shared between sessions; idle ones expire after
+// `ttlMs` so a forgotten harness cannot hold memory forever.
+//
+// Invariants: `sessions.size` ≤ limits.maxSessions; a session is reachable only by its id.
+
+import { randomBytes } from 'node:crypto';
+import { resolveConfig } from './config.js';
+import { DmaemuError } from './errors.js';
+import { DEFAULT_SESSION_LIMITS, Session, type SessionLimits } from './session.js';
+import type { LeakReportOut, SessionCreateInput } from '../schemas/index.js';
+
+export interface StoreLimits extends SessionLimits {
+  maxSessions: number;
+  /** Idle time after which a session is dropped. */
+  ttlMs: number;
+  /** Default memory_limit of a session (bytes of emulated RAM it may touch). */
+  memoryLimit: number;
+}
+
+export const DEFAULT_STORE_LIMITS: StoreLimits = {
+  ...DEFAULT_SESSION_LIMITS,
+  maxSessions: 1000,
+  ttlMs: 60 * 60 * 1000,
+  memoryLimit: 256 * 1024 * 1024,
+};
+
+/** Limits from DMAEMU_* environment variables, defaults otherwise; nonsense is refused at startup. */
+export function limitsFromEnv(env: NodeJS.ProcessEnv = process.env): StoreLimits {
+  const pick = (name: string, dflt: number): number => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return dflt;
+    const v = Number(raw);
+    if (!Number.isSafeInteger(v) || v < 1) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
+    return v;
+  };
+  const d = DEFAULT_STORE_LIMITS;
+  return {
+    maxSessions: pick('DMAEMU_MAX_SESSIONS', d.maxSessions),
+    ttlMs: pick('DMAEMU_SESSION_TTL_MS', d.ttlMs),
+    maxMappings: pick('DMAEMU_MAX_MAPPINGS', d.maxMappings),
+    maxSgEntries: pick('DMAEMU_MAX_SG_ENTRIES', d.maxSgEntries),
+    maxPageRows: pick('DMAEMU_MAX_PAGE_ROWS', d.maxPageRows),
+    maxBatchOps: pick('DMAEMU_MAX_BATCH_OPS', d.maxBatchOps),
+    memoryLimit: pick('DMAEMU_MEMORY_LIMIT', d.memoryLimit),
+  };
+}
+
+export class SessionStore {
+  private readonly sessions = new Map<string, Session>();
+  private sweeper: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly limits: StoreLimits = DEFAULT_STORE_LIMITS,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Starts the idle sweep (unref'd: it never keeps the process alive). */
+  startSweeping(everyMs = Math.min(60_000, this.limits.ttlMs)): void {
+    this.sweeper ??= setInterval(() => this.sweep(), everyMs).unref();
+  }
+
+  stopSweeping(): void {
+    if (this.sweeper) clearInterval(this.sweeper);
+    this.sweeper = undefined;
+  }
+
+  create(input: SessionCreateInput): Session {
+    this.sweep();
+    if (this.sessions.size >= this.limits.maxSessions) {
+      throw new DmaemuError('DMAEMU_TOO_MANY_SESSIONS', `${this.limits.maxSessions} sessions are live (DMAEMU_MAX_SESSIONS); delete one first`);
+    }
+    const config = resolveConfig(input, { memoryLimit: this.limits.memoryLimit });
+    const id = randomBytes(16).toString('base64url');
+    const s = new Session(id, config, this.limits);
+    s.lastUsed = this.now();
+    this.sessions.set(id, s);
+    return s;
+  }
+
+  get(id: string): Session {
+    const s = this.sessions.get(id);
+    if (!s || this.expired(s)) {
+      if (s) this.sessions.delete(id);
+      throw new DmaemuError('DMAEMU_SESSION_NOT_FOUND', 'no live session has this id (never created, deleted, or idle past DMAEMU_SESSION_TTL_MS)');
+    }
+    s.lastUsed = this.now();
+    return s;
+  }
+
+  delete(id: string): LeakReportOut {
+    const s = this.get(id);
+    this.sessions.delete(id);
+    return s.close();
+  }
+
+  get size(): number {
+    return this.sessions.size;
+  }
+
+  values(): IterableIterator<Session> {
+    return this.sessions.values();
+  }
+
+  /** Drops idle sessions; returns how many. */
+  sweep(): number {
+    let n = 0;
+    for (const [id, s] of this.sessions) {
+      if (this.expired(s)) {
+        this.sessions.delete(id);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  clear(): void {
+    this.sessions.clear();
+  }
+
+  private expired(s: Session): boolean {
+    return this.now() - s.lastUsed > this.limits.ttlMs;
+  }
+}

@@ -1,0 +1,419 @@
+// One session: a device, its IOMMU domain (or none), its live mappings and its findings. The
+// DMA-API calls take validated wire input (schemas/) and return wire output; what each layout
+// does lives in layouts/ and dma-direct.ts, the checks in dma-debug.ts, memory in memory/.
+
+import { DmaemuError, invalid } from './errors.js';
+import { configToWire, type SessionConfig } from './config.js';
+import { DmaDebug, type DebugFinding } from './dma-debug.js';
+import { DmaDirect } from './dma-direct.js';
+import { DMA_MAPPING_ERROR_HEX, hex, hexAddr } from './hex.js';
+import { ArmLegacyIommuDma } from './layouts/arm-legacy.js';
+import { Linux44IommuDma } from './layouts/linux-4.4.js';
+import { LinuxIommuDma } from './layouts/linux.js';
+import { isFailure, type DmaDirection, type DmaOps, type MapFailure, type MapResult, type Mapping, type SgEntry } from './mapping.js';
+import { PageAllocator } from './memory/page-allocator.js';
+import { DeviceView } from './memory/device-view.js';
+import type {
+  AllocCoherentInput,
+  AllocCoherentOut,
+  BatchInput,
+  BatchOut,
+  CpuReadInput,
+  CpuWriteInput,
+  DebugOut,
+  DeviceReadInput,
+  DeviceWriteInput,
+  FaultsOut,
+  FlushInput,
+  FlushOut,
+  FreeCoherentInput,
+  FreeCoherentOut,
+  LeakReportOut,
+  MapPageInput,
+  MapPageOut,
+  MappingRowOut,
+  MappingsOut,
+  MapSgInput,
+  MapSgOut,
+  MemoryOut,
+  SessionConfigOut,
+  SessionSummaryOut,
+  SyncInput,
+  SyncOut,
+  UnmapInput,
+  UnmapOut,
+} from '../schemas/index.js';
+import { runBatch } from './batch.js';
+
+export interface SessionLimits {
+  /** Live mappings + coherent buffers per session. */
+  maxMappings: number;
+  /** Entries in one scatterlist. */
+  maxSgEntries: number;
+  /** Rows `?pages=true` may list for one mapping. */
+  maxPageRows: number;
+  /** Ops in one /batch. */
+  maxBatchOps: number;
+}
+
+export const DEFAULT_SESSION_LIMITS: SessionLimits = {
+  maxMappings: 1_000_000,
+  maxSgEntries: 4096,
+  maxPageRows: 262_144,
+  maxBatchOps: 1024,
+};
+
+type Counters = Record<'map_sg' | 'map_page' | 'unmap' | 'sync' | 'alloc_coherent' | 'free_coherent' | 'failed_maps' | 'device_faults', number>;
+
+export class Session {
+  readonly id: string;
+  readonly config: SessionConfig;
+  readonly wireConfig: SessionConfigOut;
+  readonly limits: SessionLimits;
+  /** Milliseconds since the epoch of the last call (idle expiry). */
+  lastUsed = Date.now();
+  private readonly ops: DmaOps;
+  private readonly mappings = new Map<number, Mapping>();
+  private nextHandle = 1;
+  private coherentCount = 0;
+  private iovaInUse = 0;
+  readonly debug: DmaDebug;
+  readonly memory: DeviceView;
+  private readonly pages: PageAllocator;
+  private readonly counters: Counters = {
+    map_sg: 0,
+    map_page: 0,
+    unmap: 0,
+    sync: 0,
+    alloc_coherent: 0,
+    free_coherent: 0,
+    failed_maps: 0,
+    device_faults: 0,
+  };
+
+  constructor(id: string, config: SessionConfig, limits: SessionLimits = DEFAULT_SESSION_LIMITS) {
+    this.id = id;
+    this.config = config;
+    this.wireConfig = configToWire(config);
+    this.limits = limits;
+    if (!config.iommu) this.ops = new DmaDirect(config);
+    else if (config.layout === 'linux') this.ops = new LinuxIommuDma(config);
+    else if (config.layout === 'linux-4.4') this.ops = new Linux44IommuDma(config);
+    else this.ops = new ArmLegacyIommuDma(config);
+    this.debug = new DmaDebug();
+    this.pages = new PageAllocator(config.pageSize);
+    this.memory = new DeviceView(config, this.mappings, this.debug);
+  }
+
+  // ---- streaming mappings -------------------------------------------------------------
+
+  mapSg(input: MapSgInput, withPages = false): MapSgOut {
+    const dir = mappingDirection(input.dir);
+    if (input.sg.length > this.limits.maxSgEntries) {
+      throw new DmaemuError('DMAEMU_TOO_MANY_SG_ENTRIES', `a scatterlist may hold at most ${this.limits.maxSgEntries} entries`, 'sg');
+    }
+    for (let i = 0; i < input.sg.length; i++) checkPhys(input.sg[i] as SgEntry, `sg.${i}`);
+    if (withPages) this.checkPageRows(input.sg);
+    this.checkRoom();
+    this.counters.map_sg++;
+    const r = this.ops.mapSg(input.sg, dir);
+    if (isFailure(r)) return this.failedSg(r);
+    const m = this.adopt(r, 'map_sg', dir, input.skip_cpu_sync === true);
+    const out: MapSgOut = {
+      handle: m.handle,
+      nents: m.segments.length,
+      segments: this.segmentsOut(m),
+      iova: this.iovaOut(m),
+      iova_ranges: this.iovaRangesOut(m),
+    };
+    if (m.bounce) out.bounced = true;
+    if (withPages) out.pages = this.pageRows(m);
+    return this.withDebug(out);
+  }
+
+  mapPage(input: MapPageInput, withPages = false): MapPageOut {
+    const dir = mappingDirection(input.dir);
+    checkPhys({ phys: input.phys, length: input.size }, 'phys');
+    if (withPages) this.checkPageRows([{ phys: input.phys, length: input.size }]);
+    this.checkRoom();
+    this.counters.map_page++;
+    const r = this.ops.mapPage(input.phys, input.size, dir);
+    if (isFailure(r)) {
+      this.counters.failed_maps++;
+      return this.withDebug({ handle: null, dma_address: DMA_MAPPING_ERROR_HEX, iova: null, error: r });
+    }
+    const m = this.adopt(r, 'map_page', dir, input.skip_cpu_sync === true);
+    const out: MapPageOut = { handle: m.handle, dma_address: this.addr(m.segments[0]), iova: this.iovaOut(m) };
+    if (m.bounce) out.bounced = true;
+    if (withPages) out.pages = this.pageRows(m);
+    return this.withDebug(out);
+  }
+
+  unmap(input: UnmapInput): UnmapOut {
+    const m = this.mappings.get(input.handle);
+    if (!m || m.kind === 'coherent') {
+      this.debug.unmapUnknown(input.handle, m ? 'coherent' : input.handle < this.nextHandle ? 'freed' : 'never');
+      if (m) {
+        // dma-debug reports it; Linux would tear down the wrong kind of mapping. We refuse,
+        // keeping the buffer intact, and say so.
+        throw new DmaemuError('DMAEMU_INVALID_ARGUMENT', `handle ${input.handle} is a coherent buffer: free it with free_coherent (DMA-API: device driver frees DMA memory with wrong function)`, 'handle');
+      }
+      throw new DmaemuError('DMAEMU_HANDLE_NOT_FOUND', `handle ${input.handle}: device driver tries to free DMA memory it has not allocated`);
+    }
+    this.debug.checkUnmap(m, input, this.addr(m.segments[0]));
+    this.memory.syncForCpuOnUnmap(m, input.skip_cpu_sync === true);
+    this.release(m);
+    this.counters.unmap++;
+    return this.withDebug({ handle: m.handle, iova: this.iovaOut(m) });
+  }
+
+  sync(input: SyncInput): SyncOut {
+    const m = this.mappings.get(input.handle);
+    if (!m) {
+      this.debug.syncUnknown(input.handle);
+      throw new DmaemuError('DMAEMU_HANDLE_NOT_FOUND', `handle ${input.handle}: device driver tries to sync DMA memory it has not allocated`);
+    }
+    const offset = input.offset ?? 0;
+    const size = input.size ?? m.size - offset;
+    const dir = input.dir === undefined ? m.dir : mappingDirection(input.dir);
+    this.counters.sync++;
+    const r = this.memory.sync(m, input.for, offset, size, dir);
+    return this.withDebug({ handle: m.handle, cache: r.cache, bounced_bytes: r.bounced });
+  }
+
+  // ---- coherent buffers ---------------------------------------------------------------
+
+  allocCoherent(input: AllocCoherentInput): AllocCoherentOut {
+    this.checkRoom();
+    this.counters.alloc_coherent++;
+    const size = Math.ceil(input.size / this.config.pageSize) * this.config.pageSize;
+    const phys = this.pages.alloc(size);
+    const fail = (r: MapFailure): AllocCoherentOut => {
+      this.counters.failed_maps++;
+      return this.withDebug({ handle: null, dma_handle: DMA_MAPPING_ERROR_HEX, size: input.size, phys: [], error: r });
+    };
+    if (phys < 0) return fail({ errno: 'ENOMEM', message: 'emulated page allocator exhausted' });
+    const r = this.ops.mapCoherent(phys, size);
+    if (isFailure(r)) {
+      this.pages.release(phys, size);
+      return fail(r);
+    }
+    this.memory.zero(phys, size);
+    const m = this.adopt({ ...r, size: input.size }, 'coherent', 'bidirectional', true);
+    m.pages = [];
+    for (let p = 0; p < size; p += this.config.pageSize) m.pages.push(phys + p);
+    this.coherentCount++;
+    return this.withDebug({ handle: m.handle, dma_handle: this.addr(m.segments[0]), size: input.size, phys: m.pages.map((p) => hex(p)) });
+  }
+
+  freeCoherent(input: FreeCoherentInput): FreeCoherentOut {
+    const m = this.mappings.get(input.handle);
+    if (!m || m.kind !== 'coherent') {
+      this.debug.freeCoherentWrong(input.handle, m ? m.kind : null);
+      if (m) throw new DmaemuError('DMAEMU_INVALID_ARGUMENT', `handle ${input.handle} is a streaming mapping: unmap it (DMA-API: device driver frees DMA memory with wrong function)`, 'handle');
+      throw new DmaemuError('DMAEMU_HANDLE_NOT_FOUND', `handle ${input.handle}: device driver tries to free DMA memory it has not allocated`);
+    }
+    this.release(m);
+    const first = m.sg[0];
+    if (first) this.pages.release(first.phys, Math.ceil(m.size / this.config.pageSize) * this.config.pageSize);
+    this.coherentCount--;
+    this.counters.free_coherent++;
+    return this.withDebug({ handle: m.handle });
+  }
+
+  flush(input: FlushInput): FlushOut {
+    const r = this.ops.flush(input.rcache === true);
+    return { flushed: r.flushed, rcache_freed: r.rcacheFreed };
+  }
+
+  batch(input: BatchInput): BatchOut {
+    if (input.ops.length > this.limits.maxBatchOps) {
+      throw new DmaemuError('DMAEMU_TOO_MANY_BATCH_OPS', `a batch may hold at most ${this.limits.maxBatchOps} ops`, 'ops');
+    }
+    return runBatch(this, input);
+  }
+
+  // ---- memory -------------------------------------------------------------------------
+
+  cpuWrite(input: CpuWriteInput): MemoryOut {
+    return this.withDebug(this.memory.cpuWrite(input.phys, Buffer.from(input.data, 'base64')));
+  }
+
+  cpuRead(input: CpuReadInput): MemoryOut {
+    return this.withDebug(this.memory.cpuRead(input.phys, input.length));
+  }
+
+  deviceWrite(input: DeviceWriteInput): MemoryOut {
+    const r = this.memory.deviceWrite(input.dma_address, Buffer.from(input.data, 'base64'));
+    if (r.fault) this.counters.device_faults++;
+    return this.withDebug(r);
+  }
+
+  deviceRead(input: DeviceReadInput): MemoryOut {
+    const r = this.memory.deviceRead(input.dma_address, input.length);
+    if (r.fault) this.counters.device_faults++;
+    return this.withDebug(r);
+  }
+
+  // ---- tables -------------------------------------------------------------------------
+
+  mappingsTable(): MappingsOut {
+    const rows: MappingRowOut[] = [];
+    for (const m of this.mappings.values()) rows.push(this.row(m));
+    return { mappings: rows };
+  }
+
+  debugTable(): DebugOut {
+    return { debug: this.debug.all() };
+  }
+
+  faultsTable(): FaultsOut {
+    return { faults: this.memory.faults() };
+  }
+
+  summary(): SessionSummaryOut {
+    return {
+      id: this.id,
+      config: this.wireConfig,
+      live_mappings: this.mappings.size - this.coherentCount,
+      live_coherent: this.coherentCount,
+      iova_bytes_in_use: this.iovaInUse,
+      iova_ranges: this.ops.rangeCount(),
+      counters: { ...this.counters },
+      memory_bytes_touched: this.memory.bytesTouched(),
+    };
+  }
+
+  get liveMappings(): number {
+    return this.mappings.size;
+  }
+
+  get iovaBytesInUse(): number {
+    return this.iovaInUse;
+  }
+
+  /** DELETE: what is still live is a leak (dma-debug's "pending DMA allocations"). */
+  close(): LeakReportOut {
+    const leaks = [...this.mappings.values()].map((m) => ({
+      handle: m.handle,
+      kind: m.kind,
+      dir: m.dir,
+      size: m.size,
+      dma_address: this.addr(m.segments[0]),
+    }));
+    const streaming = leaks.filter((l) => l.kind !== 'coherent').length;
+    if (leaks.length > 0) this.debug.leaks(leaks.length);
+    return {
+      id: this.id,
+      leaked_mappings: streaming,
+      leaked_coherent: leaks.length - streaming,
+      leaks,
+      debug: this.debug.all(),
+    };
+  }
+
+  // ---- internals ----------------------------------------------------------------------
+
+  private checkRoom(): void {
+    if (this.mappings.size >= this.limits.maxMappings) {
+      throw new DmaemuError('DMAEMU_TOO_MANY_MAPPINGS', `the session already holds ${this.limits.maxMappings} live mappings`);
+    }
+  }
+
+  private checkPageRows(sg: readonly SgEntry[]): void {
+    const g = this.config.iommu?.granule ?? this.config.pageSize;
+    let rows = 0;
+    for (const s of sg) rows += Math.ceil(((s.phys % g) + s.length) / g);
+    if (rows > this.limits.maxPageRows) {
+      throw invalid('pages', `the mapping would list ${rows} page rows; at most ${this.limits.maxPageRows} (ask without ?pages=true)`);
+    }
+  }
+
+  private failedSg(r: MapFailure): MapSgOut {
+    this.counters.failed_maps++;
+    return this.withDebug({ handle: null, nents: 0, segments: [], iova: null, iova_ranges: [], error: r });
+  }
+
+  private adopt(r: MapResult, kind: Mapping['kind'], dir: DmaDirection, skipCpuSync: boolean): Mapping {
+    const m = r as Mapping;
+    m.handle = this.nextHandle++;
+    m.kind = kind;
+    m.dir = dir;
+    this.mappings.set(m.handle, m);
+    this.iovaInUse += this.ops.iovaBytes(m);
+    this.memory.syncForDeviceOnMap(m, skipCpuSync);
+    return m;
+  }
+
+  private release(m: Mapping): void {
+    this.ops.unmap(m);
+    this.mappings.delete(m.handle);
+    this.memory.released(m);
+    this.iovaInUse -= this.ops.iovaBytes(m);
+  }
+
+  private addr(s: { pfn: number; off: number } | undefined): string {
+    return s ? hexAddr(s.pfn, this.ops.shift, s.off) : DMA_MAPPING_ERROR_HEX;
+  }
+
+  private segmentsOut(m: Mapping): { dma_address: string; dma_length: number }[] {
+    const out = new Array<{ dma_address: string; dma_length: number }>(m.segments.length);
+    for (let i = 0; i < m.segments.length; i++) {
+      const s = m.segments[i] as Mapping['segments'][number];
+      out[i] = { dma_address: hexAddr(s.pfn, this.ops.shift, s.off), dma_length: s.len };
+    }
+    return out;
+  }
+
+  private iovaOut(m: Mapping): { start: string; size: number } | null {
+    const a = m.allocs[0];
+    return a ? { start: hexAddr(a.pfn, this.ops.shift, a.off), size: a.bytes } : null;
+  }
+
+  private iovaRangesOut(m: Mapping): { start: string; size: number }[] {
+    return m.allocs.map((a) => ({ start: hexAddr(a.pfn, this.ops.shift, a.off), size: a.bytes }));
+  }
+
+  /** One row per IOMMU granule mapped, in IOVA order. */
+  private pageRows(m: Mapping): { iova: string; phys: string }[] {
+    const g = this.config.iommu?.granule ?? this.config.pageSize;
+    const rows: { iova: string; phys: string }[] = [];
+    for (const e of m.extents) {
+      for (let k = 0; k < e.bytes; k += g) rows.push({ iova: hexAddr(e.pfn, this.ops.shift, e.off + k), phys: hex(e.phys + k) });
+    }
+    return rows;
+  }
+
+  private row(m: Mapping): MappingRowOut {
+    return {
+      handle: m.handle,
+      kind: m.kind,
+      dir: m.dir,
+      nents: m.sg.length,
+      segments: this.segmentsOut(m),
+      iova: this.iovaOut(m),
+      iova_ranges: this.iovaRangesOut(m),
+      size: m.size,
+      phys: m.sg.map((s) => hex(s.phys)),
+    };
+  }
+
+  /** Attaches the findings this call produced. */
+  private withDebug<T extends object>(out: T): T {
+    const fresh = this.debug.takeFresh();
+    if (fresh) (out as { debug?: DebugFinding[] }).debug = fresh;
+    return out;
+  }
+}
+
+/** valid_dma_direction: mapping with DMA_NONE hits BUG_ON in dma_map_*. */
+function mappingDirection(dir: DmaDirection): DmaDirection {
+  if (dir === 'none') throw invalid('dir', 'DMA_NONE is not a valid direction for a mapping (BUG_ON(!valid_dma_direction(dir)))');
+  return dir;
+}
+
+function checkPhys(s: SgEntry, field: string): void {
+  if (s.phys + s.length > 2 ** 52) throw invalid(field, 'the buffer runs past the 52-bit physical address space');
+}
+
+export type { MapFailure };

@@ -1,0 +1,100 @@
+// The swiotlb bounce-buffer pool (kernel/dma/swiotlb.c, one area): 2 KiB slots grouped in
+// segments of 128 that no allocation crosses, so one mapping holds at most 256 KiB.
+//
+// Invariants: list[i] is the number of free slots from i to the end of its free run, capped by
+// the end of i's 128-slot segment (0 for a used slot); `index` is where the next search starts
+// (next fit, wrapping to 0); `used` counts allocated slots.
+
+export const IO_TLB_SHIFT = 11;
+export const IO_TLB_SIZE = 1 << IO_TLB_SHIFT;
+export const IO_TLB_SEGSIZE = 128;
+
+export class Swiotlb {
+  readonly start: number; // physical address of slot 0
+  readonly nslabs: number;
+  private readonly list: Uint8Array; // values 0..128
+  private readonly allocSize: Float64Array; // bytes mapped from each slot onwards (0: free)
+  private index = 0;
+  private used = 0;
+
+  constructor(start: number, bytes: number) {
+    this.start = start;
+    // swiotlb_init rounds the pool to whole 128-slot segments.
+    this.nslabs = Math.ceil(bytes / IO_TLB_SIZE / IO_TLB_SEGSIZE) * IO_TLB_SEGSIZE;
+    this.list = new Uint8Array(this.nslabs);
+    this.allocSize = new Float64Array(this.nslabs);
+    for (let i = 0; i < this.nslabs; i++) this.list[i] = IO_TLB_SEGSIZE - (i % IO_TLB_SEGSIZE);
+  }
+
+  get bytes(): number {
+    return this.nslabs * IO_TLB_SIZE;
+  }
+
+  get usedSlots(): number {
+    return this.used;
+  }
+
+  /**
+   * swiotlb_search_pool_area: the first slot of `size` bytes, or -1 when the pool is full.
+   * `tblDmaAddr` is the pool's DMA address masked by the segment boundary (boundaryBits).
+   */
+  alloc(size: number, pageSize: number, tblDmaAddr: number, boundaryBits: number): number {
+    const nslots = Math.ceil(size / IO_TLB_SIZE);
+    if (nslots > this.nslabs - this.used) return -1;
+    // Allocations of a page or more stay page-aligned (the historical guarantee).
+    const alignMask = (size >= pageSize ? pageSize - 1 : 0) | (IO_TLB_SIZE - 1);
+    const stride = Math.floor(alignMask / IO_TLB_SIZE) + 1;
+    const maxSlots = boundaryBits >= IO_TLB_SHIFT ? 2 ** (boundaryBits - IO_TLB_SHIFT) : 1;
+    const baseSlot = Math.floor(tblDmaAddr / IO_TLB_SIZE);
+    let index = this.index;
+    for (let checked = 0; checked < this.nslabs; ) {
+      const tlbAddr = tblDmaAddr + index * IO_TLB_SIZE;
+      if (tlbAddr % (alignMask + 1) !== 0) {
+        index = this.wrap(index + 1);
+        checked++;
+        continue;
+      }
+      const spans = ((baseSlot + index) % maxSlots) + nslots > maxSlots; // iommu_is_span_boundary
+      if (!spans && (this.list[index] as number) >= nslots) return this.take(index, nslots, size);
+      index = this.wrap(index + stride);
+      checked += stride;
+    }
+    return -1;
+  }
+
+  private wrap(i: number): number {
+    return i >= this.nslabs ? 0 : i;
+  }
+
+  private take(slot: number, nslots: number, size: number): number {
+    for (let i = slot; i < slot + nslots; i++) {
+      this.list[i] = 0;
+      this.allocSize[i] = size - (i - slot) * IO_TLB_SIZE;
+    }
+    let count = 0;
+    for (let i = slot - 1; i >= 0 && i % IO_TLB_SEGSIZE !== IO_TLB_SEGSIZE - 1 && this.list[i] !== 0; i--) {
+      this.list[i] = ++count;
+    }
+    this.index = this.wrap(slot + nslots);
+    this.used += nslots;
+    return slot;
+  }
+
+  /** swiotlb_release_slots */
+  release(slot: number): void {
+    const nslots = Math.ceil((this.allocSize[slot] as number) / IO_TLB_SIZE);
+    let count = slot + nslots < Math.ceil((slot + 1) / IO_TLB_SEGSIZE) * IO_TLB_SEGSIZE ? (this.list[slot + nslots] as number) : 0;
+    for (let i = slot + nslots - 1; i >= slot; i--) {
+      this.list[i] = ++count;
+      this.allocSize[i] = 0;
+    }
+    for (let i = slot - 1; i >= 0 && i % IO_TLB_SEGSIZE !== IO_TLB_SEGSIZE - 1 && this.list[i] !== 0; i--) {
+      this.list[i] = ++count;
+    }
+    this.used -= nslots;
+  }
+
+  addr(slot: number): number {
+    return this.start + slot * IO_TLB_SIZE;
+  }
+}
