@@ -1,15 +1,97 @@
-// Builds the Fastify application. Kept separate from server.ts so tests can `inject`
-// without opening a socket.
-import Fastify, { type FastifyInstance } from 'fastify';
+// Builds the Fastify application: zod schemas (schemas/) validate, serialize and document
+// every route (routes/); errors leave in one shape with stable codes (src/errors.ts). Kept
+// separate from server.ts so tests can `inject` without a socket.
+
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import { jsonSchemaTransform, jsonSchemaTransformObject, validatorCompiler } from 'fastify-type-provider-zod';
+import { errorHandler, notFoundHandler } from './http-errors.js';
+import { serializerCompiler } from './http-serializer.js';
+import { SessionStore, limitsFromEnv, type StoreLimits } from './session-store.js';
+import { metricsPlugin } from '../routes/metrics.js';
+import { servicePlugin } from '../routes/service.js';
+import { sessionsPlugin } from '../routes/sessions.js';
+import { dmaPlugin } from '../routes/dma.js';
+import { memoryPlugin } from '../routes/memory.js';
+import { tablesPlugin } from '../routes/tables.js';
 
 export interface AppOptions {
   logLevel?: string;
+  limits?: Partial<StoreLimits>;
+  /** Largest request body in bytes (DMAEMU_BODY_LIMIT, default 8 MiB). */
+  bodyLimit?: number;
+}
+
+export const DEFAULT_BODY_LIMIT = 8 * 1024 * 1024;
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    store: SessionStore;
+  }
 }
 
 export async function buildApp(opts: AppOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
     logger: { level: opts.logLevel ?? 'info' },
+    logController: new OneLinePerRequest(),
+    bodyLimit: opts.bodyLimit ?? bodyLimitFromEnv(),
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
   });
-  app.get('/healthz', async () => ({ status: 'ok' }));
+  const store = new SessionStore({ ...limitsFromEnv(), ...opts.limits });
+  store.startSweeping();
+  app.decorate('store', store);
+  app.addHook('onClose', async () => store.stopSweeping());
+
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.setErrorHandler(errorHandler);
+  app.setNotFoundHandler(notFoundHandler);
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'dmaemu',
+        version: '1.0.0',
+        description:
+          'The Linux DMA API on an emulated IOMMU: which segments, IOVAs, cache maintenance and faults Linux would give your buffers. ' +
+          'Addresses are hex strings. Failures Linux itself reports are 200 with an `error` object; HTTP errors carry a stable `code`.',
+      },
+      tags: [
+        { name: 'sessions', description: 'One device and its IOMMU domain per session' },
+        { name: 'dma', description: 'The DMA-API calls' },
+        { name: 'memory', description: 'What the CPU and the device see' },
+        { name: 'tables', description: 'Live mappings, dma-debug findings, IOMMU faults' },
+        { name: 'service', description: 'Health, metrics, this document' },
+      ],
+    },
+    transform: jsonSchemaTransform,
+    transformObject: jsonSchemaTransformObject,
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+
+  await app.register(metricsPlugin);
+  await app.register(servicePlugin);
+  await app.register(sessionsPlugin);
+  await app.register(dmaPlugin);
+  await app.register(memoryPlugin);
+  await app.register(tablesPlugin);
   return app;
+}
+
+/** One info line per request, when it completes (Fastify's "incoming request" goes to debug). */
+class OneLinePerRequest extends LogController {
+  override incomingRequest(request: Parameters<LogController['incomingRequest']>[0]): void {
+    request.log.debug({ req: request }, 'incoming request');
+  }
+}
+
+function bodyLimitFromEnv(): number {
+  const raw = process.env.DMAEMU_BODY_LIMIT;
+  if (raw === undefined || raw === '') return DEFAULT_BODY_LIMIT;
+  const v = Number(raw);
+  if (!Number.isSafeInteger(v) || v < 1024) throw new Error(`DMAEMU_BODY_LIMIT must be an integer ≥ 1024, got ${JSON.stringify(raw)}`);
+  return v;
 }

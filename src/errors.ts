@@ -12,6 +12,10 @@ export const ERROR_CODES = {
   DMAEMU_TOO_MANY_SG_ENTRIES: { status: 429, doc: 'A scatterlist longer than DMAEMU_MAX_SG_ENTRIES' },
   DMAEMU_TOO_MANY_BATCH_OPS: { status: 429, doc: 'A batch longer than DMAEMU_MAX_BATCH_OPS' },
   DMAEMU_MEMORY_LIMIT: { status: 429, doc: "The session's touched emulated RAM would exceed its memory_limit" },
+  DMAEMU_MALFORMED_BODY: { status: 400, doc: 'The body is not valid JSON (or carries __proto__ / constructor.prototype keys)' },
+  DMAEMU_ROUTE_NOT_FOUND: { status: 404, doc: 'No such endpoint (see /openapi.json)' },
+  DMAEMU_BODY_TOO_LARGE: { status: 413, doc: 'The body exceeds DMAEMU_BODY_LIMIT bytes' },
+  DMAEMU_UNSUPPORTED_MEDIA_TYPE: { status: 415, doc: 'Bodies must be application/json' },
   DMAEMU_INTERNAL: { status: 500, doc: 'An invariant of the emulator broke: a bug in dmaemu, never silent' },
 } as const;
 
@@ -21,6 +25,7 @@ const STATUS_TEXT: Record<number, string> = {
   400: 'Bad Request',
   404: 'Not Found',
   413: 'Payload Too Large',
+  415: 'Unsupported Media Type',
   429: 'Too Many Requests',
   500: 'Internal Server Error',
 };

@@ -23,7 +23,7 @@ test('server listens on HOST:PORT, prints its URL and exits 0 on SIGTERM', async
   });
   const res = await fetch(`${url}/healthz`);
   t.equal(res.status, 200);
-  t.same(await res.json(), { status: 'ok' });
+  t.same(await res.json(), { status: 'ok', sessions: 0 });
   const code = await new Promise<number | null>((resolve) => {
     child.once('exit', (c) => resolve(c));
     child.kill('SIGTERM');

@@ -104,7 +104,10 @@ class LinuxIova implements LinuxIovaAllocator {
     const size = pages < 1 << (IOVA_RANGE_CACHE_MAX_SIZE - 1) ? roundupPowOfTwo(pages) : pages;
     const order = orderBase2(size);
     if (order < IOVA_RANGE_CACHE_MAX_SIZE) {
-      const pfn = this.rcache.get(order, limitPfn + 1 - size);
+      // iova_rcache_get passes limit_pfn + 1 - size as an unsigned long: a request larger than
+      // everything below its limit wraps around and takes any cached pfn of its class.
+      const maxPfn = limitPfn + 1 - size;
+      const pfn = this.rcache.get(order, maxPfn >= 0 ? maxPfn : Infinity);
       if (pfn !== 0) return pfn;
     }
     let pfn = this.allocAndInsert(size, limitPfn + 1);

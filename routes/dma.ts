@@ -1,0 +1,84 @@
+// The DMA-API calls (API.md "DMA operations"). Failures Linux itself reports are results
+// (200 with `error`), not HTTP errors; see the core in src/session.ts.
+import type { FastifyPluginAsync } from 'fastify';
+import * as S from '../schemas/index.js';
+import { sessionPost } from './route-kit.js';
+
+export const dmaPlugin: FastifyPluginAsync = async (app) => {
+  sessionPost(
+    app,
+    {
+      path: 'map_sg',
+      tag: 'dma',
+      summary: 'dma_map_sg: the segments the driver gets, and the IOVA behind them',
+      description: 'nents 0 with `error` when Linux fails the call. `?pages=true` also lists one IOVA→phys row per IOMMU granule.',
+      body: S.MapSgBody,
+      result: S.MapSgResult,
+      querystring: S.PagesQuery,
+    },
+    (s, body, q) => s.mapSg(body, q.pages),
+  );
+  sessionPost(
+    app,
+    {
+      path: 'map_page',
+      tag: 'dma',
+      summary: 'dma_map_page / dma_map_single',
+      description: 'dma_address 0xffffffffffffffff (DMA_MAPPING_ERROR) with `error` when Linux fails the call.',
+      body: S.MapPageBody,
+      result: S.MapPageResult,
+      querystring: S.PagesQuery,
+    },
+    (s, body, q) => s.mapPage(body, q.pages),
+  );
+  sessionPost(
+    app,
+    {
+      path: 'unmap',
+      tag: 'dma',
+      summary: 'dma_unmap_sg / dma_unmap_page of a handle',
+      description: 'Optional dir, size, nents are checked against the mapping as dma-debug does.',
+      body: S.UnmapBody,
+      result: S.UnmapResult,
+    },
+    (s, body) => s.unmap(body),
+  );
+  sessionPost(
+    app,
+    { path: 'sync', tag: 'dma', summary: 'dma_sync_*_for_cpu / _for_device: cache maintenance and swiotlb copies', body: S.SyncBody, result: S.SyncResult },
+    (s, body) => s.sync(body),
+  );
+  sessionPost(
+    app,
+    { path: 'alloc_coherent', tag: 'dma', summary: 'dma_alloc_coherent: zeroed pages mapped for the device', body: S.AllocCoherentBody, result: S.AllocCoherentResult },
+    (s, body) => s.allocCoherent(body),
+  );
+  sessionPost(
+    app,
+    { path: 'free_coherent', tag: 'dma', summary: 'dma_free_coherent', body: S.FreeCoherentBody, result: S.FreeCoherentResult },
+    (s, body) => s.freeCoherent(body),
+  );
+  sessionPost(
+    app,
+    {
+      path: 'flush',
+      tag: 'dma',
+      summary: 'Drain the non-strict flush queue now (and with rcache:true, the rcache magazines)',
+      body: S.FlushBody,
+      result: S.FlushResult,
+    },
+    (s, body) => s.flush(body),
+  );
+  sessionPost(
+    app,
+    {
+      path: 'batch',
+      tag: 'dma',
+      summary: 'Several calls in order; {"ref": i} stands for the handle op i returned',
+      description: "One result per op, each the single call's answer or its error body.",
+      body: S.BatchBody,
+      result: S.BatchResult,
+    },
+    (s, body) => s.batch(body),
+  );
+};

@@ -1,0 +1,55 @@
+// What every route plugin shares: the documented error responses and a typed helper for the
+// session-scoped POST routes (parse → call the core → serialize; nothing else happens here).
+
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import { ErrorBody, SessionParams } from '../schemas/index.js';
+import type { Session } from '../src/session.js';
+
+const err = (description: string) => ErrorBody.meta({ description });
+
+/** The HTTP errors a session-scoped call can answer (codes: README "Errors"). */
+export const SESSION_ERRORS = {
+  400: err('Invalid request; `message` names the field (DMAEMU_INVALID_ARGUMENT, DMAEMU_MALFORMED_BODY)'),
+  404: err('Unknown session or handle (DMAEMU_SESSION_NOT_FOUND, DMAEMU_HANDLE_NOT_FOUND)'),
+  413: err('Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE)'),
+  429: err('Over a limit (DMAEMU_TOO_MANY_*, DMAEMU_MEMORY_LIMIT)'),
+};
+
+export interface SessionPostDef<B extends z.ZodType, R extends z.ZodType, Q extends z.ZodType | undefined> {
+  path: string;
+  tag: 'dma' | 'memory';
+  summary: string;
+  description?: string;
+  body: B;
+  result: R;
+  querystring?: Q;
+}
+
+export function sessionPost<B extends z.ZodType, R extends z.ZodType, Q extends z.ZodType | undefined = undefined>(
+  app: FastifyInstance,
+  def: SessionPostDef<B, R, Q>,
+  call: (s: Session, body: z.output<B>, query: Q extends z.ZodType ? z.output<Q> : undefined) => z.output<R>,
+): void {
+  // Plain route generics: the zod provider cannot infer through this helper's own generics,
+  // so the types come from `call`'s signature instead (validation still runs on the schemas).
+  app.post<{ Params: { id: string } }>(
+    `/v1/sessions/:id/${def.path}`,
+    {
+      schema: {
+        tags: [def.tag],
+        operationId: def.path.replace('/', '_'),
+        summary: def.summary,
+        ...(def.description ? { description: def.description } : {}),
+        params: SessionParams,
+        ...(def.querystring ? { querystring: def.querystring } : {}),
+        body: def.body,
+        response: { 200: def.result, ...SESSION_ERRORS },
+      },
+    },
+    async (req) => {
+      const s = app.store.get(req.params.id);
+      return call(s, req.body as z.output<B>, req.query as Q extends z.ZodType ? z.output<Q> : undefined);
+    },
+  );
+}

@@ -1,0 +1,32 @@
+// /healthz and /openapi.json. (/docs is @fastify/swagger-ui, /metrics is metrics.ts.)
+import type { FastifyPluginAsync } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+
+export const servicePlugin: FastifyPluginAsync = async (fastify) => {
+  const app = fastify.withTypeProvider<ZodTypeProvider>();
+  app.get(
+    '/healthz',
+    {
+      schema: {
+        tags: ['service'],
+        operationId: 'healthz',
+        summary: 'Liveness: 200 while the service takes requests',
+        response: { 200: z.object({ status: z.literal('ok'), sessions: z.number().int() }) },
+      },
+    },
+    async () => ({ status: 'ok' as const, sessions: app.store.size }),
+  );
+  app.get(
+    '/openapi.json',
+    {
+      schema: {
+        tags: ['service'],
+        operationId: 'openapi',
+        summary: 'This OpenAPI 3.1 document, generated from the zod schemas',
+        response: { 200: z.record(z.string(), z.unknown()) },
+      },
+    },
+    async () => app.swagger() as unknown as Record<string, unknown>,
+  );
+};

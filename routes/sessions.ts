@@ -1,0 +1,61 @@
+// POST/GET/DELETE /v1/sessions: one device and its IOMMU domain per session.
+import type { FastifyPluginAsync } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { ErrorBody, LeakReport, SessionCreateBody, SessionCreated, SessionParams, SessionSummary } from '../schemas/index.js';
+import { SESSION_ERRORS } from './route-kit.js';
+
+export const sessionsPlugin: FastifyPluginAsync = async (fastify) => {
+  const app = fastify.withTypeProvider<ZodTypeProvider>();
+
+  app.post(
+    '/v1/sessions',
+    {
+      schema: {
+        tags: ['sessions'],
+        operationId: 'create_session',
+        summary: 'Create a session: a device, its IOMMU domain (or none) and emulated memory',
+        description: "Every field is optional; the response echoes the config resolved with Linux's defaults.",
+        body: SessionCreateBody.default({}),
+        response: {
+          201: SessionCreated,
+          400: SESSION_ERRORS[400],
+          413: SESSION_ERRORS[413],
+          429: ErrorBody.meta({ description: 'DMAEMU_MAX_SESSIONS sessions are live (DMAEMU_TOO_MANY_SESSIONS)' }),
+        },
+      },
+    },
+    async (req, reply) => {
+      const s = app.store.create(req.body);
+      void reply.code(201);
+      return { id: s.id, config: s.wireConfig };
+    },
+  );
+
+  app.get(
+    '/v1/sessions/:id',
+    {
+      schema: {
+        tags: ['sessions'],
+        operationId: 'get_session',
+        summary: 'Summary: config, live mappings, IOVA space in use, counters',
+        params: SessionParams,
+        response: { 200: SessionSummary, 404: SESSION_ERRORS[404] },
+      },
+    },
+    async (req) => app.store.get(req.params.id).summary(),
+  );
+
+  app.delete(
+    '/v1/sessions/:id',
+    {
+      schema: {
+        tags: ['sessions'],
+        operationId: 'delete_session',
+        summary: 'Delete the session; the answer lists what was still mapped (leaks)',
+        params: SessionParams,
+        response: { 200: LeakReport, 404: SESSION_ERRORS[404] },
+      },
+    },
+    async (req) => app.store.delete(req.params.id),
+  );
+};

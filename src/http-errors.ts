@@ -1,0 +1,46 @@
+// Every HTTP error leaves in Fastify's shape { statusCode, error, code, message } with a code
+// from ERROR_CODES; validation messages name the field; nothing internal (stacks, messages of
+// unexpected exceptions) reaches a client.
+
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { DmaemuError, type ErrorCode } from './errors.js';
+
+const FASTIFY_CODES: Record<string, ErrorCode> = {
+  FST_ERR_CTP_BODY_TOO_LARGE: 'DMAEMU_BODY_TOO_LARGE',
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'DMAEMU_UNSUPPORTED_MEDIA_TYPE',
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: 'DMAEMU_MALFORMED_BODY',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'DMAEMU_MALFORMED_BODY',
+  FST_ERR_CTP_INVALID_JSON_BODY: 'DMAEMU_MALFORMED_BODY',
+};
+
+interface Issue {
+  instancePath: string;
+  message?: string;
+  params?: { keys?: string[] };
+}
+
+/** `body.sg.0.phys: must be a hex string …` — where, then what. */
+function validationError(err: FastifyError & { validation: Issue[] }): DmaemuError {
+  const issue = err.validation[0] as Issue;
+  const where = [err.validationContext ?? 'body', ...issue.instancePath.split('/').filter(Boolean)];
+  if (issue.params?.keys?.length) where.push(issue.params.keys.join(','));
+  const field = where.join('.');
+  return new DmaemuError('DMAEMU_INVALID_ARGUMENT', issue.message ?? 'invalid value', field);
+}
+
+export function errorHandler(err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
+  let e: DmaemuError;
+  if (err instanceof DmaemuError) e = err;
+  else if (hasZodFastifySchemaValidationErrors(err)) e = validationError(err as FastifyError & { validation: Issue[] });
+  else if (err.code && FASTIFY_CODES[err.code]) e = new DmaemuError(FASTIFY_CODES[err.code] as ErrorCode, err.message);
+  else if (err instanceof SyntaxError || (err.statusCode === 400 && err.code?.startsWith('FST_ERR_CTP'))) e = new DmaemuError('DMAEMU_MALFORMED_BODY', 'the body is not valid JSON');
+  else e = new DmaemuError('DMAEMU_INTERNAL', 'internal error (logged on the server)');
+  if (e.statusCode >= 500) req.log.error({ err }, 'internal error');
+  void reply.code(e.statusCode).send(e.toBody());
+}
+
+export function notFoundHandler(req: FastifyRequest, reply: FastifyReply): void {
+  const e = new DmaemuError('DMAEMU_ROUTE_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0] ?? ''} (see /openapi.json)`);
+  void reply.code(e.statusCode).send(e.toBody());
+}
