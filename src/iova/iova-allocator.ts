@@ -38,6 +38,7 @@ export interface LinuxIovaConfig {
   apertureEndPfn: number; // aperture.end >> shift (force_aperture clamp of the limit)
   pci: boolean; // PCI devices try SAC (below 4 GiB) first
   strict: boolean; // false: frees go through the flush queue
+  pageShift?: number; // CPU page shift, when known: the granule may not exceed it (init_iova_domain)
 }
 
 /** Today's iova.c + dma-iommu.c's iommu_dma_alloc_iova / iommu_dma_free_iova. */
@@ -70,6 +71,7 @@ export interface Iova44Config {
   startPfn: number; // max(1, aperture.start >> shift)
   dma32BitPfn: number; // min(coherent_dma_mask, aperture.end) >> shift
   apertureEndPfn: number; // a range reaching beyond it fails in iommu_map (and is freed again)
+  pageShift?: number; // CPU page shift, when known: the granule may not exceed it (init_iova_domain)
 }
 
 /** v4.4 iova.c alloc_iova(size_aligned) + dma-iommu.c __alloc_iova / __free_iova. */

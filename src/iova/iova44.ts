@@ -16,7 +16,7 @@
 import { invalid } from '../errors.js';
 import type { Iova44Allocator, Iova44Config, Iova44Snapshot } from './iova-allocator.js';
 import { IovaTree } from './iova-tree.js';
-import { checkPages } from './linux-iova.js';
+import { checkGranuleShift, checkPages } from './linux-iova.js';
 import { alignDown, roundupPowOfTwo } from './pfn-math.js';
 
 class Iova44 implements Iova44Allocator {
@@ -27,10 +27,8 @@ class Iova44 implements Iova44Allocator {
   private cached32 = -1; // NULL
 
   constructor(cfg: Iova44Config) {
+    checkGranuleShift(cfg.shift, cfg.pageShift);
     const maxPfn = 2 ** (64 - cfg.shift) - 1;
-    if (!Number.isInteger(cfg.shift) || cfg.shift < 12 || cfg.shift > 30) {
-      throw invalid('shift', 'granule shift must be an integer in 12..30');
-    }
     if (!Number.isSafeInteger(cfg.startPfn) || cfg.startPfn < 1 || cfg.startPfn > maxPfn) {
       throw invalid('startPfn', 'start pfn must be at least 1 and inside the 64-bit space');
     }

@@ -28,10 +28,18 @@ export const ANCHOR = Number.MAX_SAFE_INTEGER;
 /** IOVA_DEFAULT_FQ_SIZE: a ring of 256 slots that counts as full at 255 entries (fq_full). */
 export const IOVA_FQ_SIZE = 256;
 
-export function checkLinuxIovaConfig(cfg: LinuxIovaConfig): void {
-  if (!Number.isInteger(cfg.shift) || cfg.shift < 12 || cfg.shift > 30) {
-    throw invalid('shift', 'granule shift must be an integer in 12..30');
+/** init_iova_domain's BUG_ON(granule > PAGE_SIZE || !is_power_of_2(granule)), as a typed error. */
+export function checkGranuleShift(shift: number, pageShift: number | undefined): void {
+  if (!Number.isInteger(shift) || shift < 12 || shift > 30) {
+    throw invalid('shift', 'the granule must be a power of two from 4 KiB to 1 GiB (an integer shift in 12..30)');
   }
+  if (pageShift !== undefined && shift > pageShift) {
+    throw invalid('shift', 'the IOMMU granule must not exceed the CPU page size');
+  }
+}
+
+export function checkLinuxIovaConfig(cfg: LinuxIovaConfig): void {
+  checkGranuleShift(cfg.shift, cfg.pageShift);
   const maxPfn = 2 ** (64 - cfg.shift) - 1;
   if (!Number.isSafeInteger(cfg.startPfn) || cfg.startPfn < 1 || cfg.startPfn > maxPfn) {
     throw invalid('startPfn', 'start pfn must be at least 1 and inside the 64-bit space');
