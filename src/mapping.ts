@@ -49,6 +49,8 @@ export interface Mapping {
   unmapPages: number;
   /** Coherent buffers: the physical pages backing them. */
   pages?: number[];
+  /** Formatted start of allocs[0], filled on first use. */
+  iovaHex?: string;
   /** Streaming mappings: true while the CPU owns the buffer (after sync for_cpu). */
   cpuOwned?: boolean;
 }

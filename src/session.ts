@@ -13,6 +13,7 @@ import { LinuxIommuDma } from './layouts/linux.js';
 import { isFailure, type DmaDirection, type DmaOps, type MapFailure, type MapResult, type Mapping, type SgEntry } from './mapping.js';
 import { PageAllocator } from './memory/page-allocator.js';
 import { DeviceView } from './memory/device-view.js';
+import { HandleTable } from './handle-table.js';
 import type {
   AllocCoherentInput,
   AllocCoherentOut,
@@ -73,7 +74,7 @@ export class Session {
   /** Milliseconds since the epoch of the last call (idle expiry). */
   lastUsed = Date.now();
   private readonly ops: DmaOps;
-  private readonly mappings = new Map<number, Mapping>();
+  private readonly mappings = new HandleTable<Mapping>();
   private nextHandle = 1;
   private coherentCount = 0;
   private iovaInUse = 0;
@@ -356,22 +357,36 @@ export class Session {
     return s ? hexAddr(s.pfn, this.ops.shift, s.off) : DMA_MAPPING_ERROR_HEX;
   }
 
+  /** The first allocation's start, formatted once per mapping (it is answered up to four times). */
+  private iovaHex(m: Mapping): string {
+    const a = m.allocs[0];
+    if (!a) return DMA_MAPPING_ERROR_HEX;
+    return (m.iovaHex ??= hexAddr(a.pfn, this.ops.shift, a.off));
+  }
+
   private segmentsOut(m: Mapping): { dma_address: string; dma_length: number }[] {
     const out = new Array<{ dma_address: string; dma_length: number }>(m.segments.length);
+    const a = m.allocs[0];
     for (let i = 0; i < m.segments.length; i++) {
       const s = m.segments[i] as Mapping['segments'][number];
-      out[i] = { dma_address: hexAddr(s.pfn, this.ops.shift, s.off), dma_length: s.len };
+      const addr = a && s.pfn === a.pfn && s.off === a.off ? this.iovaHex(m) : hexAddr(s.pfn, this.ops.shift, s.off);
+      out[i] = { dma_address: addr, dma_length: s.len };
     }
     return out;
   }
 
   private iovaOut(m: Mapping): { start: string; size: number } | null {
     const a = m.allocs[0];
-    return a ? { start: hexAddr(a.pfn, this.ops.shift, a.off), size: a.bytes } : null;
+    return a ? { start: this.iovaHex(m), size: a.bytes } : null;
   }
 
   private iovaRangesOut(m: Mapping): { start: string; size: number }[] {
-    return m.allocs.map((a) => ({ start: hexAddr(a.pfn, this.ops.shift, a.off), size: a.bytes }));
+    const out = new Array<{ start: string; size: number }>(m.allocs.length);
+    for (let i = 0; i < m.allocs.length; i++) {
+      const a = m.allocs[i] as Mapping['allocs'][number];
+      out[i] = { start: i === 0 ? this.iovaHex(m) : hexAddr(a.pfn, this.ops.shift, a.off), size: a.bytes };
+    }
+    return out;
   }
 
   /** One row per IOMMU granule mapped, in IOVA order. */

@@ -33,14 +33,19 @@ export function ilog2(n: number): number {
   return o;
 }
 
+/** x mod the power of two `a`, x ≥ 0 (`%` on doubles is an fmod call; for x < 2^31 < a the mask is all ones). */
+export function modPow2(x: number, a: number): number {
+  return x < 0x80000000 ? x & (a - 1) : x - Math.floor(x / a) * a;
+}
+
 /** x rounded down to a multiple of the power of two `a`; x ≥ 0. */
 export function alignDown(x: number, a: number): number {
-  return x - (x % a);
+  return x - modPow2(x, a);
 }
 
 /** x rounded up to a multiple of the power of two `a`; x ≥ 0. */
 export function alignUp(x: number, a: number): number {
-  const r = x % a;
+  const r = modPow2(x, a);
   return r === 0 ? x : x + (a - r);
 }
 

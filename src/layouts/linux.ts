@@ -12,7 +12,7 @@
 import type { SessionConfig } from '../config.js';
 import { createLinuxIova, type FastLinuxIova } from '../iova/linux-iova.js';
 import type { LinuxIovaAllocator } from '../iova/iova-allocator.js';
-import { alignUp } from '../iova/pfn-math.js';
+import { alignUp, modPow2 } from '../iova/pfn-math.js';
 import type { DmaDirection, DmaOps, DmaSegment, Extent, MapFailure, MapResult, Mapping, SgEntry } from '../mapping.js';
 
 export class LinuxIommuDma implements DmaOps {
@@ -26,6 +26,10 @@ export class LinuxIommuDma implements DmaOps {
   private readonly apertureEndPfn: number;
   private readonly maxSeg: number;
   private readonly segBits: number;
+  private readonly boundarySpanPfns: number;
+  // Scratch for map_sg's per-entry layout (reused: no allocation per call).
+  private entryOff = new Float64Array(64);
+  private sIovaLen = new Float64Array(64); // 2^(segBits − shift): the boundary in pfns
 
   constructor(cfg: SessionConfig) {
     const iommu = cfg.iommu;
@@ -41,6 +45,7 @@ export class LinuxIommuDma implements DmaOps {
     this.coherentLimitPfn = Number(cfg.coherentDmaMask >> sh);
     this.maxSeg = cfg.maxSegmentSize;
     this.segBits = cfg.segmentBoundaryBits;
+    this.boundarySpanPfns = cfg.segmentBoundaryBits - iommu.shift >= 53 ? Infinity : 2 ** (cfg.segmentBoundaryBits - iommu.shift);
     this.iova = createLinuxIova({
       shift: iommu.shift,
       startPfn: this.startPfn,
@@ -70,19 +75,24 @@ export class LinuxIommuDma implements DmaOps {
   /** (dma_addr & seg_mask) != 0 for the granule-aligned IOVA pfn·granule. */
   private offBoundary(pfn: number): boolean {
     if (this.segBits <= this.shift) return false;
-    const bits = this.segBits - this.shift;
-    return bits >= 53 ? pfn !== 0 : pfn % 2 ** bits !== 0;
+    // pfns stay below 2^52: with a wide mask the modulo (a slow fmod on doubles) is the pfn itself.
+    const span = this.boundarySpanPfns;
+    return pfn < span ? pfn !== 0 : pfn % span !== 0;
   }
 
   mapSg(sg: readonly SgEntry[], _dir: DmaDirection): MapResult | MapFailure {
     const g = this.granule;
     const n = sg.length;
-    const entryOff = new Array<number>(n); // byte offset of each entry's first granule
-    const sIovaLen = new Array<number>(n); // padded length, later grown by boundary pads
+    if (this.entryOff.length < n) {
+      this.entryOff = new Float64Array(n * 2);
+      this.sIovaLen = new Float64Array(n * 2);
+    }
+    const entryOff = this.entryOff; // byte offset of each entry's first granule
+    const sIovaLen = this.sIovaLen; // padded length, later grown by boundary pads
     let iovaLen = 0;
     for (let i = 0; i < n; i++) {
       const s = sg[i] as SgEntry;
-      const sLen = alignUp(s.length + (s.phys % g), g);
+      const sLen = alignUp(s.length + modPow2(s.phys, g), g);
       const pad = this.boundaryPad(iovaLen);
       if (pad !== 0 && pad < sLen - 1) {
         sIovaLen[i - 1] = (sIovaLen[i - 1] as number) + pad;
@@ -103,7 +113,7 @@ export class LinuxIommuDma implements DmaOps {
     let curLen = 0;
     for (let i = 0; i < n; i++) {
       const s = sg[i] as SgEntry;
-      const sIovaOff = s.phys % g;
+      const sIovaOff = modPow2(s.phys, g);
       const off = entryOff[i] as number;
       const sLen = sIovaLen[i] as number;
       if (curLen !== 0 && sIovaOff === 0 && this.offBoundary(pfn + off / g) && (this.maxSeg - curLen) >>> 0 >= s.length && cur) {
@@ -147,7 +157,7 @@ export class LinuxIommuDma implements DmaOps {
   /** __iommu_dma_map */
   private mapContiguous(phys: number, size: number, limitPfn: number): MapResult | MapFailure {
     const g = this.granule;
-    const iovaOff = phys % g;
+    const iovaOff = modPow2(phys, g);
     const bytes = alignUp(size + iovaOff, g);
     const pfn = this.alloc(bytes / g, limitPfn);
     if (pfn === 0) return { errno: 'ENOMEM', message: `no IOVA space for ${bytes} bytes below the DMA mask (iommu_dma_alloc_iova)` };
@@ -171,7 +181,7 @@ export class LinuxIommuDma implements DmaOps {
     if (!first || !last) return;
     const start = first.off;
     const end = last.off + (m.kind === 'map_sg' ? last.len : m.size);
-    const iovaOff = start % g;
+    const iovaOff = modPow2(start, g);
     const pages = alignUp(end - start + iovaOff, g) / g;
     this.iova.freeIova(first.pfn + (start - iovaOff) / g, pages);
   }

@@ -22,6 +22,10 @@ export class CpuCache {
 
   constructor(private readonly ram: Ram) {}
 
+  get empty(): boolean {
+    return this.lines.size === 0;
+  }
+
   read(phys: number, out: Uint8Array): void {
     this.each(phys, out.length, (line, o, n, done) => out.set(line.data.subarray(o, o + n), done));
   }

@@ -61,7 +61,7 @@ export class DeviceView {
 
   constructor(
     private readonly config: SessionConfig,
-    private readonly mappings: ReadonlyMap<number, Mapping>,
+    private readonly mappings: { values(): Iterable<Mapping> },
     private readonly debug: DmaDebug,
   ) {
     this.ram = new Ram(config.memoryLimit);
@@ -105,7 +105,7 @@ export class DeviceView {
     m.cpuOwned = false;
     if (m.kind === 'coherent') return;
     const op = skipCpuSync ? 'none' : this.forDeviceOp(m.dir);
-    if (op === 'none' && !m.bounce) return;
+    if ((op === 'none' || this.cache?.empty) && !m.bounce) return; // nothing cached: maintenance is a no-op
     this.eachPiece(m, 0, m.size, (p) => {
       if (p.tlb !== null) this.copy(p.orig, p.tlb, p.length);
       this.maintain(op, p.tlb ?? p.orig, p.length);
@@ -117,7 +117,7 @@ export class DeviceView {
     if (skipCpuSync || m.kind === 'coherent') return;
     const op = this.forCpuOp(m.dir);
     const copyBack = m.dir === 'from_device' || m.dir === 'bidirectional';
-    if (op === 'none' && !(m.bounce && copyBack)) return;
+    if ((op === 'none' || this.cache?.empty) && !(m.bounce && copyBack)) return;
     this.eachPiece(m, 0, m.size, (p) => {
       this.maintain(op, p.tlb ?? p.orig, p.length);
       if (p.tlb !== null && copyBack) this.copy(p.tlb, p.orig, p.length);

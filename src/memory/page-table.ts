@@ -29,7 +29,7 @@ export class PageTable {
   private stale = true;
 
   constructor(
-    private readonly mappings: ReadonlyMap<number, Mapping>,
+    private readonly mappings: { values(): Iterable<Mapping> },
     private readonly granule: number,
   ) {}
 

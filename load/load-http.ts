@@ -1,0 +1,159 @@
+// npm run load: the service in its own process (one core), autocannon in this one (the other),
+// all traffic on 127.0.0.1, every phase bounded in time, everything stopped at the end.
+//   (a) hello:  a minimal Fastify GET with the same logger settings (context)
+//   (b) stub:   map_sg + unmap bodies validated by the same schemas, precomputed answers
+//   (c) pairs:  map_sg of 8 scattered 4 KiB entries, then unmap of the handle it returned
+//   (d) batch:  /batch of 32 map_sg + 32 unmap ops (64 ops per request)
+// (b) and (c) run with the same connections, no pipelining: each unmap needs the handle its
+// map_sg answered, so a connection alternates the two requests.
+// Last line, exactly:
+// load: hello_rps=<a> stub_rps=<s> mapunmap_pairs_per_s=<b> ratio=<2b/s> ratio_hello=<2b/a> batch_ops_per_s=<c>
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+interface AcRequest {
+  method?: string;
+  path?: string;
+  body?: string;
+  headers?: Record<string, string>;
+  setupRequest?: (req: AcRequest, ctx: Record<string, unknown>) => AcRequest;
+  onResponse?: (status: number, body: string, ctx: Record<string, unknown>) => void;
+}
+interface AcResult {
+  requests: { average: number; total: number };
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+  duration: number;
+}
+type Autocannon = (opts: Record<string, unknown>) => Promise<AcResult>;
+const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
+
+const SMOKE = process.env.LOAD_SMOKE === '1';
+const DURATION_S = Number(process.env.LOAD_DURATION_S ?? 10);
+const CONNECTIONS = Number(process.env.LOAD_CONNECTIONS ?? 16);
+const here = path.dirname(fileURLToPath(import.meta.url));
+const JSON_HEADERS = { 'content-type': 'application/json' };
+
+function startServer(env: Record<string, string>): Promise<{ url: string; child: ChildProcess }> {
+  // Runs the compiled server when there is one (npm run load builds first), else through tsx.
+  const isTs = import.meta.url.endsWith('.ts');
+  const script = path.join(here, isTs ? 'load-server.ts' : 'load-server.js');
+  const args = isTs ? ['--import', 'tsx', script] : [script];
+  const child = spawn(process.execPath, args, { env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info', ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const onData = (d: Buffer): void => {
+      out += d.toString();
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m?.[1]) {
+        // From here on the server's per-request log lines go nowhere, as they would to a file.
+        child.stdout?.off('data', onData);
+        child.stdout?.resume();
+        resolve({ url: m[1], child });
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`load server exited early (${code}): ${out}`)));
+  });
+}
+
+function stop(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) return resolve();
+    const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+function bounds(): Record<string, unknown> {
+  return SMOKE ? { amount: 200, connections: 4 } : { duration: DURATION_S, connections: CONNECTIONS };
+}
+
+async function run(title: string, opts: Record<string, unknown>): Promise<AcResult> {
+  const r = await autocannon({ ...bounds(), pipelining: 1, ...opts });
+  const bad = r.non2xx + r.errors + r.timeouts;
+  // Requests over the whole bounded run (autocannon's `average` is of per-second buckets).
+  r.requests.average = r.requests.total / r.duration;
+  console.log(`${title.padEnd(34)} ${String(Math.round(r.requests.average)).padStart(8)} req/s  (${r.requests.total} requests, ${bad} failed)`);
+  if (bad > 0) throw new Error(`${title}: ${bad} requests failed`);
+  return r;
+}
+
+const SG = Array.from({ length: 8 }, (_, i) => ({ phys: `0x${(0x90000000 + i * 0x200000 + (i % 2) * 0x1000).toString(16)}`, length: 4096 }));
+const MAP_BODY = JSON.stringify({ dir: 'to_device', sg: SG });
+
+/** map_sg then unmap of the handle it returned, on every connection. */
+function pairRequests(base: string): AcRequest[] {
+  return [
+    {
+      method: 'POST',
+      path: `${base}/map_sg`,
+      headers: JSON_HEADERS,
+      body: MAP_BODY,
+      onResponse: (_status, body, ctx) => {
+        ctx.handle = (JSON.parse(body) as { handle: number }).handle;
+      },
+    },
+    {
+      method: 'POST',
+      path: `${base}/unmap`,
+      headers: JSON_HEADERS,
+      setupRequest: (req, ctx) => ({ ...req, body: JSON.stringify({ handle: ctx.handle }) }),
+    },
+  ];
+}
+
+async function createSession(url: string): Promise<string> {
+  const res = await fetch(`${url}/v1/sessions`, { method: 'POST', headers: JSON_HEADERS, body: '{}' });
+  if (res.status !== 201) throw new Error(`session create answered ${res.status}`);
+  return ((await res.json()) as { id: string }).id;
+}
+
+async function main(): Promise<void> {
+  const hello = await startServer({ HELLO: '1' });
+  let a: AcResult;
+  try {
+    a = await run('(a) hello-world GET', { url: hello.url });
+  } finally {
+    await stop(hello.child);
+  }
+
+  const svc = await startServer({});
+  try {
+    const id = await createSession(svc.url);
+    const s = await run('(b) stub map_sg+unmap (requests)', { url: svc.url, requests: pairRequests(`/v1/sessions/${id}/stub`) });
+    const c = await run('(c) map_sg(8)+unmap (requests)', { url: svc.url, requests: pairRequests(`/v1/sessions/${id}`) });
+    // A bounded run can stop between a map_sg and its unmap: at most one pair per connection.
+    const summary = (await (await fetch(`${svc.url}/v1/sessions/${id}`)).json()) as { live_mappings: number };
+    if (summary.live_mappings > CONNECTIONS) throw new Error(`${summary.live_mappings} mappings left live after the pairs phase: unmap is failing`);
+
+    const ops: unknown[] = [];
+    for (let i = 0; i < 32; i++) ops.push({ op: 'map_sg', dir: 'to_device', sg: SG }, { op: 'unmap', handle: { ref: 2 * i } });
+    const d = await run('(d) /batch of 64 ops (requests)', {
+      url: svc.url,
+      requests: [{ method: 'POST', path: `/v1/sessions/${id}/batch`, headers: JSON_HEADERS, body: JSON.stringify({ ops }) }],
+    });
+
+    const helloRps = a.requests.average;
+    const stubRps = s.requests.average;
+    const pairs = c.requests.average / 2;
+    const batchOps = d.requests.average * 64;
+    const f = (x: number, digits = 0): string => x.toFixed(digits);
+    console.log(`connections=${SMOKE ? 4 : CONNECTIONS} pipelining=1 duration=${SMOKE ? 'amount 200' : `${DURATION_S}s`} per phase, LOG_LEVEL=${process.env.LOG_LEVEL ?? 'info'} (logs to a pipe drained and dropped)`);
+    console.log(
+      `load: hello_rps=${f(helloRps)} stub_rps=${f(stubRps)} mapunmap_pairs_per_s=${f(pairs)} ratio=${f((2 * pairs) / stubRps, 3)} ratio_hello=${f((2 * pairs) / helloRps, 3)} batch_ops_per_s=${f(batchOps)}`,
+    );
+  } finally {
+    await stop(svc.child);
+  }
+}
+
+await main();
