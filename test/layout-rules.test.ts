@@ -348,6 +348,28 @@ t.test('§4 linux-4.4: page_size > granule — v4.4 adds the CPU-page offset (s-
   t.same(segs(r), [['0xfffff000', 0x1000]], 'with page_size = granule both readings agree');
 });
 
+t.test('§4/§5 linux-4.4: unmap frees the range holding the handle\'s pfn — even when v4.4\'s offset puts it in another mapping', async (t) => {
+  // page 64 KiB, granule 4 KiB, coherent device. A: 0x80000000 → 1 pfn at 0xfffff, segment
+  // 0xfffff000. B: 0x80001000 (page offset 0x1000) → 1 pfn at 0xffffe, segment 0xffffe000 + 0x1000
+  // = 0xfffff000 (v4.4's offset). Unmapping B: v4.4's __iommu_dma_unmap does find_iova(pfn
+  // 0xfffff) → A's range: it unmaps and frees A's IOVA; B's stays mapped (leaked, a WARN-free leak).
+  // C then gets the free pfn 0xfffff; the device reading 0xfffff000 must see C's buffer — the
+  // emulator must never report an internal error for a sequence of valid calls.
+  const s = linux44({ coherent: true }, IOMMU_48, { page_size: 65536 });
+  const a = mapSg(s, [{ phys: '0x80000000', length: 0x1000 }]);
+  const b = mapSg(s, [{ phys: '0x80001000', length: 0x1000 }]);
+  t.same([segs(a), segs(b)], [[['0xfffff000', 0x1000]], [['0xfffff000', 0x1000]]]);
+  unmap(s, b.handle ?? 0);
+  cpuWrite(s, 0x90000000, pattern(0x1000, 9));
+  const c = mapSg(s, [{ phys: '0x90000000', length: 0x1000 }]);
+  t.same(segs(c), [['0xfffff000', 0x1000]], 'C reuses the pfn B\'s unmap freed');
+  let got: Uint8Array | undefined;
+  t.doesNotThrow(() => {
+    got = deviceRead(s, '0xfffff000', 0x1000).data;
+  }, 'device access after valid calls never fails inside the emulator');
+  t.same(got, pattern(0x1000, 9), 'the IOMMU maps C there now');
+});
+
 t.test('§4/§5 linux-4.4: allocation failure → nents 0; start_pfn itself is never handed out', async (t) => {
   // dma_mask 0x3fff → limit pfn 3 (not the 32-bit pfn, so no cached32_node). 1 pfn: 3, then 2
   // (limit lowered to 2, start_pfn + 1 <= 2), then limit 1: start_pfn + 1 <= 1 fails → nents 0.
