@@ -10,6 +10,10 @@ export const sessionsPlugin: FastifyPluginAsync = async (fastify) => {
   app.post(
     '/v1/sessions',
     {
+      // "Every field is optional": a POST without a body is a session with every default.
+      preValidation: async (req) => {
+        if (req.body === undefined || req.body === null) req.body = {};
+      },
       schema: {
         tags: ['sessions'],
         operationId: 'create_session',
@@ -25,7 +29,7 @@ export const sessionsPlugin: FastifyPluginAsync = async (fastify) => {
       },
     },
     async (req, reply) => {
-      const s = app.store.create(req.body);
+      const s = app.store.create(req.body ?? {});
       void reply.code(201);
       return { id: s.id, config: s.wireConfig };
     },

@@ -44,6 +44,8 @@ export async function buildApp(opts: AppOptions = {}): Promise<FastifyInstance> 
   app.decorate('store', store);
   app.addHook('onClose', async () => store.stopSweeping());
 
+  // JSON only: Fastify's text/plain parser would hand strings to the schemas (→ a misleading 400).
+  app.removeContentTypeParser('text/plain');
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(errorHandler);

@@ -51,6 +51,14 @@ export class DmaDebug {
     return f;
   }
 
+  /**
+   * Called as each call starts: findings of an earlier call that ended in an HTTP error stay
+   * at /debug but must not ride along on the next answer.
+   */
+  discardFresh(): void {
+    this.fresh = undefined;
+  }
+
   all(): DebugFinding[] {
     if (this.dropped === 0) return this.kept.slice();
     return [...this.kept, { seq: this.seq, check: 'dropped', message: `DMA-API: ${this.dropped} further findings were not kept`, handle: null }];

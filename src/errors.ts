@@ -14,7 +14,7 @@ export const ERROR_CODES = {
   DMAEMU_MEMORY_LIMIT: { status: 429, doc: "The session's touched emulated RAM would exceed its memory_limit" },
   DMAEMU_MALFORMED_BODY: { status: 400, doc: 'The body is not valid JSON (or carries __proto__ / constructor.prototype keys)' },
   DMAEMU_ROUTE_NOT_FOUND: { status: 404, doc: 'No such endpoint (see /openapi.json)' },
-  DMAEMU_BODY_TOO_LARGE: { status: 413, doc: 'The body exceeds DMAEMU_BODY_LIMIT bytes' },
+  DMAEMU_BODY_TOO_LARGE: { status: 413, doc: 'The body exceeds DMAEMU_BODY_LIMIT bytes (default 8 MiB)' },
   DMAEMU_UNSUPPORTED_MEDIA_TYPE: { status: 415, doc: 'Bodies must be application/json' },
   DMAEMU_INTERNAL: { status: 500, doc: 'An invariant of the emulator broke: a bug in dmaemu, never silent' },
 } as const;

@@ -4,7 +4,7 @@
 
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
-import { DmaemuError, type ErrorCode } from './errors.js';
+import { DmaemuError, ERROR_CODES, type ErrorCode } from './errors.js';
 
 const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_CTP_BODY_TOO_LARGE: 'DMAEMU_BODY_TOO_LARGE',
@@ -33,7 +33,10 @@ export function errorHandler(err: FastifyError, req: FastifyRequest, reply: Fast
   let e: DmaemuError;
   if (err instanceof DmaemuError) e = err;
   else if (hasZodFastifySchemaValidationErrors(err)) e = validationError(err as FastifyError & { validation: Issue[] });
-  else if (err.code && FASTIFY_CODES[err.code]) e = new DmaemuError(FASTIFY_CODES[err.code] as ErrorCode, err.message);
+  else if (err.code && FASTIFY_CODES[err.code]) {
+    const code = FASTIFY_CODES[err.code] as ErrorCode;
+    e = new DmaemuError(code, code === 'DMAEMU_MALFORMED_BODY' ? err.message : ERROR_CODES[code].doc);
+  }
   else if (err instanceof SyntaxError || (err.statusCode === 400 && err.code?.startsWith('FST_ERR_CTP'))) e = new DmaemuError('DMAEMU_MALFORMED_BODY', 'the body is not valid JSON');
   else e = new DmaemuError('DMAEMU_INTERNAL', 'internal error (logged on the server)');
   if (e.statusCode >= 500) req.log.error({ err }, 'internal error');

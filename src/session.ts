@@ -109,6 +109,7 @@ export class Session {
   // ---- streaming mappings -------------------------------------------------------------
 
   mapSg(input: MapSgInput, withPages = false): MapSgOut {
+    this.debug.discardFresh();
     const dir = mappingDirection(input.dir);
     if (input.sg.length > this.limits.maxSgEntries) {
       throw new DmaemuError('DMAEMU_TOO_MANY_SG_ENTRIES', `a scatterlist may hold at most ${this.limits.maxSgEntries} entries`, 'sg');
@@ -133,6 +134,7 @@ export class Session {
   }
 
   mapPage(input: MapPageInput, withPages = false): MapPageOut {
+    this.debug.discardFresh();
     const dir = mappingDirection(input.dir);
     checkPhys({ phys: input.phys, length: input.size }, 'phys');
     if (withPages) this.checkPageRows([{ phys: input.phys, length: input.size }]);
@@ -151,6 +153,7 @@ export class Session {
   }
 
   unmap(input: UnmapInput): UnmapOut {
+    this.debug.discardFresh();
     const m = this.mappings.get(input.handle);
     if (!m || m.kind === 'coherent') {
       this.debug.unmapUnknown(input.handle, m ? 'coherent' : input.handle < this.nextHandle ? 'freed' : 'never');
@@ -169,6 +172,7 @@ export class Session {
   }
 
   sync(input: SyncInput): SyncOut {
+    this.debug.discardFresh();
     const m = this.mappings.get(input.handle);
     if (!m) {
       this.debug.syncUnknown(input.handle);
@@ -185,6 +189,7 @@ export class Session {
   // ---- coherent buffers ---------------------------------------------------------------
 
   allocCoherent(input: AllocCoherentInput): AllocCoherentOut {
+    this.debug.discardFresh();
     this.checkRoom();
     this.counters.alloc_coherent++;
     const size = Math.ceil(input.size / this.config.pageSize) * this.config.pageSize;
@@ -208,6 +213,7 @@ export class Session {
   }
 
   freeCoherent(input: FreeCoherentInput): FreeCoherentOut {
+    this.debug.discardFresh();
     const m = this.mappings.get(input.handle);
     if (!m || m.kind !== 'coherent') {
       this.debug.freeCoherentWrong(input.handle, m ? m.kind : null);
@@ -237,20 +243,24 @@ export class Session {
   // ---- memory -------------------------------------------------------------------------
 
   cpuWrite(input: CpuWriteInput): MemoryOut {
+    this.debug.discardFresh();
     return this.withDebug(this.memory.cpuWrite(input.phys, Buffer.from(input.data, 'base64')));
   }
 
   cpuRead(input: CpuReadInput): MemoryOut {
+    this.debug.discardFresh();
     return this.withDebug(this.memory.cpuRead(input.phys, input.length));
   }
 
   deviceWrite(input: DeviceWriteInput): MemoryOut {
+    this.debug.discardFresh();
     const r = this.memory.deviceWrite(input.dma_address, Buffer.from(input.data, 'base64'));
     if (r.fault) this.counters.device_faults++;
     return this.withDebug(r);
   }
 
   deviceRead(input: DeviceReadInput): MemoryOut {
+    this.debug.discardFresh();
     const r = this.memory.deviceRead(input.dma_address, input.length);
     if (r.fault) this.counters.device_faults++;
     return this.withDebug(r);

@@ -26,6 +26,17 @@ export class CpuCache {
     return this.lines.size === 0;
   }
 
+  get bytes(): number {
+    return this.lines.size * LINE;
+  }
+
+  /** Lines an access to [phys, phys + length) would allocate. */
+  missingLines(phys: number, length: number): number {
+    let missing = 0;
+    for (let i = Math.floor(phys / LINE); i * LINE < phys + length; i++) if (!this.lines.has(i)) missing++;
+    return missing;
+  }
+
   read(phys: number, out: Uint8Array): void {
     this.each(phys, out.length, (line, o, n, done) => out.set(line.data.subarray(o, o + n), done));
   }

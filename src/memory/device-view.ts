@@ -16,12 +16,12 @@
 
 import type { SessionConfig } from '../config.js';
 import type { DmaDebug } from '../dma-debug.js';
-import { invalid } from '../errors.js';
+import { DmaemuError, invalid } from '../errors.js';
 import { hex, hexAddr } from '../hex.js';
 import type { DmaDirection, Mapping } from '../mapping.js';
 import { CpuCache, LINE } from './cpu-cache.js';
 import { PageTable, permits, type Permission } from './page-table.js';
-import { Ram } from './ram.js';
+import { CHUNK, Ram } from './ram.js';
 
 export type CacheOp = 'none' | 'clean' | 'invalidate' | 'clean+invalidate';
 
@@ -64,7 +64,7 @@ export class DeviceView {
     private readonly mappings: { values(): Iterable<Mapping> },
     private readonly debug: DmaDebug,
   ) {
-    this.ram = new Ram(config.memoryLimit);
+    this.ram = new Ram();
     this.cache = config.coherent ? null : new CpuCache(this.ram);
     // arm-legacy's extents are byte addresses in CPU pages; the others are granule pfns.
     this.unitShift = config.layout === 'arm-legacy' ? config.pageShift : (config.iommu?.shift ?? 0);
@@ -72,8 +72,29 @@ export class DeviceView {
     this.modernForDevice = config.layout === 'linux' || config.iommu === null;
   }
 
+  /** Emulated RAM chunks plus CPU cache lines: what memory_limit bounds. */
   bytesTouched(): number {
-    return this.ram.bytesTouched;
+    return this.ram.bytesTouched + (this.cache?.bytes ?? 0);
+  }
+
+  /**
+   * Refuses, before any effect, a caller-driven access that would grow memory past the
+   * session's memory_limit. Internal copies (cache write-back, swiotlb bounces) are never
+   * refused mid-call; they can add at most the bytes already counted for the lines and the
+   * bounce pool.
+   */
+  private checkRoom(phys: number, length: number, write: boolean, cached: boolean): void {
+    let more = 0;
+    if (cached && this.cache) more = this.cache.missingLines(phys, length) * LINE;
+    else if (write) more = this.ram.missingChunks(phys, length) * CHUNK;
+    const total = this.bytesTouched() + more;
+    if (more > 0 && total > this.config.memoryLimit) {
+      throw new DmaemuError(
+        'DMAEMU_MEMORY_LIMIT',
+        `this access would bring the session's emulated memory (RAM chunks and cache lines) to ${total} bytes; its memory_limit is ${this.config.memoryLimit}`,
+        write ? 'data' : 'length',
+      );
+    }
   }
 
   faults(): Fault[] {
@@ -190,16 +211,16 @@ export class DeviceView {
 
   cpuWrite(phys: number, data: Uint8Array): MemoryOut {
     checkPhysRange(phys, data.length);
+    this.checkRoom(phys, data.length, true, this.cached(phys, data.length));
     this.checkOwnership(phys, data.length, 'write');
-    this.ram.checkRoom(phys - (phys % LINE), data.length + LINE);
     this.cpuWriteRaw(phys, data);
     return { written: data.length };
   }
 
   cpuRead(phys: number, length: number): MemoryOut {
     checkPhysRange(phys, length);
+    this.checkRoom(phys, length, false, this.cached(phys, length));
     this.checkOwnership(phys, length, 'read');
-    this.ram.checkRoom(phys - (phys % LINE), length + LINE);
     const buf = new Uint8Array(length);
     this.cpuReadRaw(phys, buf);
     return { data: Buffer.from(buf).toString('base64') };
@@ -245,7 +266,7 @@ export class DeviceView {
   deviceWrite(addr: bigint, data: Uint8Array): MemoryOut {
     const t = this.translate(addr, data.length, 'write');
     if ('fault' in t) return t;
-    for (const p of t.pieces) this.ram.checkRoom(p.phys, p.length);
+    for (const p of t.pieces) this.checkRoom(p.phys, p.length, true, false);
     let done = 0;
     for (const p of t.pieces) {
       this.ram.write(p.phys, data, done, p.length);

@@ -4,30 +4,20 @@
 // Invariants: a chunk exists only once a non-zero byte was written into it; `chunks.size`
 // × CHUNK is the session's memory footprint (bytesTouched).
 
-import { DmaemuError } from '../errors.js';
-
 export const CHUNK = 4096;
 
 export class Ram {
   private readonly chunks = new Map<number, Uint8Array>();
 
-  constructor(private readonly limit: number) {}
-
   get bytesTouched(): number {
     return this.chunks.size * CHUNK;
   }
 
-  /** Refuses, before any effect, a caller-driven write that would grow memory past the limit. */
-  checkRoom(phys: number, length: number): void {
+  /** Chunks a write of [phys, phys + length) would create. */
+  missingChunks(phys: number, length: number): number {
     let missing = 0;
     for (let c = Math.floor(phys / CHUNK); c * CHUNK < phys + length; c++) if (!this.chunks.has(c)) missing++;
-    if ((this.chunks.size + missing) * CHUNK > this.limit) {
-      throw new DmaemuError(
-        'DMAEMU_MEMORY_LIMIT',
-        `this write would touch ${(this.chunks.size + missing) * CHUNK} bytes of emulated memory; the session's memory_limit is ${this.limit}`,
-        'data',
-      );
-    }
+    return missing;
   }
 
   read(phys: number, out: Uint8Array, at = 0, length = out.length - at): void {
