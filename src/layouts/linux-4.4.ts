@@ -38,6 +38,7 @@ export class Linux44IommuDma implements DmaOps {
     this.dmaLimitPfn = Number(cfg.dmaMask >> sh);
     this.coherentLimitPfn = Number(cfg.coherentDmaMask >> sh);
     this.iova = createIova44({
+      pageShift: cfg.pageShift,
       shift: iommu.shift,
       startPfn: this.startPfn,
       dma32BitPfn: Number(end32 >> sh),

@@ -48,6 +48,7 @@ export class LinuxIommuDma implements DmaOps {
     this.boundarySpanPfns = cfg.segmentBoundaryBits - iommu.shift >= 53 ? Infinity : 2 ** (cfg.segmentBoundaryBits - iommu.shift);
     this.iova = createLinuxIova({
       shift: iommu.shift,
+      pageShift: cfg.pageShift,
       startPfn: this.startPfn,
       apertureEndPfn: this.apertureEndPfn,
       pci: cfg.bus === 'pci',

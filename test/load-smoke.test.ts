@@ -1,0 +1,35 @@
+// Keeps `npm run bench` and `npm run load` from rotting: each script runs in its smoke mode (a
+// few hundred requests / a few milliseconds per size) and must print its machine-read last line
+// in the exact shape issue 7 fixes. Nothing about speed is asserted here: that is the
+// benchmarks' job, not the test suite's.
+import { test } from 'tap';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+function runScript(script: string, env: Record<string, string>): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, script)], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    child.once('exit', (code) => resolve({ code, out }));
+  });
+}
+
+const lastLine = (s: string): string => s.trim().split('\n').pop() ?? '';
+
+test('npm run bench (smoke): map_sg(8)+unmap pairs in-process, last line', async (t) => {
+  const r = await runScript('load/bench-map.ts', { BENCH_SMOKE: '1' });
+  t.equal(r.code, 0, r.out);
+  t.match(lastLine(r.out), /^bench: pairs_per_s_100k=\d+ growth_1m_vs_1k=[\d.]+$/);
+});
+
+test('npm run load (smoke): hello, stub, pairs and batch over loopback, last line', async (t) => {
+  const r = await runScript('load/load-http.ts', { LOAD_SMOKE: '1', LOG_LEVEL: 'warn' });
+  t.equal(r.code, 0, r.out);
+  t.match(lastLine(r.out), /^load: hello_rps=\d+ stub_rps=\d+ mapunmap_pairs_per_s=\d+ ratio=[\d.]+ ratio_hello=[\d.]+ batch_ops_per_s=\d+$/);
+  t.match(r.out, /\(c\) map_sg\(8\)\+unmap .* 0 failed/, 'no request failed');
+});
