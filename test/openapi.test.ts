@@ -129,3 +129,20 @@ t.test(
     t.ok(doc.paths['/docs']?.get, 'GET /docs');
   },
 );
+
+t.test(
+  'no schema admits a negative number: every integer on the wire is a handle, count, length or size',
+  { todo: "BUG (docs): z.number().int() emits minimum −(2^53−1), so Swagger UI's example values show handle, nents, dma_length, statusCode as -9007199254740991" },
+  async (t) => {
+    const doc = await fetchDoc(app);
+    const negative: string[] = [];
+    const walk = (node: unknown, at: string): void => {
+      if (typeof node !== 'object' || node === null) return;
+      const min = (node as { minimum?: unknown }).minimum;
+      if (typeof min === 'number' && min < 0) negative.push(at);
+      for (const [k, v] of Object.entries(node)) walk(v, `${at}/${k}`);
+    };
+    walk(doc, '#');
+    t.same(negative, [], 'schemas with a negative minimum');
+  },
+);
