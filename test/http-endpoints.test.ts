@@ -609,6 +609,15 @@ t.test('429 for each limit: sessions, mappings, sg entries, batch ops, memory', 
   t.equal((await c2.get(m.url)).body.memory_bytes_touched, 8192, 'the refused write touched nothing');
 });
 
+t.test('?pages=true over DMAEMU_MAX_PAGE_ROWS is refused (400 naming pages); the same call without it maps', async (t) => {
+  const c2 = await appWith(t, { limits: { maxPageRows: 2 } });
+  const s = await c2.session();
+  const body = { dir: 'to_device', sg: API_SG }; // 3 granules → 3 rows
+  expectError(t, await c2.post(`${s.url}/map_sg`, body, { query: 'pages=true' }), 400, 'DMAEMU_INVALID_ARGUMENT', 'pages');
+  t.same((await c2.get(`${s.url}/mappings`)).body.mappings, [], 'nothing was mapped');
+  t.equal((await c2.post(`${s.url}/map_sg`, body)).body.nents, 1);
+});
+
 t.test(
   'a page-aligned 4 KiB write touches exactly one 4 KiB chunk: two of them fit memory_limit 8192',
   { todo: 'BUG: Ram.checkRoom is asked for length + 64 bytes from the line start, one chunk too many when a write ends on a chunk boundary' },
