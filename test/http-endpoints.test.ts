@@ -75,7 +75,6 @@ t.test('POST /v1/sessions {} → 201 with the defaults Linux gives a device with
 
 t.test(
   'POST /v1/sessions without any body is the same as {} (every field is optional)',
-  { todo: 'BUG: a bodiless POST reaches zod as null, so SessionCreateBody.default({}) never applies → 400 "expected object, received null"' },
   async (t) => {
     const r = await c.request('POST', '/v1/sessions');
     t.equal(r.status, 201);
@@ -280,7 +279,6 @@ t.test('unmap of a coherent buffer is refused (400 naming handle) and dma-debug 
 
 t.test(
   'a dma-debug finding rides on the response that triggered it, never on a later call',
-  { todo: 'BUG: findings of a call answered with an HTTP error stay "fresh" and are attached to the next successful response' },
   async (t) => {
     const s = await c.session();
     await c.post(`${s.url}/alloc_coherent`, { size: 4096 });
@@ -570,7 +568,6 @@ t.test('415 DMAEMU_UNSUPPORTED_MEDIA_TYPE for a body that is not application/jso
 
 t.test(
   '415 DMAEMU_UNSUPPORTED_MEDIA_TYPE for a text/plain body',
-  { todo: "BUG: Fastify's built-in text/plain parser is still registered, so the string reaches zod → 400 DMAEMU_INVALID_ARGUMENT" },
   async (t) => {
     const s = await c.session();
     const r = await c.post(`${s.url}/flush`, undefined, { raw: '{"rcache":true}', headers: { 'content-type': 'text/plain' } });
@@ -620,7 +617,6 @@ t.test('?pages=true over DMAEMU_MAX_PAGE_ROWS is refused (400 naming pages); the
 
 t.test(
   'a page-aligned 4 KiB write touches exactly one 4 KiB chunk: two of them fit memory_limit 8192',
-  { todo: 'BUG: Ram.checkRoom is asked for length + 64 bytes from the line start, one chunk too many when a write ends on a chunk boundary' },
   async (t) => {
     const c2 = await appWith(t, { limits: { memoryLimit: 8192 } });
     const m = await c2.session({ device: { coherent: true } });
@@ -632,7 +628,6 @@ t.test(
 
 t.test(
   'memory_limit also bounds a non-coherent session, whose CPU accesses fill cache lines',
-  { todo: 'BUG: CpuCache lines are not counted against memory_limit; cpu/write and cpu/read grow them without bound' },
   async (t) => {
     const c2 = await appWith(t, { limits: { memoryLimit: 8192 } });
     const m = await c2.session();
