@@ -132,12 +132,17 @@ class LinuxIova implements LinuxIovaAllocator {
     if (is32 && size >= this.max32AllocSize) return 0;
     const align = roundupPowOfTwo(size);
     const cachedKey = is32 ? this.cached32 : this.cached;
-    const retryPfn = this.tree.hiOf(cachedKey);
-    let pfn = this.walk(cachedKey, retryPfn, size, align, limit, this.startPfn);
+    const retryPfn = this.tree.locate(cachedKey);
+    const predHi = this.tree.outPredHi;
+    // A start at/above the limit restarts from the lowest range ending at/above it: the cached
+    // range itself when the range below it ends under the limit.
+    let pfn =
+      retryPfn < limit || predHi < limit
+        ? this.walk(cachedKey, predHi, size, align, limit, this.startPfn)
+        : this.walkFromLimit(size, align, limit, this.startPfn);
     if (pfn < 0 && retryPfn < limit) {
       // Second pass: from the limit down to just above where the first pass started.
-      const fromLimit = this.tree.lowestEndingAtOrAbove(limit);
-      pfn = this.walk(fromLimit, this.tree.hiOf(fromLimit), size, align, limit, retryPfn + 1);
+      pfn = this.walkFromLimit(size, align, limit, retryPfn + 1);
     }
     if (pfn < 0) {
       this.max32AllocSize = size; // the kernel records it whatever the limit was
@@ -151,18 +156,24 @@ class LinuxIova implements LinuxIovaAllocator {
   }
 
   /**
-   * One pass of the kernel's top-down walk starting at the range keyed `startKey` (whose hi is
-   * `startHi`), placing `size` pfns aligned to `align` below the exclusive `limit` and at or
-   * above `low`. Returns the pfn, or -1.
+   * A pass that starts at or above the limit: ranges wholly at/above the limit only pass
+   * high = limit down, so it starts at the lowest of them (iova_find_limit).
    */
-  private walk(startKey: number, startHi: number, size: number, align: number, limit: number, low: number): number {
-    // Ranges wholly at/above the limit only pass high = limit down: start at the lowest of them.
-    const eKey = startHi >= limit ? this.tree.lowestEndingAtOrAbove(limit) : startKey;
+  private walkFromLimit(size: number, align: number, limit: number, low: number): number {
+    const eKey = this.tree.lowestEndingAtOrAbove(limit);
+    return this.walk(eKey, this.tree.outPredHi, size, align, limit, low);
+  }
+
+  /**
+   * One pass of the kernel's top-down walk from the range keyed `eKey` (below which lies the
+   * range ending at `predHi`, or none when -1), placing `size` pfns aligned to `align` below
+   * the exclusive `limit` and at or above `low`. Returns the pfn, or -1.
+   */
+  private walk(eKey: number, predHi: number, size: number, align: number, limit: number, low: number): number {
     const high = eKey < limit ? eKey : limit;
-    const predKey = this.tree.prevKey(eKey);
     if (high < size) return -1;
     const top = alignDown(high - size, align);
-    if (predKey < 0 || top > this.tree.hiOf(predKey)) return top >= low ? top : -1;
+    if (predHi < 0 || top > predHi) return top >= low ? top : -1;
     if (top < low) return -1;
     const fitKey = this.tree.highestFit(eKey, size, align);
     if (fitKey < 0) return -1;
@@ -193,15 +204,15 @@ class LinuxIova implements LinuxIovaAllocator {
 
   /** free_iova: remove_iova with __cached_rbnode_delete_update. */
   private freeIovaTree(pfn: number): void {
-    const lo = this.tree.findContaining(pfn);
+    // find_iova + rb_next + remove in one descent; the cached-node rules only read keys.
+    const lo = this.tree.removeContaining(pfn, ANCHOR);
     if (lo < 0 || lo === ANCHOR) return;
-    const hi = this.tree.hiOf(lo);
-    const next = this.tree.nextKey(lo);
+    const hi = this.tree.outHi;
+    const next = this.tree.outNext;
     const c32 = this.cached32;
     if (lo === c32 || (hi < this.dma32BitPfn && lo >= c32)) this.cached32 = next;
     if (lo < this.dma32BitPfn) this.max32AllocSize = this.dma32BitPfn;
     if (lo >= this.cached) this.cached = next;
-    this.tree.remove(lo);
   }
 
   reserve(lo: number, hi: number): void {

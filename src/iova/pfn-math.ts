@@ -3,7 +3,7 @@
 
 /** roundup_pow_of_two(n), n ≥ 1. */
 export function roundupPowOfTwo(n: number): number {
-  if (n <= 0x40000000) return n <= 1 ? 1 : 2 ** (32 - Math.clz32(n - 1));
+  if (n <= 0x40000000) return n <= 1 ? 1 : 1 << (32 - Math.clz32(n - 1)); // ≤ 2^30: no Math.pow
   let p = 0x40000000;
   while (p < n) p *= 2;
   return p;
