@@ -20,6 +20,13 @@ export const IommuIn = z.strictObject({
   aperture: Range.optional(),
   reserved: z.array(Range).max(64).optional(),
   strict: z.boolean().optional(),
+  enforce_read: z
+    .boolean()
+    .optional()
+    .meta({
+      description:
+        'Default true: a device read of a DMA_FROM_DEVICE mapping faults (no IOMMU_READ), as on IOMMUs with read permission (VT-d, AMD-Vi, SMMU stage 2). false: arm64 SMMU stage-1 tables, which cannot express write-only, let the read through (extension)',
+    }),
 });
 
 export const SessionCreateBody = z
@@ -57,6 +64,7 @@ export const SessionConfig = z
         aperture: RangeOut,
         reserved: z.array(RangeOut),
         strict: z.boolean(),
+        enforce_read: z.boolean(),
       })
       .nullable(),
     layout: z.enum(['linux', 'linux-4.4', 'arm-legacy']),

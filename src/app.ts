@@ -70,7 +70,7 @@ export async function buildApp(opts: AppOptions = {}): Promise<FastifyInstance> 
       ],
     },
     transform: jsonSchemaTransform,
-    transformObject: jsonSchemaTransformObject,
+    transformObject: (doc) => polishDocument(jsonSchemaTransformObject(doc) as OpenApiDoc) as ReturnType<typeof jsonSchemaTransformObject>,
   });
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
@@ -81,6 +81,37 @@ export async function buildApp(opts: AppOptions = {}): Promise<FastifyInstance> 
   await app.register(memoryPlugin);
   await app.register(tablesPlugin);
   return app;
+}
+
+type OpenApiDoc = { paths?: Record<string, unknown> } & Record<string, unknown>;
+
+/**
+ * Two touches on the generated document: zod's `.int()` emits ±MAX_SAFE_INTEGER bounds, which
+ * Swagger UI turns into examples like -9007199254740991 (every integer on this wire is
+ * non-negative, so the lower bound becomes 0 and the upper one goes); and /docs, which @fastify/swagger-ui registers hidden, is part
+ * of the contract (API.md "Service"), so it is described too.
+ */
+function polishDocument(doc: OpenApiDoc): OpenApiDoc {
+  const strip = (node: unknown): void => {
+    if (typeof node !== 'object' || node === null) return;
+    const o = node as Record<string, unknown>;
+    if (o.minimum === Number.MIN_SAFE_INTEGER) o.minimum = 0; // every integer on our wire is a count, size, handle or code
+    if (o.maximum === Number.MAX_SAFE_INTEGER) delete o.maximum;
+    for (const v of Object.values(o)) strip(v);
+  };
+  strip(doc);
+  doc.paths = {
+    ...doc.paths,
+    '/docs': {
+      get: {
+        tags: ['service'],
+        operationId: 'docs',
+        summary: 'Swagger UI for this document',
+        responses: { '200': { description: 'The Swagger UI page (HTML)', content: { 'text/html': { schema: { type: 'string' } } } } },
+      },
+    },
+  };
+  return doc;
 }
 
 /** One info line per request, when it completes (Fastify's "incoming request" goes to debug). */

@@ -15,6 +15,8 @@ export interface IommuConfig {
   apertureEnd: bigint;
   reserved: { start: bigint; end: bigint }[];
   strict: boolean;
+  /** A missing IOMMU_READ faults device reads (false: stage-1 arm64 SMMU, reads always allowed). */
+  enforceRead: boolean;
 }
 
 export interface SessionConfig {
@@ -96,7 +98,7 @@ export function resolveConfig(input: SessionCreateInput, defaults: { memoryLimit
         throw invalid('iommu.aperture', 'specified DMA range outside IOMMU capability (iommu_dma_init_domain)');
       }
     }
-    iommu = { granule, shift, apertureStart, apertureEnd, reserved, strict: i.strict ?? true };
+    iommu = { granule, shift, apertureStart, apertureEnd, reserved, strict: i.strict ?? true, enforceRead: i.enforce_read ?? true };
   }
   const swiotlbSize = input.swiotlb?.size ?? 64 * 1024 * 1024;
   if (swiotlbSize % 2048 !== 0) throw invalid('swiotlb.size', 'must be a multiple of the 2 KiB slot size');
@@ -136,6 +138,7 @@ export function configToWire(c: SessionConfig): SessionConfigOut {
       aperture: { start: hex(c.iommu.apertureStart), end: hex(c.iommu.apertureEnd) },
       reserved: c.iommu.reserved.map((r) => ({ start: hex(r.start), end: hex(r.end) })),
       strict: c.iommu.strict,
+      enforce_read: c.iommu.enforceRead,
     },
     layout: c.layout,
     page_size: c.pageSize,

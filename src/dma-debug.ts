@@ -31,6 +31,11 @@ const TYPE_NAME: Record<Mapping['kind'], string> = {
   coherent: 'coherent',
 };
 
+/** debug.c prints device addresses as 0x%016llx. */
+function addr16(addr: string): string {
+  return '0x' + addr.slice(2).padStart(16, '0');
+}
+
 export class DmaDebug {
   private readonly kept: DebugFinding[] = [];
   private fresh: DebugFinding[] | undefined;
@@ -64,12 +69,17 @@ export class DmaDebug {
     return [...this.kept, { seq: this.seq, check: 'dropped', message: `DMA-API: ${this.dropped} further findings were not kept`, handle: null }];
   }
 
+  /** check_unmap: the entry was made by another kind of call than the one freeing it. */
+  wrongFunction(m: Mapping, unmappedAs: Mapping['kind'], addr: string): void {
+    this.report(
+      m.kind === 'coherent' ? 'unmap_wrong_function' : 'free_wrong_function',
+      m.handle,
+      `device driver frees DMA memory with wrong function [device address=${addr16(addr)}] [size=${m.size} bytes] [mapped as ${TYPE_NAME[m.kind]}] [unmapped as ${TYPE_NAME[unmappedAs]}]`,
+    );
+  }
+
   // check_unmap, first case: no entry for the address.
-  unmapUnknown(handle: number, why: 'coherent' | 'freed' | 'never'): void {
-    if (why === 'coherent') {
-      this.report('unmap_wrong_function', handle, `device driver frees DMA memory with wrong function [handle=${handle}] [mapped as coherent] [unmapped as single]`);
-      return;
-    }
+  unmapUnknown(handle: number, why: 'freed' | 'never'): void {
     const what = why === 'freed' ? ' (already unmapped)' : '';
     this.report('unmap_unknown', handle, `device driver tries to free DMA memory it has not allocated [handle=${handle}]${what}`);
   }
@@ -77,18 +87,28 @@ export class DmaDebug {
   /** check_unmap: what the caller says it unmaps vs what was mapped. */
   checkUnmap(m: Mapping, given: { size?: number | undefined; dir?: DmaDirection | undefined; nents?: number | undefined }, addr: string): void {
     if (given.size !== undefined && given.size !== m.size) {
-      this.report('unmap_size', m.handle, `device driver frees DMA memory with different size [device address=${addr}] [map size=${m.size} bytes] [unmap size=${given.size} bytes]`);
+      this.report('unmap_size', m.handle, `device driver frees DMA memory with different size [device address=${addr16(addr)}] [map size=${m.size} bytes] [unmap size=${given.size} bytes]`);
     }
     if (given.dir !== undefined && given.dir !== m.dir) {
       this.report(
         'unmap_direction',
         m.handle,
-        `device driver frees DMA memory with different direction [device address=${addr}] [size=${m.size} bytes] [mapped with ${DIR_NAME[m.dir]}] [unmapped with ${DIR_NAME[given.dir]}]`,
+        `device driver frees DMA memory with different direction [device address=${addr16(addr)}] [size=${m.size} bytes] [mapped with ${DIR_NAME[m.dir]}] [unmapped with ${DIR_NAME[given.dir]}]`,
       );
     }
     if (given.nents !== undefined && m.kind === 'map_sg' && given.nents !== m.sg.length) {
       this.report('unmap_nents', m.handle, `device driver frees DMA sg list with different entry count [map count=${m.sg.length}] [unmap count=${given.nents}]`);
     }
+  }
+
+  /** Not a debug.c check: what v4.4's offset bug does to the allocator, made visible. */
+  unmapFreedOther(m: Mapping, owner: number | null, freed: string | null): void {
+    const whose = freed === null ? 'no range (WARN_ON(!iova) in __iommu_dma_unmap)' : owner === null ? `the range at ${freed}` : `the range at ${freed} of handle ${owner}`;
+    this.report(
+      'unmap_freed_other',
+      m.handle,
+      `linux-4.4 __iommu_dma_unmap freed ${whose}, not handle ${m.handle}'s own: its IOVA stays mapped and allocated (v4.4 put the CPU-page offset in sg_dma_address; fixed in v4.6)`,
+    );
   }
 
   syncUnknown(handle: number): void {
@@ -98,36 +118,32 @@ export class DmaDebug {
   /** check_sync: range and direction of a sync against the mapping. */
   checkSync(m: Mapping, toCpu: boolean, offset: number, size: number, dir: DmaDirection, addr: string): void {
     if (m.kind === 'coherent') {
-      this.report('sync_coherent', m.handle, `device driver syncs coherent DMA memory, which needs no sync [device address=${addr}] [size=${m.size} bytes]`);
+      this.report('sync_coherent', m.handle, `device driver syncs coherent DMA memory, which needs no sync [device address=${addr16(addr)}] [size=${m.size} bytes]`);
       return;
     }
     if (offset + size > m.size) {
       this.report(
         'sync_range',
         m.handle,
-        `device driver syncs DMA memory outside allocated range [device address=${addr}] [allocation size=${m.size} bytes] [sync offset+size=${offset + size}]`,
+        `device driver syncs DMA memory outside allocated range [device address=${addr16(addr)}] [allocation size=${m.size} bytes] [sync offset+size=${offset + size}]`,
       );
     }
     if (m.dir === 'bidirectional') return;
     const mapped = DIR_NAME[m.dir];
     const synced = DIR_NAME[dir];
     if (dir !== m.dir) {
-      this.report('sync_direction', m.handle, `device driver syncs DMA memory with different direction [device address=${addr}] [size=${size} bytes] [mapped with ${mapped}] [synced with ${synced}]`);
+      this.report('sync_direction', m.handle, `device driver syncs DMA memory with different direction [device address=${addr16(addr)}] [size=${size} bytes] [mapped with ${mapped}] [synced with ${synced}]`);
     }
     if (toCpu && m.dir !== 'from_device' && dir !== 'to_device') {
-      this.report('sync_read_only_for_cpu', m.handle, `device driver syncs device read-only DMA memory for cpu [device address=${addr}] [size=${size} bytes] [mapped with ${mapped}] [synced with ${synced}]`);
+      this.report('sync_read_only_for_cpu', m.handle, `device driver syncs device read-only DMA memory for cpu [device address=${addr16(addr)}] [size=${size} bytes] [mapped with ${mapped}] [synced with ${synced}]`);
     }
     if (!toCpu && m.dir !== 'to_device' && dir !== 'from_device') {
-      this.report('sync_write_only_to_device', m.handle, `device driver syncs device write-only DMA memory to device [device address=${addr}] [size=${size} bytes] [mapped with ${mapped}] [synced with ${synced}]`);
+      this.report('sync_write_only_to_device', m.handle, `device driver syncs device write-only DMA memory to device [device address=${addr16(addr)}] [size=${size} bytes] [mapped with ${mapped}] [synced with ${synced}]`);
     }
   }
 
-  freeCoherentWrong(handle: number, kind: Mapping['kind'] | null): void {
-    if (kind === null) {
-      this.report('free_coherent_unknown', handle, `device driver tries to free DMA memory it has not allocated [handle=${handle}]`);
-      return;
-    }
-    this.report('free_wrong_function', handle, `device driver frees DMA memory with wrong function [handle=${handle}] [mapped as ${TYPE_NAME[kind]}] [unmapped as coherent]`);
+  freeCoherentUnknown(handle: number): void {
+    this.report('free_coherent_unknown', handle, `device driver tries to free DMA memory it has not allocated [handle=${handle}]`);
   }
 
   /** The CPU touched a buffer while the device owns it (between map/sync_for_device and sync_for_cpu/unmap). */
@@ -140,7 +156,12 @@ export class DmaDebug {
   }
 
   /** dma_debug_device_change: entries still live when the device goes away. */
-  leaks(count: number): void {
-    this.report('leak', null, `device driver has pending DMA allocations while released from device [count=${count}]`);
+  leaks(count: number, one: Mapping, addr: string): void {
+    this.report(
+      'leak',
+      null,
+      `device driver has pending DMA allocations while released from device [count=${count}]\n` +
+        `One of leaked entries details: [device address=${addr16(addr)}] [size=${one.size} bytes] [mapped with ${DIR_NAME[one.dir]}] [mapped as ${TYPE_NAME[one.kind]}]`,
+    );
   }
 }

@@ -49,6 +49,8 @@ export interface Mapping {
   unmapPages: number;
   /** Coherent buffers: the physical pages backing them. */
   pages?: number[];
+  /** linux-4.4 only: another unmap freed and unmapped this mapping's IOVA range. */
+  iovaGone?: boolean;
   /** Formatted start of allocs[0], filled on first use. */
   iovaHex?: string;
   /** Streaming mappings: true while the CPU owns the buffer (after sync for_cpu). */
@@ -76,8 +78,12 @@ export type MapResult = Omit<Mapping, 'handle' | 'kind' | 'dir'>;
 export interface DmaOps {
   mapSg(sg: readonly SgEntry[], dir: DmaDirection): MapResult | MapFailure;
   mapPage(phys: number, size: number, dir: DmaDirection): MapResult | MapFailure;
-  /** Frees what the mapping holds (IOVA, bounce slots). */
-  unmap(m: Mapping): void;
+  /**
+   * Frees what the mapping holds (IOVA, bounce slots). linux-4.4 frees whatever range holds
+   * the handle's pfn and returns that range's first pfn (-1: none), which need not be the
+   * mapping's own (v4.4's offset bug); the others return nothing.
+   */
+  unmap(m: Mapping): number | void;
   /** Maps already-allocated coherent pages (contiguous from `phys`), against coherent_dma_mask. */
   mapCoherent(phys: number, size: number): MapResult | MapFailure;
   /** Granule shift for address formatting (0 without an IOMMU). */

@@ -1,20 +1,23 @@
 // Entry point of `npm start`: listens on HOST:PORT and stops cleanly on SIGINT/SIGTERM,
-// letting in-flight requests finish (fastify.close waits for them).
+// letting in-flight requests finish (fastify.close waits for them). The signal handlers go in
+// first: as PID 1 in a container, a SIGTERM that arrives while the app is still starting must
+// not be ignored (node's default would be to ignore it there).
+import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
 
 const host = process.env.HOST ?? '127.0.0.1';
 const port = Number.parseInt(process.env.PORT ?? '3000', 10);
 const logLevel = process.env.LOG_LEVEL ?? 'info';
 
-const app = await buildApp({ logLevel });
-const address = await app.listen({ host, port });
-console.log(`dmaemu listening on ${address}`);
-
+/** Filled once the app exists; the signal handlers may run before that. */
+const started: { app?: FastifyInstance } = {};
 let closing = false;
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   process.on(signal, () => {
     if (closing) return;
     closing = true;
+    const app = started.app;
+    if (!app) process.exit(0); // nothing started yet: nothing to drain
     app.log.info({ signal }, 'shutting down');
     app.close().then(
       () => process.exit(0),
@@ -25,3 +28,11 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     );
   });
 }
+
+const app = await buildApp({ logLevel });
+started.app = app;
+await app.listen({ host, port });
+if (closing) await app.close();
+const bound = app.server.address();
+const shown = typeof bound === 'object' && bound ? `http://${host.includes(':') ? `[${host}]` : host}:${bound.port}` : String(bound);
+console.log(`dmaemu listening on ${shown}`);

@@ -75,6 +75,8 @@ export class Session {
   lastUsed = Date.now();
   private readonly ops: DmaOps;
   private readonly mappings = new HandleTable<Mapping>();
+  /** linux-4.4: unmapped handles whose IOVA the kernel left mapped and allocated (see release). */
+  private readonly strays: Mapping[] = [];
   private nextHandle = 1;
   private coherentCount = 0;
   private iovaInUse = 0;
@@ -103,7 +105,10 @@ export class Session {
     else this.ops = new ArmLegacyIommuDma(config);
     this.debug = new DmaDebug();
     this.pages = new PageAllocator(config.pageSize);
-    this.memory = new DeviceView(config, this.mappings, this.debug);
+    // The device sees live mappings and the strays a linux-4.4 unmap left mapped.
+    const strays = this.strays;
+    const mappings = this.mappings;
+    this.memory = new DeviceView(config, { *values() { yield* mappings.values(); yield* strays; } }, this.debug);
   }
 
   // ---- streaming mappings -------------------------------------------------------------
@@ -156,7 +161,8 @@ export class Session {
     this.debug.discardFresh();
     const m = this.mappings.get(input.handle);
     if (!m || m.kind === 'coherent') {
-      this.debug.unmapUnknown(input.handle, m ? 'coherent' : input.handle < this.nextHandle ? 'freed' : 'never');
+      if (m) this.debug.wrongFunction(m, 'map_page', this.addr(m.segments[0]));
+      else this.debug.unmapUnknown(input.handle, input.handle < this.nextHandle ? 'freed' : 'never');
       if (m) {
         // dma-debug reports it; Linux would tear down the wrong kind of mapping. We refuse,
         // keeping the buffer intact, and say so.
@@ -216,7 +222,8 @@ export class Session {
     this.debug.discardFresh();
     const m = this.mappings.get(input.handle);
     if (!m || m.kind !== 'coherent') {
-      this.debug.freeCoherentWrong(input.handle, m ? m.kind : null);
+      if (m) this.debug.wrongFunction(m, 'coherent', this.addr(m.segments[0]));
+      else this.debug.freeCoherentUnknown(input.handle);
       if (m) throw new DmaemuError('DMAEMU_INVALID_ARGUMENT', `handle ${input.handle} is a streaming mapping: unmap it (DMA-API: device driver frees DMA memory with wrong function)`, 'handle');
       throw new DmaemuError('DMAEMU_HANDLE_NOT_FOUND', `handle ${input.handle}: device driver tries to free DMA memory it has not allocated`);
     }
@@ -313,7 +320,8 @@ export class Session {
       dma_address: this.addr(m.segments[0]),
     }));
     const streaming = leaks.filter((l) => l.kind !== 'coherent').length;
-    if (leaks.length > 0) this.debug.leaks(leaks.length);
+    const first = this.mappings.values().next();
+    if (!first.done) this.debug.leaks(leaks.length, first.value, this.addr(first.value.segments[0]));
     return {
       id: this.id,
       leaked_mappings: streaming,
@@ -357,10 +365,29 @@ export class Session {
   }
 
   private release(m: Mapping): void {
-    this.ops.unmap(m);
+    const freed = this.ops.unmap(m);
     this.mappings.delete(m.handle);
+    if (typeof freed === 'number' && (m.iovaGone || freed !== m.allocs[0]?.pfn)) this.releaseOther(m, freed);
+    else this.iovaInUse -= this.ops.iovaBytes(m);
     this.memory.released(m);
-    this.iovaInUse -= this.ops.iovaBytes(m);
+  }
+
+  /**
+   * linux-4.4 freed a range that is not `m`'s own: v4.4 put the CPU-page offset into the handle,
+   * so with page_size > granule the handle's pfn can lie in a neighbour's range. The kernel
+   * unmaps and frees that range (its owner keeps a handle to nothing) and leaves `m`'s mapped.
+   */
+  private releaseOther(m: Mapping, freedPfn: number): void {
+    if (!m.iovaGone) this.strays.push(m);
+    let owner: Mapping | undefined;
+    for (const x of this.mappings.values()) if (!x.iovaGone && x.allocs[0]?.pfn === freedPfn) owner = x;
+    const k = this.strays.findIndex((x) => x !== m && x.allocs[0]?.pfn === freedPfn);
+    if (!owner && k >= 0) owner = this.strays.splice(k, 1)[0];
+    if (owner) {
+      owner.iovaGone = true;
+      this.iovaInUse -= this.ops.iovaBytes(owner);
+    }
+    this.debug.unmapFreedOther(m, owner?.handle ?? null, freedPfn < 0 ? null : hex(freedPfn * (this.config.iommu?.granule ?? 1)));
   }
 
   private addr(s: { pfn: number; off: number } | undefined): string {

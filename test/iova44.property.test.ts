@@ -97,7 +97,10 @@ function runBoth(s: Scenario, ops: Op[]): void {
         if (live.length === 0) return;
         const [a] = live.splice(op.idx % live.length, 1);
         // free_iova frees the range holding any of its pfns.
-        if (a) for (const x of both) x.freeIova(a.pfn + (op.inner % a.size));
+        if (a) {
+          const freed = both.map((x) => x.freeIova(a.pfn + (op.inner % a.size)));
+          if (freed[0] !== freed[1]) throw new Error(`freeIova freed ${freed[0]} vs model ${freed[1]}`);
+        }
         break;
       }
       case 'burst': {

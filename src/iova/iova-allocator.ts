@@ -78,8 +78,8 @@ export interface Iova44Config {
 export interface Iova44Allocator {
   /** Returns the first pfn of a range of roundup_pow_of_two(pages) pfns, or 0 on failure. */
   allocIova(pages: number, dmaLimitPfn: number): number;
-  /** Frees the range that holds `pfn`. */
-  freeIova(pfn: number): void;
+  /** Frees the range that holds `pfn`; returns its first pfn, or -1 when none holds it. */
+  freeIova(pfn: number): number;
   reserve(lo: number, hi: number): void;
   snapshot(): Iova44Snapshot;
   readonly rangeCount: number;

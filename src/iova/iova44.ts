@@ -101,15 +101,16 @@ class Iova44 implements Iova44Allocator {
     return pfn > this.startPfn ? pfn : -1;
   }
 
-  freeIova(pfn: number): void {
+  freeIova(pfn: number): number {
     const lo = this.tree.findContaining(pfn);
-    if (lo < 0) return;
+    if (lo < 0) return -1;
     // __cached_rbnode_delete_update (v4.4)
     if (this.cached32 >= 0 && lo >= this.cached32) {
       const next = this.tree.nextKey(lo);
       this.cached32 = next >= 0 && next < this.dma32BitPfn ? next : -1;
     }
     this.tree.remove(lo);
+    return lo;
   }
 
   reserve(lo: number, hi: number): void {

@@ -119,10 +119,11 @@ export class Linux44IommuDma implements DmaOps {
     };
   }
 
-  unmap(m: Mapping): void {
+  /** v4.4 __iommu_dma_unmap: find_iova(the handle's pfn), iommu_unmap and free *that* range. */
+  unmap(m: Mapping): number {
     const first = m.segments[0];
-    if (!first) return;
-    this.iova.freeIova(first.pfn + Math.floor(first.off / this.granule));
+    if (!first) return -1;
+    return this.iova.freeIova(first.pfn + Math.floor(first.off / this.granule));
   }
 
   iovaBytes(m: Mapping): number {

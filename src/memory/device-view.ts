@@ -310,7 +310,7 @@ export class DeviceView {
       const inner = Number(a & BigInt(unit - 1));
       const e = this.table.lookup(pfn);
       if (!e) return { fault: this.fault(a, access, length - done, 'unmapped IOVA (translation fault)') };
-      if (!permits(e.mapping.dir, access)) {
+      if (!permits(e.mapping.dir, access, this.config.iommu?.enforceRead)) {
         const why = access === 'write' ? 'write to a read-only mapping' : 'read of a write-only mapping';
         return { fault: this.fault(a, access, length - done, `${why} (permission fault: handle ${e.mapping.handle} mapped ${e.mapping.dir})`) };
       }

@@ -19,9 +19,9 @@ export interface PtEntry {
 export type Permission = 'read' | 'write';
 
 /** What the IOMMU lets the device do with a mapping of this direction (IOMMU_READ / IOMMU_WRITE). */
-export function permits(dir: DmaDirection, access: Permission): boolean {
+export function permits(dir: DmaDirection, access: Permission, enforceRead = true): boolean {
   if (dir === 'bidirectional') return true;
-  return access === 'read' ? dir === 'to_device' : dir === 'from_device';
+  return access === 'read' ? dir === 'to_device' || !enforceRead : dir === 'from_device';
 }
 
 export class PageTable {
@@ -57,6 +57,7 @@ export class PageTable {
     const g = this.granule;
     const out: PtEntry[] = [];
     for (const m of this.mappings.values()) {
+      if (m.iovaGone) continue;
       for (const x of m.extents) {
         const lo = x.pfn + Math.floor(x.off / g);
         out.push({ lo, hi: lo + Math.ceil(x.bytes / g), phys: x.phys, mapping: m });

@@ -144,9 +144,11 @@ export class Iova44Model implements Iova44Allocator {
   }
 
   /** free_iova: the range holding pfn. */
-  freeIova(pfn: number): void {
+  freeIova(pfn: number): number {
     const iova = this.find_iova(BigInt(pfn));
-    if (iova) this.__free_iova(iova);
+    if (!iova) return -1;
+    this.__free_iova(iova);
+    return Number(iova.pfn_lo);
   }
 
   reserve(lo: number, hi: number): void {
