@@ -57,6 +57,9 @@ export class DeviceView {
   private readonly unitShift: number;
   private readonly modernForDevice: boolean;
   private readonly faultLog: Fault[] = [];
+  // Kept here so a CPU access looks at these few, not at every live mapping.
+  private readonly coherentBufs = new Set<Mapping>(); // alloc_coherent: uncached for the CPU
+  private readonly deviceOwned = new Set<Mapping>(); // streaming, between map/for_device and for_cpu/unmap
   private faultSeq = 0;
 
   constructor(
@@ -124,7 +127,11 @@ export class DeviceView {
   syncForDeviceOnMap(m: Mapping, skipCpuSync: boolean): void {
     this.table?.changed();
     m.cpuOwned = false;
-    if (m.kind === 'coherent') return;
+    if (m.kind === 'coherent') {
+      this.coherentBufs.add(m);
+      return;
+    }
+    this.deviceOwned.add(m);
     const op = skipCpuSync ? 'none' : this.forDeviceOp(m.dir);
     if ((op === 'none' || this.cache?.empty) && !m.bounce) return; // nothing cached: maintenance is a no-op
     this.eachPiece(m, 0, m.size, (p) => {
@@ -148,14 +155,18 @@ export class DeviceView {
   released(m: Mapping): void {
     this.table?.changed();
     m.cpuOwned = true;
+    this.deviceOwned.delete(m);
+    this.coherentBufs.delete(m);
   }
 
   /** dma_sync_*_for_cpu / _for_device on [offset, offset + size) of the mapping. */
   sync(m: Mapping, target: 'cpu' | 'device', offset: number, size: number, dir: DmaDirection): { cache: CacheOp; bounced: number } {
     const toCpu = target === 'cpu';
     this.debug.checkSync(m, toCpu, offset, size, dir, this.firstAddr(m));
-    m.cpuOwned = toCpu;
     if (m.kind === 'coherent') return { cache: 'none', bounced: 0 };
+    m.cpuOwned = toCpu;
+    if (toCpu) this.deviceOwned.delete(m);
+    else this.deviceOwned.add(m);
     const op = toCpu ? this.forCpuOp(dir) : this.forDeviceOp(dir);
     const copies = toCpu ? dir === 'from_device' || dir === 'bidirectional' : dir === 'to_device' || dir === 'bidirectional';
     let bounced = 0;
@@ -229,8 +240,7 @@ export class DeviceView {
   private cached(phys: number, length: number): boolean {
     if (!this.cache) return false;
     // alloc_coherent memory is mapped uncached for a non-coherent device.
-    for (const m of this.mappings.values()) {
-      if (m.kind !== 'coherent') continue;
+    for (const m of this.coherentBufs) {
       const e = m.sg[0];
       if (e && phys >= e.phys && phys + length <= e.phys + Math.max(e.length, m.size)) return false;
     }
@@ -249,8 +259,7 @@ export class DeviceView {
 
   /** dma-debug: the CPU touching a streaming buffer the device owns. */
   private checkOwnership(phys: number, length: number, access: 'read' | 'write'): void {
-    for (const m of this.mappings.values()) {
-      if (m.kind === 'coherent' || m.cpuOwned) continue;
+    for (const m of this.deviceOwned) {
       if (access === 'read' && m.dir === 'to_device') continue; // the device only reads it
       for (const e of m.sg) {
         if (phys < e.phys + e.length && e.phys < phys + length) {
