@@ -1,21 +1,28 @@
 // The ordered set of IOVA ranges behind the linux and linux-4.4 allocators: an AVL tree kept
-// in typed arrays (no per-node objects, so a million live ranges cost no GC work).
+// in typed arrays (no per-node objects, so a million live ranges cost no GC work), with parent
+// links and a hash index from each range's first pfn to its node.
 //
 // Invariants:
 //  - ranges are disjoint and keyed by `lo`; an in-order walk is ascending;
 //  - gapLo[n] is where the free gap *below* node n starts: predecessor's hi + 1, or 0 for the
-//    lowest node, so the gap below n is [gapLo[n], lo[n]);
+//    lowest node (and only for it: any other node's predecessor ends at hi ≥ 0), so the gap
+//    below n is [gapLo[n], lo[n]);
 //  - maxGap[n] is the longest *counted* gap in n's subtree, where a node's own gap counts unless
 //    it is the lowest node (gapLo 0: the bottom gap, tracked through minKey and tried last by
 //    highestFit) or keyed at/above UNCOUNTED (the linux anchor: never below any query bound).
 //    Neither ever changes an aggregate, so churn at the bottom of the space or right below the
 //    anchor (the walk pattern's two ends) stops re-aggregating within a level or two instead
 //    of rewriting maxGap up to the root;
+//  - parent[root] = NIL and parent[left[n]] = parent[right[n]] = n;
+//  - the index maps every live key to its node and holds nothing else;
 //  - minKey is the lowest key, or -1 when empty;
 //  - |height(left) − height(right)| ≤ 1 everywhere, so every operation is O(log n).
 //
-// Node ids are *not* stable across removals (a removal may move a successor's payload into
-// the removed slot); callers hold keys (`lo`), never ids.
+// Node ids are stable for a range's lifetime (a removal relinks nodes, it never moves a
+// payload), but callers hold keys (`lo`); the index turns a key into its node in O(1)
+// expected, so look-ups of known keys, inserts next to a known range and removals cost no
+// descent from the root. Re-aggregation walks up the parent links and stops at the first node
+// whose height and maxGap come out unchanged.
 //
 // The kernel walks rb_prev() one range at a time (linear when many holes are too small —
 // FAST'15); `highestFit` answers the same question — the highest gap below a bound that can
@@ -27,6 +34,7 @@ import { modPow2 } from './pfn-math.js';
 const NIL = 0;
 /** Nodes keyed at or above this (IOVA_ANCHOR) don't count their gap below in maxGap. */
 const UNCOUNTED = Number.MAX_SAFE_INTEGER;
+const TWO32 = 0x100000000;
 
 export class IovaTree {
   private lo = new Float64Array(64);
@@ -35,29 +43,97 @@ export class IovaTree {
   private maxGap = new Float64Array(64);
   private left = new Int32Array(64);
   private right = new Int32Array(64);
+  private parent = new Int32Array(64);
   private height = new Int8Array(64);
   private root = NIL;
   private nextFree = 1; // ids 1..nextFree-1 have been handed out at least once
   private freeIds: number[] = [];
   private size = 0;
   private minKey = -1;
-  /** Side outputs of the last locate/removeContaining/lowestEndingAtOrAbove call. */
+  // Open-addressing index key → node (linear probing, backward-shift deletion; node NIL = empty).
+  private hKey = new Float64Array(128);
+  private hNode = new Int32Array(128);
+  private hMask = 127;
+  /** Side outputs of the last locate / removeContaining / lowestEndingAtOrAbove / remove call. */
   outHi = -1;
   outPredHi = -1;
   outNext = -1;
-  // One remembered node (see locate); memoKey NaN when none. Every insert/remove resets it.
-  private memoKey = NaN;
-  private memoHi = -1;
-  private memoPredHi = -1;
-  // Scratch path for insert/remove: nodes from the root down and the side taken at each.
-  private path = new Int32Array(128);
-  private side = new Uint8Array(128);
 
   get count(): number {
     return this.size;
   }
 
-  private newNode(lo: number, hi: number, gapLo: number): number {
+  // ---- index ------------------------------------------------------------------------------
+
+  private slot(key: number): number {
+    // Keys are integers below 2^53: mix both 32-bit halves.
+    const lo32 = key >>> 0;
+    const hi32 = (key - lo32) / TWO32;
+    let h = Math.imul(lo32 ^ Math.imul(hi32, 0x9e3779b1), 0x85ebca6b);
+    h ^= h >>> 16;
+    return h & this.hMask;
+  }
+
+  /** The node keyed `key`, or NIL. */
+  private node(key: number): number {
+    const mask = this.hMask;
+    let i = this.slot(key);
+    for (;;) {
+      const n = this.hNode[i] as number;
+      if (n === NIL || this.hKey[i] === key) return n;
+      i = (i + 1) & mask;
+    }
+  }
+
+  private indexAdd(key: number, n: number): void {
+    if (2 * (this.size + 1) > this.hMask + 1) this.indexGrow();
+    const mask = this.hMask;
+    let i = this.slot(key);
+    while (this.hNode[i] !== NIL) i = (i + 1) & mask;
+    this.hKey[i] = key;
+    this.hNode[i] = n;
+  }
+
+  private indexDelete(key: number): void {
+    const mask = this.hMask;
+    let i = this.slot(key);
+    while (this.hKey[i] !== key || this.hNode[i] === NIL) i = (i + 1) & mask;
+    // Backward shift: pull later entries of the probe run into the hole when their home allows.
+    let j = i;
+    for (;;) {
+      j = (j + 1) & mask;
+      const n = this.hNode[j] as number;
+      if (n === NIL) break;
+      const home = this.slot(this.hKey[j] as number);
+      // Entry at j may move to i iff its home is not cyclically in (i, j].
+      if (i <= j ? home > i && home <= j : home > i || home <= j) continue;
+      this.hKey[i] = this.hKey[j] as number;
+      this.hNode[i] = n;
+      i = j;
+    }
+    this.hNode[i] = NIL;
+  }
+
+  private indexGrow(): void {
+    const oldKey = this.hKey;
+    const oldNode = this.hNode;
+    const cap = (this.hMask + 1) * 2;
+    this.hKey = new Float64Array(cap);
+    this.hNode = new Int32Array(cap);
+    this.hMask = cap - 1;
+    for (let i = 0; i < oldNode.length; i++) {
+      const n = oldNode[i] as number;
+      if (n === NIL) continue;
+      let k = this.slot(oldKey[i] as number);
+      while (this.hNode[k] !== NIL) k = (k + 1) & this.hMask;
+      this.hKey[k] = oldKey[i] as number;
+      this.hNode[k] = n;
+    }
+  }
+
+  // ---- nodes and balance --------------------------------------------------------------------
+
+  private newNode(lo: number, hi: number, gapLo: number, parent: number): number {
     let id = this.freeIds.pop();
     if (id === undefined) {
       if (this.nextFree === this.lo.length) this.grow();
@@ -69,6 +145,7 @@ export class IovaTree {
     this.maxGap[id] = gapLo === 0 || lo >= UNCOUNTED ? 0 : lo - gapLo;
     this.left[id] = NIL;
     this.right[id] = NIL;
+    this.parent[id] = parent;
     this.height[id] = 1;
     return id;
   }
@@ -91,6 +168,7 @@ export class IovaTree {
     this.maxGap = f64(this.maxGap);
     this.left = i32(this.left);
     this.right = i32(this.right);
+    this.parent = i32(this.parent);
     const h = new Int8Array(n);
     h.set(this.height);
     this.height = h;
@@ -110,10 +188,22 @@ export class IovaTree {
     this.maxGap[n] = m;
   }
 
+  /** Puts `to` where `from` hangs under parent p (or at the root) and sets its parent link. */
+  private replaceChild(p: number, from: number, to: number): void {
+    if (p === NIL) this.root = to;
+    else if (this.left[p] === from) this.left[p] = to;
+    else this.right[p] = to;
+    if (to !== NIL) this.parent[to] = p;
+  }
+
   private rotateRight(n: number): number {
     const l = this.left[n] as number;
-    this.left[n] = this.right[l] as number;
+    const lr = this.right[l] as number;
+    this.replaceChild(this.parent[n] as number, n, l);
+    this.left[n] = lr;
+    if (lr !== NIL) this.parent[lr] = n;
     this.right[l] = n;
+    this.parent[n] = l;
     this.pull(n);
     this.pull(l);
     return l;
@@ -121,13 +211,18 @@ export class IovaTree {
 
   private rotateLeft(n: number): number {
     const r = this.right[n] as number;
-    this.right[n] = this.left[r] as number;
+    const rl = this.left[r] as number;
+    this.replaceChild(this.parent[n] as number, n, r);
+    this.right[n] = rl;
+    if (rl !== NIL) this.parent[rl] = n;
     this.left[r] = n;
+    this.parent[n] = r;
     this.pull(n);
     this.pull(r);
     return r;
   }
 
+  /** Re-aggregates n and rebalances it in place (links included); returns the subtree's root. */
   private balance(n: number): number {
     this.pull(n);
     const l = this.left[n] as number;
@@ -135,13 +230,13 @@ export class IovaTree {
     const bf = (this.height[l] as number) - (this.height[r] as number);
     if (bf > 1) {
       if ((this.height[this.left[l] as number] as number) < (this.height[this.right[l] as number] as number)) {
-        this.left[n] = this.rotateLeft(l);
+        this.rotateLeft(l);
       }
       return this.rotateRight(n);
     }
     if (bf < -1) {
       if ((this.height[this.right[r] as number] as number) < (this.height[this.left[r] as number] as number)) {
-        this.right[n] = this.rotateRight(r);
+        this.rotateRight(r);
       }
       return this.rotateLeft(n);
     }
@@ -149,222 +244,211 @@ export class IovaTree {
   }
 
   /**
-   * Rebalances and re-aggregates path[0..depth-1], bottom-up. Nodes at index ≥ `dirty` may have
-   * had their payload or children changed; above that, once a node comes out of balance() with
-   * the same height and maxGap and no rotation, nothing above it can change, so it stops.
+   * Rebalances and re-aggregates from n up to the root. `dirty` is an ancestor-or-self of n
+   * whose payload changed (or NIL); below it and at n the children may have changed. Once past
+   * both, a node that comes out of balance() unrotated with the same height and maxGap ends
+   * it: nothing above can change.
    */
-  private fixPath(depth: number, dirty: number): void {
-    for (let i = depth - 1; i >= 0; i--) {
-      const n = this.path[i] as number;
+  private fixUp(n: number, dirty: number): void {
+    let passed = dirty === NIL;
+    while (n !== NIL) {
+      if (n === dirty) passed = true;
       const h0 = this.height[n] as number;
       const m0 = this.maxGap[n] as number;
       const nn = this.balance(n);
-      if (nn === n) {
-        if (i <= dirty && this.height[n] === h0 && this.maxGap[n] === m0) return;
-        continue;
-      }
-      if (i === 0) this.root = nn;
-      else if (this.side[i - 1] === 0) this.left[this.path[i - 1] as number] = nn;
-      else this.right[this.path[i - 1] as number] = nn;
+      if (nn === n && passed && this.height[n] === h0 && this.maxGap[n] === m0) return;
+      n = this.parent[nn] as number;
     }
   }
+
+  // ---- insert / remove ----------------------------------------------------------------------
 
   /** Inserts [lo, hi]; the caller guarantees it overlaps nothing. */
   insert(lo: number, hi: number): void {
     let n = this.root;
-    let depth = 0;
+    let p = NIL;
+    let goLeft = false;
     let pred = NIL;
     let succ = NIL;
-    let succIdx = -1;
     while (n !== NIL) {
-      this.path[depth] = n;
+      p = n;
       if (lo < (this.lo[n] as number)) {
-        succIdx = depth;
-        this.side[depth++] = 0;
+        goLeft = true;
         succ = n;
         n = this.left[n] as number;
       } else {
-        this.side[depth++] = 1;
+        goLeft = false;
         pred = n;
         n = this.right[n] as number;
       }
     }
-    const x = this.newNode(lo, hi, pred === NIL ? 0 : (this.hi[pred] as number) + 1);
-    if (depth === 0) this.root = x;
-    else if (this.side[depth - 1] === 0) this.left[this.path[depth - 1] as number] = x;
-    else this.right[this.path[depth - 1] as number] = x;
-    // The successor of a new leaf is one of its ancestors, so fixPath re-aggregates it.
-    if (succ !== NIL) this.gapLo[succ] = hi + 1;
-    if (pred === NIL) this.minKey = lo;
-    this.memoKey = lo;
-    this.memoHi = hi;
-    this.memoPredHi = pred === NIL ? -1 : (this.hi[pred] as number);
-    this.size++;
-    // The new leaf's parent changed (a child); the successor's payload changed.
-    this.fixPath(depth, succIdx >= 0 ? succIdx : depth - 1);
+    this.attach(p, goLeft, lo, hi, pred === NIL ? 0 : (this.hi[pred] as number) + 1, succ);
   }
 
-  /** Removes the range keyed `lo`. Returns false when there is none. */
-  remove(lo: number): boolean {
-    let n = this.root;
-    let depth = 0;
-    let succ = NIL;
-    let succIdx = -1;
-    while (n !== NIL && (this.lo[n] as number) !== lo) {
-      this.path[depth] = n;
-      if (lo < (this.lo[n] as number)) {
-        succIdx = depth;
-        this.side[depth++] = 0;
-        succ = n;
-        n = this.left[n] as number;
-      } else {
-        this.side[depth++] = 1;
-        n = this.right[n] as number;
-      }
+  /**
+   * Inserts [lo, hi] right below the range keyed `nextKey` (which must exist), in the gap
+   * below it: no descent from the root.
+   */
+  insertBelow(nextKey: number, lo: number, hi: number): void {
+    const s = this.node(nextKey);
+    if (s === NIL) {
+      this.insert(lo, hi);
+      return;
     }
+    const gapLo = this.gapLo[s] as number;
+    let p = this.left[s] as number;
+    if (p === NIL) {
+      this.attach(s, true, lo, hi, gapLo, s);
+      return;
+    }
+    while (this.right[p] !== NIL) p = this.right[p] as number;
+    this.attach(p, false, lo, hi, gapLo, s);
+  }
+
+  /** Hangs a new leaf under p (NIL: as the root); succ (NIL or an ancestor) is its successor. */
+  private attach(p: number, goLeft: boolean, lo: number, hi: number, gapLo: number, succ: number): void {
+    const x = this.newNode(lo, hi, gapLo, p);
+    if (p === NIL) this.root = x;
+    else if (goLeft) this.left[p] = x;
+    else this.right[p] = x;
+    if (succ !== NIL) this.gapLo[succ] = hi + 1;
+    if (gapLo === 0) this.minKey = lo;
+    this.indexAdd(lo, x);
+    this.size++;
+    this.outHi = hi;
+    this.outPredHi = gapLo - 1;
+    this.fixUp(p, succ);
+  }
+
+  /** Removes the range keyed `lo`. Returns false when there is none; outNext as below. */
+  remove(lo: number): boolean {
+    const n = this.node(lo);
     if (n === NIL) return false;
-    this.outNext = this.removeAt(n, depth, succ, succIdx);
+    this.removeNode(n);
     return true;
   }
 
   /**
    * Removes the range holding `pfn` unless its key is `keep`. Returns its key (or -1 when no
    * range holds pfn); when it removed it, its hi is in outHi and the next range's key (rb_next,
-   * or -1) in outNext — one descent for free_iova's find_iova + rb_next + remove.
+   * or -1) in outNext — free_iova's find_iova + rb_next + remove, with no descent when pfn is
+   * the range's first pfn.
    */
   removeContaining(pfn: number, keep: number): number {
-    let n = this.root;
-    let depth = 0;
-    let succ = NIL;
-    let succIdx = -1;
-    while (n !== NIL) {
-      if (pfn < (this.lo[n] as number)) {
-        this.path[depth] = n;
-        succIdx = depth;
-        this.side[depth++] = 0;
-        succ = n;
-        n = this.left[n] as number;
-      } else if (pfn > (this.hi[n] as number)) {
-        this.path[depth] = n;
-        this.side[depth++] = 1;
-        n = this.right[n] as number;
-      } else break;
-    }
+    let n = this.node(pfn);
+    if (n === NIL) n = this.containing(pfn);
     if (n === NIL) return -1;
     const lo = this.lo[n] as number;
-    this.outHi = this.hi[n] as number;
     if (lo === keep) return lo;
-    this.outNext = this.removeAt(n, depth, succ, succIdx);
+    this.outHi = this.hi[n] as number;
+    this.removeNode(n);
     return lo;
   }
 
-  /**
-   * Unlinks node n found at path depth `depth` (path[0..depth-1] its ancestors; succ the last
-   * ancestor it lies left of, at succIdx). Returns the key of its successor, or -1.
-   */
-  private removeAt(n: number, depth: number, succ: number, succIdx: number): number {
+  /** Unlinks node n; its successor (key in outNext, -1 when none) inherits the gap below n. */
+  private removeNode(n: number): void {
+    const lo = this.lo[n] as number;
     const gap = this.gapLo[n] as number;
-    const wasMin = (this.lo[n] as number) === this.minKey;
     const l = this.left[n] as number;
     const r = this.right[n] as number;
+    const p = this.parent[n] as number;
     let next: number;
-    let nextHi = -1;
-    let dirty: number;
     if (l !== NIL && r !== NIL) {
-      // Move the successor's payload here; it inherits the removed range's gap below.
-      dirty = depth;
-      this.path[depth] = n;
-      this.side[depth++] = 1;
+      // The successor s (leftmost of the right subtree, no left child) takes n's place.
       let s = r;
-      while (this.left[s] !== NIL) {
-        this.path[depth] = s;
-        this.side[depth++] = 0;
-        s = this.left[s] as number;
+      while (this.left[s] !== NIL) s = this.left[s] as number;
+      next = s;
+      this.gapLo[s] = gap;
+      let start: number;
+      if (s === r) {
+        start = s;
+      } else {
+        start = this.parent[s] as number;
+        const sr = this.right[s] as number;
+        this.left[start] = sr;
+        if (sr !== NIL) this.parent[sr] = start;
+        this.right[s] = r;
+        this.parent[r] = s;
       }
-      next = this.lo[s] as number;
-      nextHi = this.hi[s] as number;
-      this.lo[n] = next;
-      this.hi[n] = nextHi;
-      this.gapLo[n] = gap;
-      const parent = this.path[depth - 1] as number;
-      if (this.side[depth - 1] === 0) this.left[parent] = this.right[s] as number;
-      else this.right[parent] = this.right[s] as number;
-      this.freeIds.push(s);
+      this.left[s] = l;
+      this.parent[l] = s;
+      // s stands where n stood: give it n's aggregates, which p's were computed from, so the
+      // early stop in fixUp compares against them.
+      this.height[s] = this.height[n] as number;
+      this.maxGap[s] = this.maxGap[n] as number;
+      this.replaceChild(p, n, s);
+      // Payload changed at s (its gap); children changed from start up to s.
+      this.fixUp(start, s);
     } else {
-      // AVL: a node with one child has a leaf child; that leaf (if right) is the successor.
+      // AVL: a node with one child has a leaf child; that leaf (if right) is the successor,
+      // else it is the nearest ancestor n lies left of (found before n is unlinked).
       const child = l !== NIL ? l : r;
-      dirty = depth - 1;
+      let dirty = NIL;
       if (r !== NIL) {
+        next = r;
         this.gapLo[r] = gap;
-        next = this.lo[r] as number;
-        nextHi = this.hi[r] as number;
-      } else if (succ !== NIL) {
-        this.gapLo[succ] = gap;
-        next = this.lo[succ] as number;
-        nextHi = this.hi[succ] as number;
-        if (succIdx < dirty) dirty = succIdx;
-      } else next = -1;
-      if (child !== NIL) this.pull(child);
-      if (depth === 0) this.root = child;
-      else if (this.side[depth - 1] === 0) this.left[this.path[depth - 1] as number] = child;
-      else this.right[this.path[depth - 1] as number] = child;
-      this.freeIds.push(n);
-    }
-    if (wasMin) this.minKey = next;
-    this.memoKey = next < 0 ? NaN : next;
-    this.memoHi = nextHi;
-    this.memoPredHi = gap - 1;
-    this.size--;
-    this.fixPath(depth, dirty);
-    return next;
-  }
-
-  /**
-   * hi of the range keyed `key` (-1 when there is none), with the hi of the range before it
-   * (rb_prev; gapLo − 1, so -1 when there is none) in outPredHi. The node the last insert
-   * placed, or the successor the last removal reported, is remembered, so the allocator's
-   * next look-up of its cached node costs no descent.
-   */
-  locate(key: number): number {
-    if (key === this.memoKey) {
-      this.outPredHi = this.memoPredHi;
-      return this.memoHi;
-    }
-    let n = this.root;
-    while (n !== NIL) {
-      const k = this.lo[n] as number;
-      if (key < k) n = this.left[n] as number;
-      else if (key > k) n = this.right[n] as number;
-      else {
-        this.outPredHi = (this.gapLo[n] as number) - 1;
-        return this.hi[n] as number;
+      } else {
+        let c = n;
+        let a = p;
+        while (a !== NIL && this.right[a] === c) {
+          c = a;
+          a = this.parent[a] as number;
+        }
+        next = a;
+        if (a !== NIL) {
+          this.gapLo[a] = gap;
+          dirty = a;
+        }
       }
+      this.replaceChild(p, n, child);
+      if (r !== NIL) this.pull(r);
+      this.fixUp(p, dirty);
     }
-    this.outPredHi = -1;
-    return -1;
+    this.outNext = next === NIL ? -1 : (this.lo[next] as number);
+    if (gap === 0) this.minKey = this.outNext;
+    this.indexDelete(lo);
+    this.freeIds.push(n);
+    this.size--;
   }
 
-  /** The range holding `pfn`, as its key, or -1. */
-  findContaining(pfn: number): number {
+  // ---- queries ------------------------------------------------------------------------------
+
+  /** The node holding pfn, by descent, or NIL. */
+  private containing(pfn: number): number {
     let n = this.root;
     while (n !== NIL) {
       if (pfn < (this.lo[n] as number)) n = this.left[n] as number;
       else if (pfn > (this.hi[n] as number)) n = this.right[n] as number;
-      else return this.lo[n] as number;
+      else return n;
     }
-    return -1;
+    return NIL;
   }
 
-  /** hi of the range keyed `lo` (which must exist). */
-  hiOf(lo: number): number {
-    let n = this.root;
-    while (n !== NIL) {
-      const k = this.lo[n] as number;
-      if (lo < k) n = this.left[n] as number;
-      else if (lo > k) n = this.right[n] as number;
-      else return this.hi[n] as number;
+  /** The range holding `pfn`, as its key, or -1. */
+  findContaining(pfn: number): number {
+    let n = this.node(pfn);
+    if (n === NIL) n = this.containing(pfn);
+    return n === NIL ? -1 : (this.lo[n] as number);
+  }
+
+  /**
+   * hi of the range keyed `key` (-1 when there is none), with the hi of the range before it
+   * (rb_prev; gapLo − 1, so -1 when there is none) in outPredHi. O(1) expected.
+   */
+  locate(key: number): number {
+    const n = this.node(key);
+    if (n === NIL) {
+      this.outPredHi = -1;
+      return -1;
     }
-    return -1;
+    this.outPredHi = (this.gapLo[n] as number) - 1;
+    return this.hi[n] as number;
+  }
+
+  /** hi of the range keyed `lo` (which must exist), or -1. */
+  hiOf(lo: number): number {
+    const n = this.node(lo);
+    return n === NIL ? -1 : (this.hi[n] as number);
   }
 
   /** Key of the highest range whose lo < key, or -1 (rb_prev). */
@@ -428,8 +512,8 @@ export class IovaTree {
    * Key of the highest range r with r.lo < bound whose gap below can hold `size` pfns placed
    * top-down at a multiple of `align` (a power of two): align_down(r.lo − size) ≥ gapLo(r).
    * Returns -1 when no gap below `bound` fits. `bound` ≤ UNCOUNTED (whose gaps maxGap ignores).
-   * The bottom gap (below minKey, from 0) is not in
-   * maxGap; being the lowest, it is the last candidate and is tried after the tree.
+   * The bottom gap (below minKey, from 0) is not in maxGap; being the lowest, it is the last
+   * candidate and is tried after the tree.
    */
   highestFit(bound: number, size: number, align: number): number {
     const n = this.fitIn(this.root, bound, size, align);
@@ -462,16 +546,10 @@ export class IovaTree {
     return NIL;
   }
 
-  /** Gap below the range keyed `lo`, as its start (for gapLo checks by callers). */
+  /** Gap below the range keyed `lo`, as its start (for gapLo checks by callers), or -1. */
   gapLoOf(lo: number): number {
-    let n = this.root;
-    while (n !== NIL) {
-      const k = this.lo[n] as number;
-      if (lo < k) n = this.left[n] as number;
-      else if (lo > k) n = this.right[n] as number;
-      else return this.gapLo[n] as number;
-    }
-    return -1;
+    const n = this.node(lo);
+    return n === NIL ? -1 : (this.gapLo[n] as number);
   }
 
   /** In-order ranges, for snapshots and tests. */
@@ -495,27 +573,32 @@ export class IovaTree {
   checkInvariants(): void {
     let prevHi = -1;
     let count = 0;
-    const walk = (n: number): { h: number; m: number } => {
-      if (n === NIL) return { h: 0, m: -Infinity };
-      const a = walk(this.left[n] as number);
+    let minKey = -1;
+    const walk = (n: number, parent: number): { h: number; m: number } => {
+      if (n === NIL) return { h: 0, m: 0 };
+      if (this.parent[n] !== parent) throw new Error(`parent link wrong at ${this.lo[n]}`);
+      const a = walk(this.left[n] as number, n);
       const lo = this.lo[n] as number;
       if (lo <= prevHi) throw new Error(`order/overlap at ${lo}`);
       if ((this.gapLo[n] as number) !== prevHi + 1) throw new Error(`gapLo wrong at ${lo}`);
+      if (count === 0) minKey = lo;
+      if (this.node(lo) !== n) throw new Error(`index wrong at ${lo}`);
       prevHi = this.hi[n] as number;
       count++;
-      const b = walk(this.right[n] as number);
+      const b = walk(this.right[n] as number, n);
       if (Math.abs(a.h - b.h) > 1) throw new Error(`unbalanced at ${lo}`);
       const h = Math.max(a.h, b.h) + 1;
       if (h !== this.height[n]) throw new Error(`height wrong at ${lo}`);
       const g = this.gapLo[n] as number;
       const m = Math.max(a.m, b.m, g === 0 || lo >= UNCOUNTED ? 0 : lo - g);
-      if (Math.max(m, 0) !== this.maxGap[n]) throw new Error(`maxGap wrong at ${lo}`);
+      if (m !== this.maxGap[n]) throw new Error(`maxGap wrong at ${lo}`);
       return { h, m };
     };
-    walk(this.root);
+    walk(this.root, NIL);
     if (count !== this.size) throw new Error('count wrong');
-    let n = this.root;
-    while (n !== NIL && this.left[n] !== NIL) n = this.left[n] as number;
-    if ((n === NIL ? -1 : (this.lo[n] as number)) !== this.minKey) throw new Error('minKey wrong');
+    if (minKey !== this.minKey) throw new Error('minKey wrong');
+    let indexed = 0;
+    for (let i = 0; i <= this.hMask; i++) if (this.hNode[i] !== NIL) indexed++;
+    if (indexed !== this.size) throw new Error('index holds stale keys');
   }
 }

@@ -70,6 +70,8 @@ class LinuxIova implements LinuxIovaAllocator {
   private readonly fqPfn = new Float64Array(IOVA_FQ_SIZE);
   private readonly fqPages = new Float64Array(IOVA_FQ_SIZE);
   private fqHead = 0;
+  /** Set by walk(): the key of the range whose gap below the placed pfn lies in. */
+  private placedBelow = ANCHOR;
   private fqLen = 0;
   private readonly freeTreeBound: (pfn: number) => void;
 
@@ -148,7 +150,7 @@ class LinuxIova implements LinuxIovaAllocator {
       this.max32AllocSize = size; // the kernel records it whatever the limit was
       return 0;
     }
-    this.tree.insert(pfn, pfn + size - 1);
+    this.tree.insertBelow(this.placedBelow, pfn, pfn + size - 1);
     // __cached_rbnode_insert_update
     if (pfn + size - 1 < this.dma32BitPfn) this.cached32 = pfn;
     else this.cached = pfn;
@@ -167,16 +169,19 @@ class LinuxIova implements LinuxIovaAllocator {
   /**
    * One pass of the kernel's top-down walk from the range keyed `eKey` (below which lies the
    * range ending at `predHi`, or none when -1), placing `size` pfns aligned to `align` below
-   * the exclusive `limit` and at or above `low`. Returns the pfn, or -1.
+   * the exclusive `limit` and at or above `low`. Returns the pfn, or -1; on success the key of
+   * the range right above the pfn's gap is in placedBelow.
    */
   private walk(eKey: number, predHi: number, size: number, align: number, limit: number, low: number): number {
     const high = eKey < limit ? eKey : limit;
     if (high < size) return -1;
     const top = alignDown(high - size, align);
+    this.placedBelow = eKey;
     if (predHi < 0 || top > predHi) return top >= low ? top : -1;
     if (top < low) return -1;
     const fitKey = this.tree.highestFit(eKey, size, align);
     if (fitKey < 0) return -1;
+    this.placedBelow = fitKey;
     const pfn = alignDown(fitKey - size, align);
     return pfn >= low ? pfn : -1;
   }
