@@ -3,109 +3,159 @@
 // until the driver's maintenance (or lack of it) says otherwise. That is what makes a missing
 // sync visible: the CPU keeps reading the stale line, the device keeps reading stale RAM.
 //
-// Invariants: a line holds the RAM contents as of its fill plus the CPU's writes since;
-// `dirty` means RAM is older than the line. Maintenance works on whole lines covering a range
-// (clean and invalidate round out to lines, as dcache_clean_poc / dcache_inval_poc do, and the
-// latter cleans partial lines at the edges first).
+// Lines are grouped by 4 KiB chunk (one Map lookup and bulk copies per chunk, not per line).
+// Invariants: state[l] & PRESENT means line l of the chunk holds the RAM contents as of its fill
+// plus the CPU's writes since; & DIRTY means RAM is older than the line; `present` counts the
+// chunk's present lines and no chunk without any is kept. Maintenance works on whole lines
+// covering a range (clean and invalidate round out to lines, as dcache_clean_poc /
+// dcache_inval_poc do, and the latter cleans partial lines at the edges first).
 
-import type { Ram } from './ram.js';
+import { CHUNK, type Ram } from './ram.js';
 
 export const LINE = 64;
+const LINES = CHUNK / LINE;
+const PRESENT = 1;
+const DIRTY = 2;
 
-interface Line {
+interface Chunk {
   data: Uint8Array;
-  dirty: boolean;
+  state: Uint8Array;
+  present: number;
 }
 
 export class CpuCache {
-  private readonly lines = new Map<number, Line>();
+  private readonly chunks = new Map<number, Chunk>();
+  private lineCount = 0;
 
   constructor(private readonly ram: Ram) {}
 
   get empty(): boolean {
-    return this.lines.size === 0;
+    return this.lineCount === 0;
   }
 
   get bytes(): number {
-    return this.lines.size * LINE;
+    return this.lineCount * LINE;
   }
 
   /** Lines an access to [phys, phys + length) would allocate. */
   missingLines(phys: number, length: number): number {
     let missing = 0;
-    for (let i = Math.floor(phys / LINE); i * LINE < phys + length; i++) if (!this.lines.has(i)) missing++;
+    this.spans(phys, length, (c, lo, hi) => {
+      const ch = this.chunks.get(c);
+      for (let l = Math.floor(lo / LINE); l * LINE < hi; l++) if (!ch || !((ch.state[l] as number) & PRESENT)) missing++;
+    });
     return missing;
   }
 
   read(phys: number, out: Uint8Array): void {
-    this.each(phys, out.length, (line, o, n, done) => out.set(line.data.subarray(o, o + n), done));
+    let done = 0;
+    this.spans(phys, out.length, (c, lo, hi) => {
+      const ch = this.fill(c, lo, hi, false);
+      out.set(ch.data.subarray(lo, hi), done);
+      done += hi - lo;
+    });
   }
 
   write(phys: number, data: Uint8Array): void {
-    this.each(phys, data.length, (line, o, n, done) => {
-      line.data.set(data.subarray(done, done + n), o);
-      line.dirty = true;
+    let done = 0;
+    this.spans(phys, data.length, (c, lo, hi) => {
+      const ch = this.fill(c, lo, hi, true);
+      ch.data.set(data.subarray(done, done + hi - lo), lo);
+      for (let l = Math.floor(lo / LINE); l * LINE < hi; l++) ch.state[l] = PRESENT | DIRTY;
+      done += hi - lo;
     });
   }
 
   /** Writes dirty lines in the range back to RAM. */
   clean(phys: number, length: number): void {
-    this.forCached(phys, length, (idx, line) => this.writeBack(idx, line));
+    this.maintain(phys, length, () => false);
   }
 
   /** Drops the lines in the range; lines only partly inside are cleaned first. */
   invalidate(phys: number, length: number): void {
     const end = phys + length;
-    this.forCached(phys, length, (idx, line) => {
-      const partial = idx * LINE < phys || (idx + 1) * LINE > end;
-      if (partial) this.writeBack(idx, line);
-      this.lines.delete(idx);
+    this.maintain(phys, length, (addr, dirty) => {
+      if (dirty && (addr < phys || addr + LINE > end)) this.ram.write(addr, this.scratch);
+      return true;
     });
   }
 
   cleanInvalidate(phys: number, length: number): void {
-    this.forCached(phys, length, (idx, line) => {
-      this.writeBack(idx, line);
-      this.lines.delete(idx);
+    this.maintain(phys, length, (addr, dirty) => {
+      if (dirty) this.ram.write(addr, this.scratch);
+      return true;
     });
   }
 
-  private writeBack(idx: number, line: Line): void {
-    if (!line.dirty) return;
-    this.ram.write(idx * LINE, line.data);
-    line.dirty = false;
-  }
+  private scratch: Uint8Array = new Uint8Array(0);
 
-  /** Visits the cached lines of a range, walking whichever is smaller: the range or the cache. */
-  private forCached(phys: number, length: number, fn: (idx: number, line: Line) => void): void {
-    if (this.lines.size === 0 || length <= 0) return;
-    const first = Math.floor(phys / LINE);
-    const last = Math.floor((phys + length - 1) / LINE);
-    if (last - first + 1 <= this.lines.size) {
-      for (let i = first; i <= last; i++) {
-        const line = this.lines.get(i);
-        if (line) fn(i, line);
+  /**
+   * Visits the cached lines of the range. `drop(addr, dirty)` (with the line's bytes in
+   * `scratch`) says whether the line goes; a line that stays is cleaned.
+   */
+  private maintain(phys: number, length: number, drop: (addr: number, dirty: boolean) => boolean): void {
+    if (this.lineCount === 0 || length <= 0) return;
+    const visit = (c: number, ch: Chunk, lo: number, hi: number): void => {
+      for (let l = Math.floor(lo / LINE); l * LINE < hi; l++) {
+        const st = ch.state[l] as number;
+        if (!(st & PRESENT)) continue;
+        const addr = c * CHUNK + l * LINE;
+        this.scratch = ch.data.subarray(l * LINE, (l + 1) * LINE);
+        const dirty = (st & DIRTY) !== 0;
+        if (drop(addr, dirty)) {
+          ch.state[l] = 0;
+          ch.present--;
+          this.lineCount--;
+        } else if (dirty) {
+          this.ram.write(addr, this.scratch);
+          ch.state[l] = PRESENT;
+        }
       }
+      if (ch.present === 0) this.chunks.delete(c);
+    };
+    const first = Math.floor(phys / CHUNK);
+    const last = Math.floor((phys + length - 1) / CHUNK);
+    if (last - first + 1 <= this.chunks.size) {
+      this.spans(phys, length, (c, lo, hi) => {
+        const ch = this.chunks.get(c);
+        if (ch) visit(c, ch, lo, hi);
+      });
     } else {
-      for (const [i, line] of [...this.lines]) if (i >= first && i <= last) fn(i, line);
+      // A huge range over a small cache: walk the cache instead.
+      for (const [c, ch] of [...this.chunks]) {
+        if (c < first || c > last) continue;
+        const lo = Math.max(phys, c * CHUNK) - c * CHUNK;
+        const hi = Math.min(phys + length, (c + 1) * CHUNK) - c * CHUNK;
+        visit(c, ch, lo, hi);
+      }
     }
   }
 
-  private each(phys: number, length: number, fn: (line: Line, o: number, n: number, done: number) => void): void {
-    let done = 0;
-    while (done < length) {
-      const p = phys + done;
-      const idx = Math.floor(p / LINE);
-      const o = p - idx * LINE;
-      const n = Math.min(LINE - o, length - done);
-      let line = this.lines.get(idx);
-      if (!line) {
-        line = { data: new Uint8Array(LINE), dirty: false };
-        this.ram.read(idx * LINE, line.data);
-        this.lines.set(idx, line);
-      }
-      fn(line, o, n, done);
-      done += n;
+  /** The chunk with every line of [lo, hi) present (a write need not fill lines it covers whole). */
+  private fill(c: number, lo: number, hi: number, forWrite: boolean): Chunk {
+    let ch = this.chunks.get(c);
+    if (!ch) this.chunks.set(c, (ch = { data: new Uint8Array(CHUNK), state: new Uint8Array(LINES), present: 0 }));
+    for (let l = Math.floor(lo / LINE); l * LINE < hi; l++) {
+      if ((ch.state[l] as number) & PRESENT) continue;
+      const whole = forWrite && lo <= l * LINE && (l + 1) * LINE <= hi;
+      if (!whole) this.ram.read(c * CHUNK + l * LINE, ch.data, l * LINE, LINE);
+      ch.state[l] = PRESENT;
+      ch.present++;
+      this.lineCount++;
+    }
+    return ch;
+  }
+
+  /** Calls fn(chunk, lo, hi) for each chunk the range touches, [lo, hi) relative to the chunk. */
+  private spans(phys: number, length: number, fn: (c: number, lo: number, hi: number) => void): void {
+    let p = phys;
+    const end = phys + length;
+    while (p < end) {
+      const c = Math.floor(p / CHUNK);
+      const lo = p - c * CHUNK;
+      const hi = Math.min(end - c * CHUNK, CHUNK);
+      fn(c, lo, hi);
+      p = c * CHUNK + hi;
     }
   }
 }
