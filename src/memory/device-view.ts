@@ -57,9 +57,9 @@ export class DeviceView {
   private readonly unitShift: number;
   private readonly modernForDevice: boolean;
   private readonly faultLog: Fault[] = [];
-  // Kept here so a CPU access looks at these few, not at every live mapping.
-  private readonly coherentBufs = new Set<Mapping>(); // alloc_coherent: uncached for the CPU
-  private readonly deviceOwned = new Set<Mapping>(); // streaming, between map/for_device and for_cpu/unmap
+  // alloc_coherent buffers (uncached for the CPU), kept apart so the CPU's every access and
+  // bounce copy need not look through all live mappings.
+  private readonly coherentBufs = new Set<Mapping>();
   private faultSeq = 0;
 
   constructor(
@@ -131,7 +131,6 @@ export class DeviceView {
       this.coherentBufs.add(m);
       return;
     }
-    this.deviceOwned.add(m);
     const op = skipCpuSync ? 'none' : this.forDeviceOp(m.dir);
     if ((op === 'none' || this.cache?.empty) && !m.bounce) return; // nothing cached: maintenance is a no-op
     this.eachPiece(m, 0, m.size, (p) => {
@@ -155,8 +154,7 @@ export class DeviceView {
   released(m: Mapping): void {
     this.table?.changed();
     m.cpuOwned = true;
-    this.deviceOwned.delete(m);
-    this.coherentBufs.delete(m);
+    if (m.kind === 'coherent') this.coherentBufs.delete(m);
   }
 
   /** dma_sync_*_for_cpu / _for_device on [offset, offset + size) of the mapping. */
@@ -165,8 +163,6 @@ export class DeviceView {
     this.debug.checkSync(m, toCpu, offset, size, dir, this.firstAddr(m));
     if (m.kind === 'coherent') return { cache: 'none', bounced: 0 };
     m.cpuOwned = toCpu;
-    if (toCpu) this.deviceOwned.delete(m);
-    else this.deviceOwned.add(m);
     const op = toCpu ? this.forCpuOp(dir) : this.forDeviceOp(dir);
     const copies = toCpu ? dir === 'from_device' || dir === 'bidirectional' : dir === 'to_device' || dir === 'bidirectional';
     let bounced = 0;
@@ -257,9 +253,14 @@ export class DeviceView {
     else this.ram.write(phys, data);
   }
 
-  /** dma-debug: the CPU touching a streaming buffer the device owns. */
+  /**
+   * dma-debug: the CPU touching a streaming buffer the device owns. O(live mappings) per CPU
+   * access, on purpose: keeping a set of device-owned buffers would cost every map/unmap pair a
+   * set insert and delete, and a million-entry set under churn rehashes into full GCs.
+   */
   private checkOwnership(phys: number, length: number, access: 'read' | 'write'): void {
-    for (const m of this.deviceOwned) {
+    for (const m of this.mappings.values()) {
+      if (m.kind === 'coherent' || m.cpuOwned) continue;
       if (access === 'read' && m.dir === 'to_device') continue; // the device only reads it
       for (const e of m.sg) {
         if (phys < e.phys + e.length && e.phys < phys + length) {
