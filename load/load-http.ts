@@ -42,7 +42,9 @@ function startServer(env: Record<string, string>): Promise<{ url: string; child:
   // Runs the compiled server when there is one (npm run load builds first), else through tsx.
   const isTs = import.meta.url.endsWith('.ts');
   const script = path.join(here, isTs ? 'load-server.ts' : 'load-server.js');
-  const args = isTs ? ['--import', 'tsx', script] : [script];
+  // LOAD_PROFILE_DIR: the server writes a V8 CPU profile there when it stops (npm run load -- profiling).
+  const prof = process.env.LOAD_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.LOAD_PROFILE_DIR}`] : [];
+  const args = [...prof, ...(isTs ? ['--import', 'tsx', script] : [script])];
   const child = spawn(process.execPath, args, { env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info', ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let out = '';
@@ -77,7 +79,11 @@ function bounds(): Record<string, unknown> {
   return SMOKE ? { amount: 200, connections: 4 } : { duration: DURATION_S, connections: CONNECTIONS };
 }
 
+const WARMUP_S = Number(process.env.LOAD_WARMUP_S ?? 3);
+
 async function run(title: string, opts: Record<string, unknown>): Promise<AcResult> {
+  // Each phase first runs unmeasured, so the JIT has compiled the route it is about to measure.
+  if (!SMOKE) await autocannon({ duration: WARMUP_S, connections: CONNECTIONS, pipelining: 1, ...opts });
   const r = await autocannon({ ...bounds(), pipelining: 1, ...opts });
   const bad = r.non2xx + r.errors + r.timeouts;
   // Requests over the whole bounded run (autocannon's `average` is of per-second buckets).

@@ -78,6 +78,7 @@ export const dmaPlugin: FastifyPluginAsync = async (app) => {
       description: "One result per op, each the single call's answer or its error body.",
       body: S.BatchBody,
       result: S.BatchResult,
+      wire: S.BatchResultWire,
     },
     (s, body) => s.batch(body),
   );

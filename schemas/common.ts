@@ -20,11 +20,12 @@ export const PHYS_LIMIT = 2 ** 52;
 /** A physical byte address on input: hex string or safe integer below 2^52 → number. */
 export const PhysIn = z
   .union([
-    z.string().regex(/^0[xX][0-9a-fA-F]{1,13}$/, 'must be a hex string like "0x80001200"'),
+    z.string().regex(/^0[xX][0-9a-fA-F]{1,13}$/, 'must be a hex string like "0x80001200" (below 2^52)'),
     z.number().int().min(0).max(PHYS_LIMIT - 1),
   ])
+  // At most 13 hex digits or a number below 2^52: already under PHYS_LIMIT, no refine needed
+  // (a refine after the transform cost a third of parsing a scatterlist entry).
   .transform((v) => (typeof v === 'number' ? v : Number.parseInt(v.slice(2), 16)))
-  .refine((v) => v < PHYS_LIMIT, 'physical addresses have at most 52 bits')
   .meta({ description: 'Physical byte address below 2^52: hex string or safe integer', example: '0x80001200' });
 
 /** A 64-bit value on output: lowercase hex string. */
