@@ -21,30 +21,31 @@ export class Ram {
   }
 
   read(phys: number, out: Uint8Array, at = 0, length = out.length - at): void {
-    let done = 0;
-    while (done < length) {
-      const p = phys + done;
-      const c = Math.floor(p / CHUNK);
-      const o = p - c * CHUNK;
-      const n = Math.min(CHUNK - o, length - done);
+    this.each(phys, length, (c, o, n, done) => {
       const chunk = this.chunks.get(c);
       if (chunk) out.set(chunk.subarray(o, o + n), at + done);
       else out.fill(0, at + done, at + done + n);
-      done += n;
-    }
+    });
   }
 
   write(phys: number, data: Uint8Array, at = 0, length = data.length - at): void {
-    let done = 0;
-    while (done < length) {
-      const p = phys + done;
-      const c = Math.floor(p / CHUNK);
-      const o = p - c * CHUNK;
-      const n = Math.min(CHUNK - o, length - done);
+    this.each(phys, length, (c, o, n, done) => {
       const src = data.subarray(at + done, at + done + n);
       let chunk = this.chunks.get(c);
       if (!chunk && src.some((b) => b !== 0)) this.chunks.set(c, (chunk = new Uint8Array(CHUNK)));
       if (chunk) chunk.set(src, o);
+    });
+  }
+
+  /** fn(chunk index, offset in it, bytes, bytes done before) for each chunk of the range. */
+  private each(phys: number, length: number, fn: (c: number, o: number, n: number, done: number) => void): void {
+    let done = 0;
+    while (done < length) {
+      const p = phys + done;
+      const c = Math.floor(p / CHUNK);
+      const o = p - c * CHUNK;
+      const n = Math.min(CHUNK - o, length - done);
+      fn(c, o, n, done);
       done += n;
     }
   }
