@@ -16,6 +16,16 @@ export const MappingRow = z.object({
   phys: z.array(AddressOut).meta({ description: 'Physical start of each input entry / page' }),
 });
 
-export const MappingsResult = z.object({ mappings: z.array(MappingRow) }).meta({ id: 'Mappings' });
+export const MappingsQuery = z.strictObject({
+  after: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional().meta({ description: 'Only handles above this one (the previous page\'s `next`)' }),
+  limit: z.coerce.number().int().min(1).max(100_000).default(10_000).meta({ description: 'Rows per page (default 10000)' }),
+});
+
+export const MappingsResult = z
+  .object({
+    mappings: z.array(MappingRow),
+    next: z.number().int().nullable().optional().meta({ description: 'Pass as `after` for the next page; null on the last page (extension)' }),
+  })
+  .meta({ id: 'Mappings' });
 export const DebugResult = z.object({ debug: z.array(DebugFinding) }).meta({ id: 'DebugFindings' });
 export const FaultsResult = z.object({ faults: z.array(Fault) }).meta({ id: 'Faults' });

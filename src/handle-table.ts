@@ -57,12 +57,17 @@ export class HandleTable<T> {
     return true;
   }
 
-  /** Live values in ascending handle order. */
-  *values(): IterableIterator<T> {
+  /** Live values in ascending handle order (those above `after`, when given). */
+  *values(after = 0): IterableIterator<T> {
+    const from = after + 1;
     for (const p of [...this.pages.keys()].sort((a, b) => a - b)) {
+      if ((p + 1) * PAGE <= from) continue;
       const page = this.pages.get(p);
       if (!page) continue;
-      for (const v of page.slots) if (v !== undefined) yield v;
+      for (let i = Math.max(0, from - p * PAGE); i < PAGE; i++) {
+        const v = page.slots[i];
+        if (v !== undefined) yield v;
+      }
     }
   }
 }

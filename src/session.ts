@@ -275,10 +275,19 @@ export class Session {
 
   // ---- tables -------------------------------------------------------------------------
 
-  mappingsTable(): MappingsOut {
+  /** Live mappings in handle order, a page at a time (a million rows would not fit one answer). */
+  mappingsTable(page: { after?: number | undefined; limit?: number | undefined } = {}): MappingsOut {
+    const limit = page.limit ?? Infinity;
     const rows: MappingRowOut[] = [];
-    for (const m of this.mappings.values()) rows.push(this.row(m));
-    return { mappings: rows };
+    let next: number | null = null;
+    for (const m of this.mappings.values(page.after ?? 0)) {
+      if (rows.length === limit) {
+        next = (rows[rows.length - 1] as MappingRowOut).handle;
+        break;
+      }
+      rows.push(this.row(m));
+    }
+    return { mappings: rows, next };
   }
 
   debugTable(): DebugOut {

@@ -381,7 +381,7 @@ t.test('device accesses fault on an unmapped IOVA and on a write to a DMA_TO_DEV
 
 t.test('tables answer with empty lists on a fresh session', async (t) => {
   const s = await c.session();
-  t.same((await c.get(`${s.url}/mappings`)).body, { mappings: [] });
+  t.same((await c.get(`${s.url}/mappings`)).body, { mappings: [], next: null }, 'an empty page, and no next page');
   t.same((await c.get(`${s.url}/debug`)).body, { debug: [] });
   t.same((await c.get(`${s.url}/faults`)).body, { faults: [] });
 });
