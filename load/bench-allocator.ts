@@ -11,7 +11,12 @@
 // "skipped (budget)" — nothing is extrapolated. The last line is machine-read:
 //   allocator: speedup_walk_pattern_100k=<x> growth_1m_vs_1k=<y> ns_per_op_100k=<z>
 // (speedup = model ÷ fast ns/op on the walk pattern at 100k; growth = fast ns/op at 1M ÷ at 1k
-// on the walk pattern; ns_per_op_100k = fast, walk pattern).
+// on the walk pattern; ns_per_op_100k = fast, walk pattern; all wall-clock). A fast cell runs
+// 9 slices, interleaved across the three sizes, and reports its median slice; a model cell is
+// one slice (its ops are long). Each cell also
+// records this process's CPU time per op (process.cpuUsage: user + system), which the other
+// jobs on a shared box steal far less of; the table shows it and a `# cpu:` line gives the same
+// three figures from it, just above the last line.
 import { pathToFileURL } from 'node:url';
 import type { LinuxIovaAllocator, LinuxIovaConfig } from '../src/iova/iova-allocator.js';
 import { createLinuxIova } from '../src/iova/linux-iova.js';
@@ -32,12 +37,14 @@ export interface BenchCell {
   live: number;
   /** ns per op, or null when skipped for the time budget. */
   nsPerOp: number | null;
+  /** CPU ns per op (process.cpuUsage, user + system), or null when skipped. */
+  cpuNsPerOp: number | null;
   ops: number;
 }
 
 export interface BenchOptions {
   sizes: number[];
-  /** Wall-clock time each fast measurement runs for. */
+  /** Wall-clock time each fast measurement runs for, split into FAST_SLICES slices. */
   fastMs: number;
   /** Budget for one model cell, fill included; over it the cell is skipped. */
   modelBudgetMs: number;
@@ -48,6 +55,9 @@ export interface BenchOptions {
 }
 
 class OverBudget extends Error {}
+
+/** A fast cell is timed in this many slices (interleaved across sizes); it reports the median. */
+const FAST_SLICES = 9;
 
 function now(): number {
   return Number(process.hrtime.bigint()) / 1e6;
@@ -105,57 +115,91 @@ function walkOp(a: LinuxIovaAllocator, top: number): number {
   return t;
 }
 
-function measure(
-  a: LinuxIovaAllocator,
-  pattern: Pattern,
-  top: number,
-  untilMs: number,
-  minOps: number,
-  maxOps: number,
-  deadline: number,
-): { ns: number; ops: number } {
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 === 1 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+}
+
+/** One allocator under measurement: its walk anchor and the per-slice figures so far. */
+interface Subject {
+  a: LinuxIovaAllocator;
+  top: number;
+  wall: number[];
+  cpu: number[];
+  ops: number;
+}
+
+/** Fills an allocator for the pattern and puts it in its steady state (one untimed op). */
+function prepare(impl: Impl, pattern: Pattern, live: number, deadline: number): Subject {
+  const a = fresh(impl);
+  const check = deadlineCheck(deadline);
+  let top = pattern === 'steady' ? (fillSteady(a, live, check), 0) : fillWalk(a, live, check);
   // One untimed op puts the allocator in its steady state (rcache loaded, cached_node placed).
   if (pattern === 'steady') steadyOp(a);
   else top = walkOp(a, top);
-  gc();
+  return { a, top, wall: [], cpu: [], ops: 0 };
+}
+
+/** Times one slice of at least `untilMs` and `minOps` ops; records wall and CPU ns/op. */
+function slice(x: Subject, pattern: Pattern, untilMs: number, minOps: number, deadline: number): void {
+  const c0 = process.cpuUsage();
   const t0 = now();
   let ops = 0;
   let t = t0;
-  while (ops < maxOps && (ops < minOps || t - t0 < untilMs)) {
-    for (let k = 0; k < 16 && ops < maxOps; k++, ops++) {
-      if (pattern === 'steady') steadyOp(a);
-      else top = walkOp(a, top);
+  while (ops < minOps || t - t0 < untilMs) {
+    for (let k = 0; k < 16; k++, ops++) {
+      if (pattern === 'steady') steadyOp(x.a);
+      else x.top = walkOp(x.a, x.top);
     }
     t = now();
     if (t > deadline) throw new OverBudget();
   }
-  return { ns: ((t - t0) * 1e6) / ops, ops };
+  const c = process.cpuUsage(c0);
+  x.wall.push(((t - t0) * 1e6) / ops);
+  x.cpu.push(((c.user + c.system) * 1e3) / ops);
+  x.ops += ops;
 }
 
 export function runAllocatorBench(opts: BenchOptions): BenchCell[] {
   const cells: BenchCell[] = [];
+  const logCell = (c: BenchCell, secs: number, what: string): void =>
+    opts.log(`# ${c.pattern} ${c.impl} live=${c.live}: ${fmtNs(c.nsPerOp)}, cpu ${fmtNs(c.cpuNsPerOp)} (${c.ops} ops, ${secs.toFixed(1)} s ${what})`);
   for (const pattern of ['steady', 'walk'] as const) {
+    // Fast: every size filled first, then FAST_SLICES rounds of one slice per size, each size
+    // reporting its median slice. Interleaving keeps a slow spell of the shared box (other jobs)
+    // from landing on one size only, which would bend the growth ratio either way.
+    const t0 = now();
+    gc();
+    const subjects = opts.sizes.map((live) => prepare('fast', pattern, live, Infinity));
+    gc();
+    for (let s = 0; s < FAST_SLICES; s++) {
+      for (const x of subjects) slice(x, pattern, opts.fastMs / FAST_SLICES, 1000, Infinity);
+    }
+    opts.sizes.forEach((live, i) => {
+      const x = subjects[i] as Subject;
+      const c: BenchCell = { pattern, impl: 'fast', live, nsPerOp: median(x.wall), cpuNsPerOp: median(x.cpu), ops: x.ops };
+      cells.push(c);
+      logCell(c, (now() - t0) / 1000, 'for all sizes, fills included');
+    });
+    subjects.length = 0;
+    // Model: one size at a time inside its budget, one slice (its ops are long).
     for (const live of opts.sizes) {
-      for (const impl of ['fast', 'model'] as const) {
+      gc();
+      const start = now();
+      const deadline = start + opts.modelBudgetMs;
+      let c: BenchCell;
+      try {
+        const x = prepare('model', pattern, live, deadline);
         gc();
-        const start = now();
-        const deadline = impl === 'model' ? start + opts.modelBudgetMs : Infinity;
-        try {
-          const a = fresh(impl);
-          const check = deadlineCheck(deadline);
-          const top = pattern === 'steady' ? (fillSteady(a, live, check), 0) : fillWalk(a, live, check);
-          const r =
-            impl === 'fast'
-              ? measure(a, pattern, top, opts.fastMs, 1000, Infinity, deadline)
-              : measure(a, pattern, top, opts.modelMs, opts.modelMinOps, Infinity, deadline);
-          cells.push({ pattern, impl, live, nsPerOp: r.ns, ops: r.ops });
-        } catch (e) {
-          if (!(e instanceof OverBudget)) throw e;
-          cells.push({ pattern, impl, live, nsPerOp: null, ops: 0 });
-        }
-        const c = cells[cells.length - 1] as BenchCell;
-        opts.log(`# ${pattern} ${impl} live=${live}: ${fmtNs(c.nsPerOp)} (${c.ops} ops, ${((now() - start) / 1000).toFixed(1)} s with fill)`);
+        slice(x, pattern, opts.modelMs, opts.modelMinOps, deadline);
+        c = { pattern, impl: 'model', live, nsPerOp: x.wall[0] as number, cpuNsPerOp: x.cpu[0] as number, ops: x.ops };
+      } catch (e) {
+        if (!(e instanceof OverBudget)) throw e;
+        c = { pattern, impl: 'model', live, nsPerOp: null, cpuNsPerOp: null, ops: 0 };
       }
+      cells.push(c);
+      logCell(c, (now() - start) / 1000, 'with fill');
     }
   }
   return cells;
@@ -170,20 +214,23 @@ function label(live: number): string {
   return live >= 1e6 ? `${live / 1e6}M` : live >= 1e3 ? `${live / 1e3}k` : String(live);
 }
 
-export function cellNs(cells: BenchCell[], pattern: Pattern, impl: Impl, live: number): number | null {
-  return cells.find((c) => c.pattern === pattern && c.impl === impl && c.live === live)?.nsPerOp ?? null;
+export function cellNs(cells: BenchCell[], pattern: Pattern, impl: Impl, live: number, cpu = false): number | null {
+  const c = cells.find((x) => x.pattern === pattern && x.impl === impl && x.live === live);
+  return (cpu ? c?.cpuNsPerOp : c?.nsPerOp) ?? null;
 }
 
 /** The table and the machine-read last line. */
 export function report(cells: BenchCell[], sizes: number[]): string[] {
   const lines: string[] = [];
-  const head = ['pattern', 'live', 'fast', 'model (kernel walk)', 'speedup'];
+  const head = ['pattern', 'live', 'fast', 'fast cpu', 'model (kernel walk)', 'model cpu', 'speedup'];
   const rows: string[][] = [];
   for (const pattern of ['steady', 'walk'] as const) {
     for (const live of sizes) {
       const f = cellNs(cells, pattern, 'fast', live);
       const m = cellNs(cells, pattern, 'model', live);
-      rows.push([pattern, label(live), fmtNs(f), fmtNs(m), f !== null && m !== null ? `${(m / f).toFixed(1)}x` : '-']);
+      const fc = cellNs(cells, pattern, 'fast', live, true);
+      const mc = cellNs(cells, pattern, 'model', live, true);
+      rows.push([pattern, label(live), fmtNs(f), fmtNs(fc), fmtNs(m), fmtNs(mc), f !== null && m !== null ? `${(m / f).toFixed(1)}x` : '-']);
     }
   }
   const width = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] as string).length)));
@@ -192,16 +239,17 @@ export function report(cells: BenchCell[], sizes: number[]): string[] {
   const lo = sizes[0] as number;
   const mid = sizes[Math.min(1, sizes.length - 1)] as number;
   const hi = sizes[sizes.length - 1] as number;
-  const fastMid = cellNs(cells, 'walk', 'fast', mid);
-  const modelMid = cellNs(cells, 'walk', 'model', mid);
-  const fastLo = cellNs(cells, 'walk', 'fast', lo);
-  const fastHi = cellNs(cells, 'walk', 'fast', hi);
   const num = (x: number | null, digits: number): string => (x === null ? 'NaN' : x.toFixed(digits));
-  const speedup = fastMid !== null && modelMid !== null ? modelMid / fastMid : null;
-  const growth = fastLo !== null && fastHi !== null ? fastHi / fastLo : null;
-  lines.push(
-    `allocator: speedup_walk_pattern_100k=${num(speedup, 1)} growth_1m_vs_1k=${num(growth, 2)} ns_per_op_100k=${num(fastMid, 0)}`,
-  );
+  const figures = (cpu: boolean): string => {
+    const fastMid = cellNs(cells, 'walk', 'fast', mid, cpu);
+    const modelMid = cellNs(cells, 'walk', 'model', mid, cpu);
+    const fastLo = cellNs(cells, 'walk', 'fast', lo, cpu);
+    const fastHi = cellNs(cells, 'walk', 'fast', hi, cpu);
+    const speedup = fastMid !== null && modelMid !== null ? modelMid / fastMid : null;
+    const growth = fastLo !== null && fastHi !== null ? fastHi / fastLo : null;
+    return `speedup_walk_pattern_100k=${num(speedup, 1)} growth_1m_vs_1k=${num(growth, 2)} ns_per_op_100k=${num(fastMid, 0)}`;
+  };
+  lines.push(`# cpu: ${figures(true)}`, `allocator: ${figures(false)}`);
   return lines;
 }
 
