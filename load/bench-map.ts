@@ -1,6 +1,7 @@
 // npm run bench: in-process (no HTTP) map_sg of 8 scattered 4 KiB entries + its unmap, pairs per
 // second, with 1 k, 100 k and 1 M other live mappings in the session. Bounded: each size runs a
-// fixed time window after a warm-up, and the whole run stops by itself (~1 minute).
+// fixed time window after a warm-up, in its own child process, and the whole run stops by itself
+// (~1 minute).
 //
 // Last line, exactly: `bench: pairs_per_s_100k=<x> growth_1m_vs_1k=<y>` (growth = ns/pair at
 // 1 M ÷ ns/pair at 1 k).
@@ -9,6 +10,8 @@ import { SessionCreateBody } from '../schemas/session.js';
 import { MapPageBody, MapSgBody } from '../schemas/dma.js';
 import { SessionStore, DEFAULT_STORE_LIMITS } from '../src/session-store.js';
 import type { Session } from '../src/session.js';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 
 const SMOKE = process.env.BENCH_SMOKE === '1';
 const SIZES = process.env.BENCH_SIZES ? process.env.BENCH_SIZES.split(',').map(Number) : SMOKE ? [100, 1000] : [1_000, 100_000, 1_000_000];
@@ -42,25 +45,41 @@ function measure(s: Session, ms: number): { pairs: number; ns: number } {
   return { pairs, ns: Number(now - t0) };
 }
 
-export function runBench(): { size: number; pairsPerS: number; nsPerPair: number }[] {
-  const rows = [];
-  for (const size of SIZES) {
-    const store = new SessionStore({ ...DEFAULT_STORE_LIMITS, maxMappings: 2_000_000 });
-    const s = store.create(SessionCreateBody.parse(SESSION));
-    fill(s, size);
-    measure(s, WARMUP_MS);
-    const { pairs, ns } = measure(s, WINDOW_MS);
-    if (s.liveMappings !== size) throw new Error(`expected ${size} live mappings, found ${s.liveMappings}`);
-    rows.push({ size, pairsPerS: Math.round((pairs * 1e9) / ns), nsPerPair: ns / pairs });
-    store.clear();
-  }
-  return rows;
+/** One size, in this process: fill, warm up, measure. */
+function runSize(size: number): { size: number; pairsPerS: number; nsPerPair: number } {
+  const store = new SessionStore({ ...DEFAULT_STORE_LIMITS, maxMappings: 2_000_000 });
+  const s = store.create(SessionCreateBody.parse(SESSION));
+  fill(s, size);
+  measure(s, WARMUP_MS);
+  const { pairs, ns } = measure(s, WINDOW_MS);
+  if (s.liveMappings !== size) throw new Error(`expected ${size} live mappings, found ${s.liveMappings}`);
+  return { size, pairsPerS: Math.round((pairs * 1e9) / ns), nsPerPair: ns / pairs };
 }
 
-const rows = runBench();
-console.log('live mappings  pairs/s      ns/pair');
-for (const r of rows) console.log(`${String(r.size).padStart(13)}  ${String(r.pairsPerS).padStart(10)}  ${r.nsPerPair.toFixed(0).padStart(8)}`);
-const at = (n: number) => rows.find((r) => r.size === n) ?? (rows[rows.length - 1] as (typeof rows)[number]);
-const first = rows[0] as (typeof rows)[number];
-const last = rows[rows.length - 1] as (typeof rows)[number];
-console.log(`bench: pairs_per_s_100k=${at(100_000).pairsPerS} growth_1m_vs_1k=${(last.nsPerPair / first.nsPerPair).toFixed(2)}`);
+/**
+ * Each size runs in a fresh process with this one's flags, so one size's million-object heap
+ * (and V8's decisions about it) cannot tax the next size's measurement.
+ */
+function runInChild(size: number): { size: number; pairsPerS: number; nsPerPair: number } {
+  const r = spawnSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--size', String(size)], {
+    env: process.env,
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  const line = r.stdout.trim().split('\n').pop() ?? '';
+  if (r.status !== 0 || !line.startsWith('{')) throw new Error(`bench child for ${size} failed (${r.status}): ${r.stderr}${r.stdout}`);
+  return JSON.parse(line) as { size: number; pairsPerS: number; nsPerPair: number };
+}
+
+const sizeArg = process.argv.indexOf('--size');
+if (sizeArg >= 0) {
+  console.log(JSON.stringify(runSize(Number(process.argv[sizeArg + 1]))));
+} else {
+  const rows = SIZES.map(runInChild);
+  console.log(`live mappings  pairs/s      ns/pair   (node ${process.execArgv.join(' ') || '(no flags)'})`);
+  for (const r of rows) console.log(`${String(r.size).padStart(13)}  ${String(r.pairsPerS).padStart(10)}  ${r.nsPerPair.toFixed(0).padStart(8)}`);
+  const at = (n: number) => rows.find((r) => r.size === n) ?? (rows[rows.length - 1] as (typeof rows)[number]);
+  const first = rows[0] as (typeof rows)[number];
+  const last = rows[rows.length - 1] as (typeof rows)[number];
+  console.log(`bench: pairs_per_s_100k=${at(100_000).pairsPerS} growth_1m_vs_1k=${(last.nsPerPair / first.nsPerPair).toFixed(2)}`);
+}

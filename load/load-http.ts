@@ -44,7 +44,8 @@ function startServer(env: Record<string, string>): Promise<{ url: string; child:
   const script = path.join(here, isTs ? 'load-server.ts' : 'load-server.js');
   // LOAD_PROFILE_DIR: the server writes a V8 CPU profile there when it stops (npm run load -- profiling).
   const prof = process.env.LOAD_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.LOAD_PROFILE_DIR}`] : [];
-  const args = [...prof, ...(isTs ? ['--import', 'tsx', script] : [script])];
+  // The same V8 flags `npm start` and the image use (see load/README.md, "pretenuring").
+  const args = ['--max-semi-space-size=64', '--no-allocation-site-pretenuring', ...prof, ...(isTs ? ['--import', 'tsx', script] : [script])];
   const child = spawn(process.execPath, args, { env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info', ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {
     let out = '';

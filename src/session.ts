@@ -363,10 +363,25 @@ export class Session {
   }
 
   private adopt(r: MapResult, kind: Mapping['kind'], dir: DmaDirection, skipCpuSync: boolean): Mapping {
-    const m = r as Mapping;
-    m.handle = this.nextHandle++;
-    m.kind = kind;
-    m.dir = dir;
+    // Every mapping gets the same fields in the same order, whatever layout or call made it:
+    // one hidden class keeps the hot path's property accesses monomorphic (layouts build their
+    // results in different shapes, and adding fields later forked the shape per call site).
+    const m: Mapping = {
+      handle: this.nextHandle++,
+      kind,
+      dir,
+      sg: r.sg,
+      size: r.size,
+      segments: r.segments,
+      allocs: r.allocs,
+      extents: r.extents,
+      bounce: r.bounce,
+      unmapPages: r.unmapPages,
+      pages: undefined,
+      iovaGone: false,
+      iovaHex: undefined,
+      cpuOwned: false,
+    };
     this.mappings.set(m.handle, m);
     this.iovaInUse += this.ops.iovaBytes(m);
     this.memory.syncForDeviceOnMap(m, skipCpuSync);
