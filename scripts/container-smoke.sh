@@ -243,7 +243,8 @@ if (!c.ExposedPorts?.['3000/tcp']) problems.push('does not EXPOSE 3000');
 const env = Object.fromEntries((c.Env ?? []).map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
 for (const [k, v] of Object.entries({ HOST: '0.0.0.0', PORT: '3000', NODE_ENV: 'production' }))
   if (env[k] !== v) problems.push(`ENV ${k}=${env[k]} (want ${v})`);
-if (JSON.stringify(c.Cmd) !== '["node","dist/src/server.js"]' || (c.Entrypoint ?? []).length)
+// Exec form, node first and the server last (V8 flags in between are the image's business).
+if (!Array.isArray(c.Cmd) || c.Cmd[0] !== 'node' || c.Cmd[c.Cmd.length - 1] !== 'dist/src/server.js' || (c.Entrypoint ?? []).length)
   problems.push(`CMD/ENTRYPOINT ${JSON.stringify(c.Entrypoint)} ${JSON.stringify(c.Cmd)}`);
 const labels = c.Labels ?? {};
 for (const l of ['title', 'description', 'source', 'licenses', 'version'])

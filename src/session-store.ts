@@ -68,7 +68,7 @@ export class SessionStore {
   create(input: SessionCreateInput): Session {
     this.sweep();
     if (this.sessions.size >= this.limits.maxSessions) {
-      throw new DmaemuError('DMAEMU_TOO_MANY_SESSIONS', `${this.limits.maxSessions} sessions are live (DMAEMU_MAX_SESSIONS); delete one first`);
+      throw new DmaemuError('DMAEMU_TOO_MANY_SESSIONS', `the live-session limit (DMAEMU_MAX_SESSIONS=${this.limits.maxSessions}) is reached; delete a session first`);
     }
     const config = resolveConfig(input, { memoryLimit: this.limits.memoryLimit });
     const id = randomBytes(16).toString('base64url');
