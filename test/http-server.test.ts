@@ -97,7 +97,7 @@ t.test('end to end over a real socket: create, map_sg, mappings, unmap, delete; 
 
   const unmapped = await call(`${s}/unmap`, 'POST', { handle: 1 });
   t.same(unmapped.body, { handle: 1, iova: mapped.body.iova });
-  t.same((await call(`${s}/mappings`, 'GET')).body, { mappings: [] });
+  t.same((await call(`${s}/mappings`, 'GET')).body, { mappings: [], next: null }, 'no mappings, no next page');
 
   const deleted = await call(s, 'DELETE');
   t.match(deleted.body, { leaked_mappings: 0, leaked_coherent: 0, leaks: [] });
