@@ -84,16 +84,16 @@ export class DmaDebug {
     this.report('unmap_unknown', handle, `device driver tries to free DMA memory it has not allocated [handle=${handle}]${what}`);
   }
 
-  /** check_unmap: what the caller says it unmaps vs what was mapped. */
-  checkUnmap(m: Mapping, given: { size?: number | undefined; dir?: DmaDirection | undefined; nents?: number | undefined }, addr: string): void {
+  /** check_unmap: what the caller says it unmaps vs what was mapped (`addr` is formatted only if a check fires). */
+  checkUnmap(m: Mapping, given: { size?: number | undefined; dir?: DmaDirection | undefined; nents?: number | undefined }, addr: () => string): void {
     if (given.size !== undefined && given.size !== m.size) {
-      this.report('unmap_size', m.handle, `device driver frees DMA memory with different size [device address=${addr16(addr)}] [map size=${m.size} bytes] [unmap size=${given.size} bytes]`);
+      this.report('unmap_size', m.handle, `device driver frees DMA memory with different size [device address=${addr16(addr())}] [map size=${m.size} bytes] [unmap size=${given.size} bytes]`);
     }
     if (given.dir !== undefined && given.dir !== m.dir) {
       this.report(
         'unmap_direction',
         m.handle,
-        `device driver frees DMA memory with different direction [device address=${addr16(addr)}] [size=${m.size} bytes] [mapped with ${DIR_NAME[m.dir]}] [unmapped with ${DIR_NAME[given.dir]}]`,
+        `device driver frees DMA memory with different direction [device address=${addr16(addr())}] [size=${m.size} bytes] [mapped with ${DIR_NAME[m.dir]}] [unmapped with ${DIR_NAME[given.dir]}]`,
       );
     }
     if (given.nents !== undefined && m.kind === 'map_sg' && given.nents !== m.sg.length) {
@@ -116,29 +116,29 @@ export class DmaDebug {
   }
 
   /** check_sync: range and direction of a sync against the mapping. */
-  checkSync(m: Mapping, toCpu: boolean, offset: number, size: number, dir: DmaDirection, addr: string): void {
+  checkSync(m: Mapping, toCpu: boolean, offset: number, size: number, dir: DmaDirection, addr: () => string): void {
     if (m.kind === 'coherent') {
-      this.report('sync_coherent', m.handle, `device driver syncs coherent DMA memory, which needs no sync [device address=${addr16(addr)}] [size=${m.size} bytes]`);
+      this.report('sync_coherent', m.handle, `device driver syncs coherent DMA memory, which needs no sync [device address=${addr16(addr())}] [size=${m.size} bytes]`);
       return;
     }
     if (offset + size > m.size) {
       this.report(
         'sync_range',
         m.handle,
-        `device driver syncs DMA memory outside allocated range [device address=${addr16(addr)}] [allocation size=${m.size} bytes] [sync offset+size=${offset + size}]`,
+        `device driver syncs DMA memory outside allocated range [device address=${addr16(addr())}] [allocation size=${m.size} bytes] [sync offset+size=${offset + size}]`,
       );
     }
     if (m.dir === 'bidirectional') return;
     const mapped = DIR_NAME[m.dir];
     const synced = DIR_NAME[dir];
     if (dir !== m.dir) {
-      this.report('sync_direction', m.handle, `device driver syncs DMA memory with different direction [device address=${addr16(addr)}] [size=${size} bytes] [mapped with ${mapped}] [synced with ${synced}]`);
+      this.report('sync_direction', m.handle, `device driver syncs DMA memory with different direction [device address=${addr16(addr())}] [size=${size} bytes] [mapped with ${mapped}] [synced with ${synced}]`);
     }
     if (toCpu && m.dir !== 'from_device' && dir !== 'to_device') {
-      this.report('sync_read_only_for_cpu', m.handle, `device driver syncs device read-only DMA memory for cpu [device address=${addr16(addr)}] [size=${size} bytes] [mapped with ${mapped}] [synced with ${synced}]`);
+      this.report('sync_read_only_for_cpu', m.handle, `device driver syncs device read-only DMA memory for cpu [device address=${addr16(addr())}] [size=${size} bytes] [mapped with ${mapped}] [synced with ${synced}]`);
     }
     if (!toCpu && m.dir !== 'to_device' && dir !== 'from_device') {
-      this.report('sync_write_only_to_device', m.handle, `device driver syncs device write-only DMA memory to device [device address=${addr16(addr)}] [size=${size} bytes] [mapped with ${mapped}] [synced with ${synced}]`);
+      this.report('sync_write_only_to_device', m.handle, `device driver syncs device write-only DMA memory to device [device address=${addr16(addr())}] [size=${size} bytes] [mapped with ${mapped}] [synced with ${synced}]`);
     }
   }
 

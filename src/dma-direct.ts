@@ -49,7 +49,7 @@ export class DmaDirect implements DmaOps {
       segments.push(r.seg);
       bounce.push(r.slot);
     }
-    return { sg, size: sumLengths(sg), segments, allocs: [], extents: [], bounce: anyBounced(bounce), unmapPages: 0 };
+    return { sg, size: sumLengths(sg), segments, allocs: [], extents: [], bounce: anyBounced(bounce) };
   }
 
   mapPage(phys: number, size: number, dir: DmaDirection): MapResult | MapFailure {
@@ -62,7 +62,6 @@ export class DmaDirect implements DmaOps {
       allocs: [],
       extents: [],
       bounce: anyBounced([r.slot]),
-      unmapPages: 0,
     };
   }
 
@@ -92,7 +91,7 @@ export class DmaDirect implements DmaOps {
     if (!this.capable(dma, size, this.coherentLimit)) {
       return { errno: 'ENOMEM', message: 'no memory the device can address under coherent_dma_mask (dma_direct_alloc)' };
     }
-    return { sg: [{ phys, length: size }], size, segments: [{ pfn: 0, off: dma, len: size }], allocs: [], extents: [], bounce: null, unmapPages: 0 };
+    return { sg: [{ phys, length: size }], size, segments: [{ pfn: 0, off: dma, len: size }], allocs: [], extents: [], bounce: null };
   }
 
   unmap(m: Mapping): void {

@@ -33,9 +33,5 @@ export function hexAddr(pfn: number, shift: number, off: number): string {
   return '0x' + ((BigInt(pfn) << BigInt(shift)) + BigInt(off)).toString(16);
 }
 
-export function toBig(pfn: number, shift: number, off: number): bigint {
-  return (BigInt(pfn) << BigInt(shift)) + BigInt(off);
-}
-
 /** DMA_MAPPING_ERROR */
 export const DMA_MAPPING_ERROR_HEX = '0xffffffffffffffff';

@@ -11,7 +11,7 @@ type Schema = z.ZodType | { properties?: unknown };
 export function serializerCompiler({ schema }: { schema: unknown }): (data: unknown) => string {
   const zs = (schema instanceof z.ZodType ? schema : (schema as Schema & { properties: unknown }).properties) as z.ZodType;
   if (!(zs instanceof z.ZodType)) throw new Error('response schemas must be zod schemas');
-  const json = z.toJSONSchema(zs, { io: 'output', target: 'draft-7', unrepresentable: 'any' }) as Record<string, unknown>;
+  const json = z.toJSONSchema(zs, { io: 'output', target: 'draft-7' }) as Record<string, unknown>;
   delete json.$schema;
   stripPropertyNames(json);
   return fastJson(json as unknown as Parameters<typeof fastJson>[0]) as (data: unknown) => string;

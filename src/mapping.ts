@@ -45,10 +45,6 @@ export interface Mapping {
   extents: Extent[];
   /** swiotlb bounce slots, per entry (null: not bounced). */
   bounce: (BounceSlot | null)[] | null;
-  /** Layout-private: what unmap must free (linux: pages; linux-4.4: a pfn; arm: per chunk). */
-  unmapPages: number;
-  /** Coherent buffers: the physical pages backing them. */
-  pages?: number[];
   /** linux-4.4 only: another unmap freed and unmapped this mapping's IOVA range. */
   iovaGone?: boolean;
   /** Formatted start of allocs[0], filled on first use. */

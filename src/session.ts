@@ -170,7 +170,7 @@ export class Session {
       }
       throw new DmaemuError('DMAEMU_HANDLE_NOT_FOUND', `handle ${input.handle}: device driver tries to free DMA memory it has not allocated`);
     }
-    this.debug.checkUnmap(m, input, this.addr(m.segments[0]));
+    this.debug.checkUnmap(m, input, () => this.addr(m.segments[0]));
     this.memory.syncForCpuOnUnmap(m, input.skip_cpu_sync === true);
     this.release(m);
     this.counters.unmap++;
@@ -188,7 +188,7 @@ export class Session {
     const size = input.size ?? m.size - offset;
     const dir = input.dir === undefined ? m.dir : mappingDirection(input.dir);
     this.counters.sync++;
-    const r = this.memory.sync(m, input.for, offset, size, dir);
+    const r = this.memory.sync(m, input.for, offset, size, dir, () => this.addr(m.segments[0]));
     return this.withDebug({ handle: m.handle, cache: r.cache, bounced_bytes: r.bounced });
   }
 
@@ -212,10 +212,10 @@ export class Session {
     }
     this.memory.zero(phys, size);
     const m = this.adopt({ ...r, size: input.size }, 'coherent', 'bidirectional', true);
-    m.pages = [];
-    for (let p = 0; p < size; p += this.config.pageSize) m.pages.push(phys + p);
+    const pages: string[] = [];
+    for (let p = 0; p < size; p += this.config.pageSize) pages.push(hex(phys + p));
     this.coherentCount++;
-    return this.withDebug({ handle: m.handle, dma_handle: this.addr(m.segments[0]), size: input.size, phys: m.pages.map((p) => hex(p)) });
+    return this.withDebug({ handle: m.handle, dma_handle: this.addr(m.segments[0]), size: input.size, phys: pages });
   }
 
   freeCoherent(input: FreeCoherentInput): FreeCoherentOut {
@@ -376,8 +376,6 @@ export class Session {
       allocs: r.allocs,
       extents: r.extents,
       bounce: r.bounce,
-      unmapPages: r.unmapPages,
-      pages: undefined,
       iovaGone: false,
       iovaHex: undefined,
       cpuOwned: false,

@@ -72,7 +72,7 @@ export class ArmLegacyIommuDma implements DmaOps {
         size = (size + s.length) >>> 0;
       }
     }
-    return { sg, size: sumLengths(sg), segments, allocs, extents, bounce: null, unmapPages: 0 };
+    return { sg, size: sumLengths(sg), segments, allocs, extents, bounce: null };
   }
 
   mapPage(phys: number, size: number, _dir: DmaDirection): MapResult | MapFailure {
@@ -97,7 +97,6 @@ export class ArmLegacyIommuDma implements DmaOps {
       allocs: [{ pfn: 0, off: iova, bytes }],
       extents: [{ pfn: 0, off: iova, phys: phys - offset, bytes }],
       bounce: null,
-      unmapPages: 0,
     };
   }
 

@@ -89,7 +89,6 @@ export class Linux44IommuDma implements DmaOps {
       allocs: [{ pfn, off: 0, bytes: roundupPowOfTwo(pages) * g }],
       extents,
       bounce: null,
-      unmapPages: 0,
     };
   }
 
@@ -115,7 +114,6 @@ export class Linux44IommuDma implements DmaOps {
       allocs: [{ pfn, off: 0, bytes: roundupPowOfTwo(bytes / g) * g }],
       extents: [{ pfn, off: 0, phys: phys - iovaOff, bytes }],
       bounce: null,
-      unmapPages: 0,
     };
   }
 

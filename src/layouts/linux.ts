@@ -11,7 +11,6 @@
 
 import type { SessionConfig } from '../config.js';
 import { createLinuxIova, type FastLinuxIova } from '../iova/linux-iova.js';
-import type { LinuxIovaAllocator } from '../iova/iova-allocator.js';
 import { alignUp, modPow2 } from '../iova/pfn-math.js';
 import type { DmaDirection, DmaOps, DmaSegment, Extent, MapFailure, MapResult, Mapping, SgEntry } from '../mapping.js';
 
@@ -135,7 +134,6 @@ export class LinuxIommuDma implements DmaOps {
       allocs: [{ pfn, off: 0, bytes: this.allocatedPages(pages) * g }],
       extents,
       bounce: null,
-      unmapPages: 0,
     };
   }
 
@@ -169,7 +167,6 @@ export class LinuxIommuDma implements DmaOps {
       allocs: [{ pfn, off: 0, bytes: this.allocatedPages(bytes / g) * g }],
       extents: [{ pfn, off: 0, phys: phys - iovaOff, bytes }],
       bounce: null,
-      unmapPages: 0,
     };
   }
 
@@ -205,10 +202,6 @@ export class LinuxIommuDma implements DmaOps {
 
   rangeCount(): number {
     return this.iova.rangeCount;
-  }
-
-  allocator(): LinuxIovaAllocator {
-    return this.iova;
   }
 }
 

@@ -10,7 +10,7 @@
 // covering a range (clean and invalidate round out to lines, as dcache_clean_poc /
 // dcache_inval_poc do, and the latter cleans partial lines at the edges first).
 
-import { CHUNK, type Ram } from './ram.js';
+import { CHUNK, chunkSpans, type Ram } from './ram.js';
 
 export const LINE = 64;
 const LINES = CHUNK / LINE;
@@ -40,7 +40,7 @@ export class CpuCache {
   /** Lines an access to [phys, phys + length) would allocate. */
   missingLines(phys: number, length: number): number {
     let missing = 0;
-    this.spans(phys, length, (c, lo, hi) => {
+    chunkSpans(phys, length, (c, lo, hi) => {
       const ch = this.chunks.get(c);
       for (let l = Math.floor(lo / LINE); l * LINE < hi; l++) if (!ch || !((ch.state[l] as number) & PRESENT)) missing++;
     });
@@ -48,21 +48,17 @@ export class CpuCache {
   }
 
   read(phys: number, out: Uint8Array): void {
-    let done = 0;
-    this.spans(phys, out.length, (c, lo, hi) => {
+    chunkSpans(phys, out.length, (c, lo, hi, done) => {
       const ch = this.fill(c, lo, hi, false);
       out.set(ch.data.subarray(lo, hi), done);
-      done += hi - lo;
     });
   }
 
   write(phys: number, data: Uint8Array): void {
-    let done = 0;
-    this.spans(phys, data.length, (c, lo, hi) => {
+    chunkSpans(phys, data.length, (c, lo, hi, done) => {
       const ch = this.fill(c, lo, hi, true);
       ch.data.set(data.subarray(done, done + hi - lo), lo);
       for (let l = Math.floor(lo / LINE); l * LINE < hi; l++) ch.state[l] = PRESENT | DIRTY;
-      done += hi - lo;
     });
   }
 
@@ -116,7 +112,7 @@ export class CpuCache {
     const first = Math.floor(phys / CHUNK);
     const last = Math.floor((phys + length - 1) / CHUNK);
     if (last - first + 1 <= this.chunks.size) {
-      this.spans(phys, length, (c, lo, hi) => {
+      chunkSpans(phys, length, (c, lo, hi) => {
         const ch = this.chunks.get(c);
         if (ch) visit(c, ch, lo, hi);
       });
@@ -144,18 +140,5 @@ export class CpuCache {
       this.lineCount++;
     }
     return ch;
-  }
-
-  /** Calls fn(chunk, lo, hi) for each chunk the range touches, [lo, hi) relative to the chunk. */
-  private spans(phys: number, length: number, fn: (c: number, lo: number, hi: number) => void): void {
-    let p = phys;
-    const end = phys + length;
-    while (p < end) {
-      const c = Math.floor(p / CHUNK);
-      const lo = p - c * CHUNK;
-      const hi = Math.min(end - c * CHUNK, CHUNK);
-      fn(c, lo, hi);
-      p = c * CHUNK + hi;
-    }
   }
 }

@@ -17,7 +17,7 @@
 import type { SessionConfig } from '../config.js';
 import type { DmaDebug } from '../dma-debug.js';
 import { DmaemuError, invalid } from '../errors.js';
-import { hex, hexAddr } from '../hex.js';
+import { hex } from '../hex.js';
 import type { DmaDirection, Mapping } from '../mapping.js';
 import { CpuCache, LINE } from './cpu-cache.js';
 import { PageTable, permits, type Permission } from './page-table.js';
@@ -158,9 +158,9 @@ export class DeviceView {
   }
 
   /** dma_sync_*_for_cpu / _for_device on [offset, offset + size) of the mapping. */
-  sync(m: Mapping, target: 'cpu' | 'device', offset: number, size: number, dir: DmaDirection): { cache: CacheOp; bounced: number } {
+  sync(m: Mapping, target: 'cpu' | 'device', offset: number, size: number, dir: DmaDirection, addr: () => string): { cache: CacheOp; bounced: number } {
     const toCpu = target === 'cpu';
-    this.debug.checkSync(m, toCpu, offset, size, dir, this.firstAddr(m));
+    this.debug.checkSync(m, toCpu, offset, size, dir, addr);
     if (m.kind === 'coherent') return { cache: 'none', bounced: 0 };
     m.cpuOwned = toCpu;
     const op = toCpu ? this.forCpuOp(dir) : this.forDeviceOp(dir);
@@ -177,12 +177,6 @@ export class DeviceView {
       if (!toCpu) this.maintain(op, p.tlb ?? p.orig, p.length);
     });
     return { cache: op, bounced };
-  }
-
-  private firstAddr(m: Mapping): string {
-    const s = m.segments[0];
-    if (!s) return '0x0';
-    return hexAddr(s.pfn, this.config.iommu && this.config.layout !== 'arm-legacy' ? this.config.iommu.shift : 0, s.off);
   }
 
   /** The pieces of [from, to) of the mapping's byte stream (its entries back to back). */

@@ -6,6 +6,19 @@
 
 export const CHUNK = 4096;
 
+/** fn(chunk, lo, hi, done) for each 4 KiB chunk [phys, phys + length) touches: [lo, hi) relative to the chunk, `done` bytes before it. */
+export function chunkSpans(phys: number, length: number, fn: (c: number, lo: number, hi: number, done: number) => void): void {
+  let done = 0;
+  while (done < length) {
+    const p = phys + done;
+    const c = Math.floor(p / CHUNK);
+    const lo = p - c * CHUNK;
+    const hi = Math.min(lo + length - done, CHUNK);
+    fn(c, lo, hi, done);
+    done += hi - lo;
+  }
+}
+
 export class Ram {
   private readonly chunks = new Map<number, Uint8Array>();
 
@@ -21,34 +34,23 @@ export class Ram {
   }
 
   read(phys: number, out: Uint8Array, at = 0, length = out.length - at): void {
-    this.each(phys, length, (c, o, n, done) => {
+    chunkSpans(phys, length, (c, o, hi, done) => {
       const chunk = this.chunks.get(c);
-      if (chunk) out.set(chunk.subarray(o, o + n), at + done);
-      else out.fill(0, at + done, at + done + n);
+      if (chunk) out.set(chunk.subarray(o, hi), at + done);
+      else out.fill(0, at + done, at + done + hi - o);
     });
   }
 
   write(phys: number, data: Uint8Array, at = 0, length = data.length - at): void {
-    this.each(phys, length, (c, o, n, done) => {
-      const src = data.subarray(at + done, at + done + n);
+    chunkSpans(phys, length, (c, o, hi, done) => {
+      const src = data.subarray(at + done, at + done + hi - o);
       let chunk = this.chunks.get(c);
       if (!chunk && src.some((b) => b !== 0)) this.chunks.set(c, (chunk = new Uint8Array(CHUNK)));
       if (chunk) chunk.set(src, o);
     });
   }
 
-  /** fn(chunk index, offset in it, bytes, bytes done before) for each chunk of the range. */
-  private each(phys: number, length: number, fn: (c: number, o: number, n: number, done: number) => void): void {
-    let done = 0;
-    while (done < length) {
-      const p = phys + done;
-      const c = Math.floor(p / CHUNK);
-      const o = p - c * CHUNK;
-      const n = Math.min(CHUNK - o, length - done);
-      fn(c, o, n, done);
-      done += n;
-    }
-  }
+
 
   /** Zeroes a range (alloc_coherent's pages): whole chunks are simply dropped. */
   zero(phys: number, length: number): void {
