@@ -1,32 +1,21 @@
-// Swagger UI at /docs in a real headless Chromium (Debian's, driven by playwright-core): a
-// person exploring dmaemu opens map_sg, presses "Try it out", fills in a session created by
-// this test and API.md's example scatterlist, executes, and sees a 200 whose body holds the
-// `segments` table. A screenshot is kept in test-output/ for a human to look at.
-// Chromium missing is a failure, not a skip: `.ci/run` installs it with apt-get.
+// Swagger UI at /docs in a real headless Chromium (test/helpers/chromium.ts finds or unpacks
+// one; driven by playwright-core): a person exploring dmaemu opens map_sg, presses "Try it
+// out", fills in a session created by this test and the contract's example scatterlist,
+// executes, and sees a 200 whose body holds the `segments` table. A screenshot is kept in
+// test-output/ for a human to look at. No Chromium is a failure, not a skip.
 import t from 'tap';
-import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { buildApp } from '../src/app.js';
+import { launchChromium } from './helpers/chromium.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const outDir = path.join(root, 'test-output');
 const screenshot = path.join(outDir, 'swagger-ui-map_sg.png');
 
-function findChromium(): string {
-  for (const p of ['/usr/bin/chromium', '/usr/bin/chromium-browser']) if (existsSync(p)) return p;
-  try {
-    return execFileSync('which', ['chromium'], { encoding: 'utf8' }).trim();
-  } catch {
-    throw new Error('chromium is not installed (apt-get install -y chromium; .ci/run does it): the Swagger UI test cannot run');
-  }
-}
-
 t.test('Swagger UI: map_sg → Try it out → Execute against a live session shows 200 with segments', async (t) => {
-  const executablePath = findChromium();
-
   const app = await buildApp({ logLevel: 'silent' });
   const url = await app.listen({ host: '127.0.0.1', port: 0 });
   t.teardown(() => app.close());
@@ -35,20 +24,7 @@ t.test('Swagger UI: map_sg → Try it out → Execute against a live session sho
   t.equal(created.status, 201);
   const { id } = (await created.json()) as { id: string };
 
-  const browser: Browser = await chromium.launch({
-    executablePath,
-    args: [
-      '--headless=new',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-dev-shm-usage',
-      // The machine's network is closed: keep Chromium from trying to phone home.
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-    ],
-  });
+  const browser: Browser = await launchChromium();
   t.teardown(() => browser.close());
   const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
   page.setDefaultTimeout(20_000);
