@@ -1,15 +1,74 @@
-// GET /metrics in Prometheus text through prom-client: request durations by route, and the
-// emulator's own gauges (live sessions, live mappings, IOVA bytes in use), computed at scrape.
+// GET /metrics in Prometheus text through prom-client: request durations by route; the
+// emulator's own gauges (live sessions, live mappings, IOVA bytes in use), computed at scrape;
+// and counters of what the core did (src/observer.ts): DMA calls by op and kernel result,
+// dma-debug findings by check, device faults by reason. The counters sit on the hot path of
+// every call (a /batch makes a thousand), so each label set's child is looked up once and kept:
+// a call costs an array index and an inc, never a label hash.
 import type { FastifyPluginAsync } from 'fastify';
 import fp from 'fastify-plugin';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import { Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { z } from 'zod';
+import type { KernelErrno } from '../src/errors.js';
+import { DMA_CALLS, type DmaCall, type DmaObserver } from '../src/observer.js';
+
+/** The `result` label of dmaemu_dma_calls_total: "ok", or the errno Linux would return. */
+const RESULTS = ['ok', 'ENOMEM', 'EIO', 'EINVAL'] as const satisfies readonly ('ok' | KernelErrno)[];
+
+/**
+ * The `reason` label of dmaemu_device_faults_total. A fault's text names addresses and
+ * handles (unbounded label values); the label is its class, from the words the emulator uses.
+ */
+export function faultClass(reason: string): string {
+  if (reason.includes('translation fault')) return 'translation';
+  if (reason.includes('permission fault')) return 'permission';
+  if (reason.includes('dma_mask')) return 'dma_mask';
+  if (reason.includes('dma_offset')) return 'dma_offset';
+  return 'address_space';
+}
+
+/** Counters for the core's observer, with every child handle cached. */
+function coreCounters(register: Registry): DmaObserver {
+  const calls = new Counter({
+    name: 'dmaemu_dma_calls_total',
+    help: 'DMA-API calls completed, by op and kernel result (ok, or the errno Linux returns); /batch ops included',
+    labelNames: ['op', 'result'] as const,
+    registers: [register],
+  });
+  const findings = new Counter({ name: 'dmaemu_debug_findings_total', help: 'dma-debug findings, by check', labelNames: ['check'] as const, registers: [register] });
+  const faults = new Counter({ name: 'dmaemu_device_faults_total', help: 'Device accesses that faulted, by reason', labelNames: ['reason'] as const, registers: [register] });
+  // Children made up front: every (op, result) series exists from the first scrape, at 0.
+  const child = (op: DmaCall, result: string) => {
+    const c = calls.labels(op, result);
+    c.inc(0); // a child is exposed only once it has a value
+    return c;
+  };
+  const byCall = new Map(DMA_CALLS.map((op) => [op, RESULTS.map((r) => child(op, r))] as const));
+  const byCheck = new Map<string, ReturnType<typeof findings.labels>>();
+  const byFault = new Map<string, ReturnType<typeof faults.labels>>();
+  return {
+    call(op: DmaCall, errno: KernelErrno | null) {
+      byCall.get(op)?.[errno === null ? 0 : RESULTS.indexOf(errno)]?.inc();
+    },
+    finding(check: string) {
+      let c = byCheck.get(check);
+      if (!c) byCheck.set(check, (c = findings.labels(check)));
+      c.inc();
+    },
+    fault(reason: string) {
+      const k = faultClass(reason);
+      let c = byFault.get(k);
+      if (!c) byFault.set(k, (c = faults.labels(k)));
+      c.inc();
+    },
+  };
+}
 
 const plugin: FastifyPluginAsync = async (fastify) => {
   const register = new Registry();
   collectDefaultMetrics({ register, prefix: 'dmaemu_' });
   const store = fastify.store;
+  store.observer = coreCounters(register);
   const duration = new Histogram({
     name: 'dmaemu_http_request_duration_seconds',
     help: 'HTTP request duration by route',

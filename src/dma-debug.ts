@@ -7,6 +7,7 @@
 // finding says how many were dropped.
 
 import type { DmaDirection, Mapping } from './mapping.js';
+import { SILENT_OBSERVER, type DmaObserver } from './observer.js';
 
 export interface DebugFinding {
   seq: number;
@@ -42,9 +43,12 @@ export class DmaDebug {
   private seq = 0;
   private dropped = 0;
 
+  constructor(private readonly observer: DmaObserver = SILENT_OBSERVER) {}
+
   private report(check: string, handle: number | null, message: string): void {
     const f: DebugFinding = { seq: ++this.seq, check, message: `DMA-API: ${message}`, handle };
     (this.fresh ??= []).push(f);
+    this.observer.finding(check);
     if (this.kept.length < MAX_FINDINGS) this.kept.push(f);
     else this.dropped++;
   }

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { resolveConfig } from './config.js';
 import { DmaemuError } from './errors.js';
 import { DEFAULT_SESSION_LIMITS, Session, type SessionLimits } from './session.js';
+import { SILENT_OBSERVER, type DmaObserver } from './observer.js';
 import type { LeakReportOut, SessionCreateInput } from '../schemas/index.js';
 
 export interface StoreLimits extends SessionLimits {
@@ -49,6 +50,8 @@ export function limitsFromEnv(env: NodeJS.ProcessEnv = process.env): StoreLimits
 export class SessionStore {
   private readonly sessions = new Map<string, Session>();
   private sweeper: NodeJS.Timeout | undefined;
+  /** Told of every call, finding and fault of the sessions created from now on (/metrics). */
+  observer: DmaObserver = SILENT_OBSERVER;
 
   constructor(
     readonly limits: StoreLimits = DEFAULT_STORE_LIMITS,
@@ -72,7 +75,7 @@ export class SessionStore {
     }
     const config = resolveConfig(input, { memoryLimit: this.limits.memoryLimit });
     const id = randomBytes(16).toString('base64url');
-    const s = new Session(id, config, this.limits);
+    const s = new Session(id, config, this.limits, this.observer);
     s.lastUsed = this.now();
     this.sessions.set(id, s);
     return s;

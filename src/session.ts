@@ -45,6 +45,7 @@ import type {
   UnmapOut,
 } from '../schemas/index.js';
 import { runBatch } from './batch.js';
+import { SILENT_OBSERVER, type DmaObserver } from './observer.js';
 
 export interface SessionLimits {
   /** Live mappings + coherent buffers per session. */
@@ -94,7 +95,10 @@ export class Session {
     device_faults: 0,
   };
 
-  constructor(id: string, config: SessionConfig, limits: SessionLimits = DEFAULT_SESSION_LIMITS) {
+  private readonly observer: DmaObserver;
+
+  constructor(id: string, config: SessionConfig, limits: SessionLimits = DEFAULT_SESSION_LIMITS, observer: DmaObserver = SILENT_OBSERVER) {
+    this.observer = observer;
     this.id = id;
     this.config = config;
     this.wireConfig = configToWire(config);
@@ -103,7 +107,7 @@ export class Session {
     else if (config.layout === 'linux') this.ops = new LinuxIommuDma(config);
     else if (config.layout === 'linux-4.4') this.ops = new Linux44IommuDma(config);
     else this.ops = new ArmLegacyIommuDma(config);
-    this.debug = new DmaDebug();
+    this.debug = new DmaDebug(observer);
     this.pages = new PageAllocator(config.pageSize);
     // The device sees live mappings and the strays a linux-4.4 unmap left mapped.
     const strays = this.strays;
@@ -135,6 +139,7 @@ export class Session {
     };
     if (m.bounce) out.bounced = true;
     if (withPages) out.pages = this.pageRows(m);
+    this.observer.call('map_sg', null);
     return this.withDebug(out);
   }
 
@@ -148,12 +153,14 @@ export class Session {
     const r = this.ops.mapPage(input.phys, input.size, dir);
     if (isFailure(r)) {
       this.counters.failed_maps++;
+      this.observer.call('map_page', r.errno);
       return this.withDebug({ handle: null, dma_address: DMA_MAPPING_ERROR_HEX, iova: null, error: r });
     }
     const m = this.adopt(r, 'map_page', dir, input.skip_cpu_sync === true);
     const out: MapPageOut = { handle: m.handle, dma_address: this.addr(m.segments[0]), iova: this.iovaOut(m) };
     if (m.bounce) out.bounced = true;
     if (withPages) out.pages = this.pageRows(m);
+    this.observer.call('map_page', null);
     return this.withDebug(out);
   }
 
@@ -174,6 +181,7 @@ export class Session {
     this.memory.syncForCpuOnUnmap(m, input.skip_cpu_sync === true);
     this.release(m);
     this.counters.unmap++;
+    this.observer.call('unmap', null);
     return this.withDebug({ handle: m.handle, iova: this.iovaOut(m) });
   }
 
@@ -189,6 +197,7 @@ export class Session {
     const dir = input.dir === undefined ? m.dir : mappingDirection(input.dir);
     this.counters.sync++;
     const r = this.memory.sync(m, input.for, offset, size, dir, () => this.addr(m.segments[0]));
+    this.observer.call('sync', null);
     return this.withDebug({ handle: m.handle, cache: r.cache, bounced_bytes: r.bounced });
   }
 
@@ -202,6 +211,7 @@ export class Session {
     const phys = this.pages.alloc(size);
     const fail = (r: MapFailure): AllocCoherentOut => {
       this.counters.failed_maps++;
+      this.observer.call('alloc_coherent', r.errno);
       return this.withDebug({ handle: null, dma_handle: DMA_MAPPING_ERROR_HEX, size: input.size, phys: [], error: r });
     };
     if (phys < 0) return fail({ errno: 'ENOMEM', message: 'emulated page allocator exhausted' });
@@ -215,6 +225,7 @@ export class Session {
     const pages: string[] = [];
     for (let p = 0; p < size; p += this.config.pageSize) pages.push(hex(phys + p));
     this.coherentCount++;
+    this.observer.call('alloc_coherent', null);
     return this.withDebug({ handle: m.handle, dma_handle: this.addr(m.segments[0]), size: input.size, phys: pages });
   }
 
@@ -232,11 +243,13 @@ export class Session {
     if (first) this.pages.release(first.phys, Math.ceil(m.size / this.config.pageSize) * this.config.pageSize);
     this.coherentCount--;
     this.counters.free_coherent++;
+    this.observer.call('free_coherent', null);
     return this.withDebug({ handle: m.handle });
   }
 
   flush(input: FlushInput): FlushOut {
     const r = this.ops.flush(input.rcache === true);
+    this.observer.call('flush', null);
     return { flushed: r.flushed, rcache_freed: r.rcacheFreed };
   }
 
@@ -262,14 +275,14 @@ export class Session {
   deviceWrite(input: DeviceWriteInput): MemoryOut {
     this.debug.discardFresh();
     const r = this.memory.deviceWrite(input.dma_address, Buffer.from(input.data, 'base64'));
-    if (r.fault) this.counters.device_faults++;
+    if (r.fault) this.deviceFault(r.fault.reason);
     return this.withDebug(r);
   }
 
   deviceRead(input: DeviceReadInput): MemoryOut {
     this.debug.discardFresh();
     const r = this.memory.deviceRead(input.dma_address, input.length);
-    if (r.fault) this.counters.device_faults++;
+    if (r.fault) this.deviceFault(r.fault.reason);
     return this.withDebug(r);
   }
 
@@ -357,8 +370,14 @@ export class Session {
     }
   }
 
+  private deviceFault(reason: string): void {
+    this.counters.device_faults++;
+    this.observer.fault(reason);
+  }
+
   private failedSg(r: MapFailure): MapSgOut {
     this.counters.failed_maps++;
+    this.observer.call('map_sg', r.errno);
     return this.withDebug({ handle: null, nents: 0, segments: [], iova: null, iova_ranges: [], error: r });
   }
 
