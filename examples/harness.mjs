@@ -1,19 +1,15 @@
 #!/usr/bin/env node
-// A minimal dmaemu harness (Node 20+, no dependencies): does this scatterlist come back as ONE
-// contiguous IOVA range, as videobuf2-dma-contig or a DMA-BUF importer would need? Asks each
-// layout, then cleans up. Usage: node examples/harness.mjs [base-url]
-const base = process.argv[2] ?? process.env.DMAEMU_URL ?? 'http://127.0.0.1:3000';
+// A minimal dmaemu harness on the typed client (client/index.ts): does this scatterlist come
+// back as ONE contiguous IOVA range, as videobuf2-dma-contig or a DMA-BUF importer would need?
+// Asks each layout, then cleans up; exits 1 if Linux failed a map or something leaked.
+//
+//   npm run build && node examples/harness.mjs [base-url]     (default http://127.0.0.1:3000)
+//
+// `dmaemu/client` is this package's own export (dist/client/index.js once built); a harness in
+// TypeScript imports the same module and gets every body and answer typed.
+import { createDmaemuClient } from 'dmaemu/client';
 
-async function call(method, path, body) {
-  const res = await fetch(base + path, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const json = await res.json();
-  if (!res.ok) throw new Error(`${method} ${path} → ${res.status} ${json.code}: ${json.message}`);
-  return json;
-}
+const dmaemu = createDmaemuClient(process.argv[2] ?? process.env.DMAEMU_URL ?? 'http://127.0.0.1:3000');
 
 // The 2015 thread's list: 64 KiB, 16 KiB, 64 KiB, physically scattered.
 const sg = [
@@ -29,25 +25,30 @@ const cases = [
   { name: 'arm-legacy (arch/arm)', session: { layout: 'arm-legacy', iommu: { aperture: { start: '0x10000000', end: '0x1fffffff' } } } },
 ];
 
+/** Each segment starts where the previous one ended. */
+const contiguous = (segments) =>
+  segments.every((s, i) => i === 0 || BigInt(s.dma_address) === BigInt(segments[i - 1].dma_address) + BigInt(segments[i - 1].dma_length));
+
 let failures = 0;
 for (const c of cases) {
-  const { id } = await call('POST', '/v1/sessions', c.session);
+  const s = await dmaemu.createSession(c.session);
   try {
-    const r = await call('POST', `/v1/sessions/${id}/map_sg`, { dir: 'to_device', sg });
-    if (r.nents === 0) {
+    const r = await s.mapSg({ dir: 'to_device', sg });
+    if (r.error) {
       failures++;
       console.log(`${c.name}: map_sg failed (${r.error.errno}: ${r.error.message})`);
       continue;
     }
-    // Contiguous in IOVA even when split into segments? Each segment must start where the last ended.
-    const contiguous = r.segments.every((s, i) => i === 0 || BigInt(s.dma_address) === BigInt(r.segments[i - 1].dma_address) + BigInt(r.segments[i - 1].dma_length));
-    const verdict = r.nents === 1 ? 'one segment' : contiguous ? `${r.nents} segments, one contiguous IOVA range` : `${r.nents} segments with gaps between them`;
+    const verdict = r.nents === 1 ? 'one segment' : contiguous(r.segments) ? `${r.nents} segments, one contiguous IOVA range` : `${r.nents} segments with gaps between them`;
     console.log(`${c.name}: ${verdict}`);
-    for (const s of r.segments) console.log(`    ${s.dma_address}  ${s.dma_length} bytes`);
-    await call('POST', `/v1/sessions/${id}/unmap`, { handle: r.handle, dir: 'to_device', nents: sg.length });
+    for (const seg of r.segments) console.log(`    ${seg.dma_address}  ${seg.dma_length} bytes`);
+    await s.unmap({ handle: r.handle, dir: 'to_device', nents: sg.length });
   } finally {
-    const report = await call('DELETE', `/v1/sessions/${id}`);
-    if (report.leaked_mappings > 0) console.log(`    leaked: ${report.leaked_mappings}`);
+    const report = await s.close();
+    if (report.leaked_mappings > 0) {
+      failures++;
+      console.log(`    leaked: ${report.leaked_mappings}`);
+    }
   }
 }
 process.exit(failures === 0 ? 0 : 1);
