@@ -1,7 +1,7 @@
 // One scenario per classic driver bug, over HTTP (app.inject), as a harness would drive it
 // (issue 6). Each shows the symptom a real board shows — stale CPU data, the device reading old
 // data, an IOMMU fault, a dma-debug finding in the kernel's words, a leak — and then that the
-// correct sequence of calls makes it go away. Rules: ../shared/docs/linux-dma-semantics.md §6
+// correct sequence of calls makes it go away. Rules: docs/linux-semantics.md §6
 // (map/unmap/sync maintenance, swiotlb copies), §7 (swiotlb), §8 (caches, IOMMU faults),
 // §9 (dma-debug checks, kernel/dma/debug.c).
 //

@@ -1,5 +1,5 @@
 // Every endpoint of API.md through app.inject: its happy path with values worked by hand from
-// the Linux rules (../shared/docs/linux-dma-semantics.md), and every documented error code.
+// the Linux rules (docs/linux-semantics.md), and every documented error code.
 // The client in helpers/http.ts also checks, on every response, that addresses are lowercase
 // hex, that no JSON number reaches 2^53, and that errors have Fastify's shape without stacks.
 //

@@ -1,4 +1,4 @@
-// Every example vector (../shared/vectors, copied to test/vectors) replayed over HTTP, one call
+// Every example vector (test/vectors/*.json) replayed over HTTP, one call
 // per op on its own endpoint — so the wire format (hex parsing, serialization, routing) is held
 // to the same expectations as the core. `ref: i` at the top level of an op names the handle op
 // i returned, as the vectors README says; here it is resolved by the test, not by /batch.
@@ -8,7 +8,7 @@ import { client, type Obj } from './helpers/http.js';
 import { loadVectors, type VectorOp } from './helpers/vectors.js';
 
 const vectors = loadVectors();
-t.ok(vectors.length >= 8, 'the shared vectors are present');
+t.ok(vectors.length >= 8, 'the example vectors are present');
 
 const app = await buildApp({ logLevel: 'silent' });
 t.teardown(() => app.close());

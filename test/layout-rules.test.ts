@@ -1,4 +1,4 @@
-// One hand-worked test per rule of ../shared/docs/linux-dma-semantics.md §2, §3, §4, §6 and §7.
+// One hand-worked test per rule of docs/linux-semantics.md §2, §3, §4, §6 and §7.
 // Every expected value is worked from the rule in the comment above it (never pasted from the
 // emulator's output). Unless a test says otherwise: platform device, 32-bit dma_mask, 4 KiB
 // pages and granule, fresh domain over a 48-bit aperture, so the `linux` allocator's limit is

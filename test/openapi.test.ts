@@ -1,10 +1,10 @@
 // /openapi.json is checked by an independent OpenAPI 3.x validator (@seriousme/openapi-schema-
 // validator: the official 3.1 JSON schemas through ajv), and against the app itself: every
 // route the app registers is in the document (routes collected with an onRoute hook on a
-// wrapped Fastify factory, so nothing is parsed out of printRoutes), and every path API.md
-// names is there too.
+// wrapped Fastify factory, so nothing is parsed out of printRoutes), and every path the
+// contract (docs/api.md) names is there too.
 import t from 'tap';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Validator } from '@seriousme/openapi-schema-validator';
@@ -97,7 +97,8 @@ t.test('every operation has a unique operationId and a tag; map_sg is tagged dma
   t.match(doc.paths['/v1/sessions/{id}/map_sg']?.post, { operationId: 'map_sg', tags: ['dma'] });
 });
 
-// API.md's paths, in its own order (sessions, DMA operations, memory, tables, service).
+// The contract's paths (docs/api.md), in its own order (sessions, DMA operations, memory,
+// tables, service).
 const API_MD_PATHS: [string, string][] = [
   ['post', '/v1/sessions'],
   ['get', '/v1/sessions/{id}'],
@@ -110,19 +111,29 @@ const API_MD_PATHS: [string, string][] = [
   ['get', '/metrics'],
 ];
 
-t.test('every path API.md names is in the document', async (t) => {
-  const apiMd = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../shared/API.md');
-  if (existsSync(apiMd)) {
-    // Guard against this list drifting from the contract when the shared checkout is present.
-    const text = readFileSync(apiMd, 'utf8');
-    for (const [, p] of API_MD_PATHS) t.ok(text.includes(p.replace('/v1/sessions/{id}', '')), `API.md mentions ${p}`);
-  }
+/** How docs/api.md writes a path: session-scoped POSTs as `/op` under their section, the rest in full. */
+function asWritten(method: string, p: string): string {
+  const op = /^\/v1\/sessions\/\{id\}(\/.+)$/.exec(p);
+  return method === 'post' && op ? `\`${op[1] ?? ''}\`` : `\`${method.toUpperCase()} ${p}\``;
+}
+
+t.test('every path docs/api.md names is in the document', async (t) => {
+  // Guard against this list drifting from the contract users read.
+  const apiMd = readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../docs/api.md'), 'utf8');
+  for (const [m, p] of API_MD_PATHS) t.ok(apiMd.includes(asWritten(m, p)), `docs/api.md names ${asWritten(m, p)}`);
+  t.ok(apiMd.includes('`GET /docs`'), 'docs/api.md names `GET /docs`');
   const doc = await fetchDoc(app);
   for (const [m, p] of API_MD_PATHS) t.ok(doc.paths[p]?.[m], `${m.toUpperCase()} ${p}`);
 });
 
+t.test('info.version is the package version (what Swagger UI shows)', async (t) => {
+  const pkg = JSON.parse(readFileSync(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../package.json'), 'utf8')) as { version: string };
+  const doc = (await fetchDoc(app)) as unknown as { info: { version: string } };
+  t.equal(doc.info.version, pkg.version);
+});
+
 t.test(
-  'GET /docs, which API.md lists under Service, is described in the document',
+  'GET /docs, which docs/api.md lists under Service, is described in the document',
   async (t) => {
       const doc = await fetchDoc(app);
     t.ok(doc.paths['/docs']?.get, 'GET /docs');

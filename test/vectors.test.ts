@@ -1,4 +1,4 @@
-// Every example vector (../shared/vectors, copied to test/vectors) run through the core: the
+// Every example vector (test/vectors/*.json) run through the core: the
 // session is created from the vector's body exactly as the REST layer would parse it, the ops
 // run as one batch, and every field the vector's `expect` names must match.
 import t from 'tap';
@@ -8,7 +8,7 @@ import { SessionStore } from '../src/session-store.js';
 import { loadVectors, toBatchOp } from './helpers/vectors.js';
 
 const vectors = loadVectors();
-t.ok(vectors.length >= 8, 'the shared vectors are present');
+t.ok(vectors.length >= 8, 'the example vectors are present');
 
 for (const v of vectors) {
   t.test(`${v.file}: ${v.name} [${v.rule}]`, async (t) => {

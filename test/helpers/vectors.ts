@@ -1,6 +1,7 @@
-// Loads the example vectors: the copies kept in test/vectors/ (so a clean clone has them) and,
-// when the shared checkout sits next to the repo, ../shared/vectors/ (newer files there win).
-// Any *.json dropped in either place is run by the vector tests without code changes.
+// Loads the example vectors: every test/vectors/*.json, plus those of a directory named by
+// DMAEMU_VECTORS_DIR (your own cases; a file of the same name wins). The maintainers' upstream
+// folder of vectors is also read when it happens to sit beside the repository; a clone needs
+// nothing but test/vectors/. Any *.json dropped in is run by the vector tests without code changes.
 
 import { readdirSync, readFileSync, existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
