@@ -10,7 +10,7 @@ export const DeviceIn = z.strictObject({
   dma_mask: AddressIn.optional(),
   coherent_dma_mask: AddressIn.optional(),
   max_segment_size: z.number().int().min(0).max(0xffffffff).optional().meta({ description: 'dma_parms max_segment_size (unsigned int); default 65536' }),
-  segment_boundary_mask: AddressIn.optional().meta({ description: '2^n − 1; default 0xffffffffffffffff (linux), 0xffffffff (linux-4.4)' }),
+  segment_boundary_mask: AddressIn.optional().meta({ description: '2^n − 1; default 0xffffffffffffffff (linux), 0xffffffff (linux-4.4, and every layout for bus pci: pci_device_add)' }),
   coherent: z.boolean().optional(),
   dma_offset: AddressIn.optional().meta({ description: 'dma-direct: dma_address = phys + dma_offset (extension)' }),
 });

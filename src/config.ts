@@ -58,8 +58,10 @@ export function resolveConfig(input: SessionCreateInput, defaults: { memoryLimit
   const coherentDmaMask = d.coherent_dma_mask ?? 0xffffffffn;
   if (dmaMask === 0n) throw invalid('device.dma_mask', 'a DMA mask of 0 addresses nothing');
   if (coherentDmaMask === 0n) throw invalid('device.coherent_dma_mask', 'a DMA mask of 0 addresses nothing');
-  // dma_get_seg_boundary's default changed from 32 bits to ULONG_MAX in 2020 (v5.10).
-  const segmentBoundaryMask = d.segment_boundary_mask ?? (layout === 'linux' ? U64 : 0xffffffffn);
+  // dma_get_seg_boundary's default changed from 32 bits to ULONG_MAX in 2020 (v5.10); a PCI
+  // device always has dma_parms, and pci_device_add sets its boundary to 0xffffffff.
+  const bus = d.bus ?? 'platform';
+  const segmentBoundaryMask = d.segment_boundary_mask ?? (layout === 'linux' && bus !== 'pci' ? U64 : 0xffffffffn);
   const segmentBoundaryBits = bitsOfMask(segmentBoundaryMask);
   if (segmentBoundaryMask !== (1n << BigInt(segmentBoundaryBits)) - 1n) {
     throw invalid('device.segment_boundary_mask', 'must be of the form 2^n − 1');
@@ -103,7 +105,7 @@ export function resolveConfig(input: SessionCreateInput, defaults: { memoryLimit
   const swiotlbSize = input.swiotlb?.size ?? 64 * 1024 * 1024;
   if (swiotlbSize % 2048 !== 0) throw invalid('swiotlb.size', 'must be a multiple of the 2 KiB slot size');
   return {
-    bus: d.bus ?? 'platform',
+    bus,
     dmaMask,
     coherentDmaMask,
     maxSegmentSize: d.max_segment_size ?? 65536,
