@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { ErrorBody, SessionParams } from '../schemas/index.js';
 import type { Session } from '../src/session.js';
 import { serializerCompiler } from '../src/http-serializer.js';
+import { CALLS, type CallName } from '../src/store/op-store.js';
 
 function wireSerializer(wire: z.ZodType) {
   return (ctx: { schema: unknown; httpStatus?: string }) => serializerCompiler({ schema: ctx.httpStatus === '200' ? wire : ctx.schema });
@@ -19,6 +20,7 @@ export const SESSION_ERRORS = {
   404: err('Unknown session or handle (DMAEMU_SESSION_NOT_FOUND, DMAEMU_HANDLE_NOT_FOUND)'),
   413: err('Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE)'),
   429: err('Over a limit (DMAEMU_TOO_MANY_*, DMAEMU_MEMORY_LIMIT)'),
+  503: err("The call could not be made durable in the session's op log (DMAEMU_PERSISTENCE_FAILED)"),
 };
 
 export interface SessionPostDef<B extends z.ZodType, R extends z.ZodType, Q extends z.ZodType | undefined> {
@@ -38,6 +40,8 @@ export function sessionPost<B extends z.ZodType, R extends z.ZodType, Q extends 
   def: SessionPostDef<B, R, Q>,
   call: (s: Session, body: z.output<B>, query: Q extends z.ZodType ? z.output<Q> : undefined) => z.output<R>,
 ): void {
+  // The DMA-API and memory calls are journaled (src/journal.ts): answered once durable.
+  const journaled = (CALLS as readonly string[]).includes(def.path) ? (def.path as CallName) : null;
   // Plain route generics: the zod provider cannot infer through this helper's own generics,
   // so the types come from `call`'s signature instead (validation still runs on the schemas).
   app.post<{ Params: { id: string } }>(
@@ -57,7 +61,10 @@ export function sessionPost<B extends z.ZodType, R extends z.ZodType, Q extends 
     },
     async (req) => {
       const s = app.store.get(req.params.id);
-      return call(s, req.body as z.output<B>, req.query as Q extends z.ZodType ? z.output<Q> : undefined);
+      const body = req.body as z.output<B>;
+      const query = req.query as Q extends z.ZodType ? z.output<Q> : undefined;
+      if (!journaled) return call(s, body, query);
+      return app.journal.call(s, journaled, body, def.querystring ? query : undefined, () => call(s, body, query));
     },
   );
 }

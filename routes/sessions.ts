@@ -1,7 +1,8 @@
 // POST/GET/DELETE /v1/sessions: one device and its IOMMU domain per session.
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import { ErrorBody, LeakReport, SessionCreateBody, SessionCreated, SessionParams, SessionSummary } from '../schemas/index.js';
+import { ErrorBody, LeakReport, SessionCreatedReplay, SessionCreateRequest, SessionParams, SessionSummary } from '../schemas/index.js';
+import { createSession } from '../src/trace.js';
 import { SESSION_ERRORS } from './route-kit.js';
 
 export const sessionsPlugin: FastifyPluginAsync = async (fastify) => {
@@ -18,20 +19,24 @@ export const sessionsPlugin: FastifyPluginAsync = async (fastify) => {
         tags: ['sessions'],
         operationId: 'create_session',
         summary: 'Create a session: a device, its IOMMU domain (or none) and emulated memory',
-        description: "Every field is optional; the response echoes the config resolved with Linux's defaults.",
-        body: SessionCreateBody.default({}),
+        description:
+          "Every field is optional; the response echoes the config resolved with Linux's defaults. " +
+          'With `trace` (and no other field) the session is rebuilt from a trace (GET /v1/sessions/{id}/trace, or a file of test/vectors): ' +
+          'its config, then its ops in order; `replay` lists every answer that differs from its `expect`.',
+        body: SessionCreateRequest.default({}),
         response: {
-          201: SessionCreated,
+          201: SessionCreatedReplay,
           400: SESSION_ERRORS[400],
           413: SESSION_ERRORS[413],
           429: ErrorBody.meta({ description: 'DMAEMU_MAX_SESSIONS sessions are live (DMAEMU_TOO_MANY_SESSIONS)' }),
+          503: SESSION_ERRORS[503],
         },
       },
     },
     async (req, reply) => {
-      const s = app.store.create(req.body ?? {});
+      const { session: s, replay } = await createSession(app.store, app.journal, req.body ?? {});
       void reply.code(201);
-      return { id: s.id, config: s.wireConfig };
+      return { id: s.id, config: s.wireConfig, ...(replay ? { replay } : {}) };
     },
   );
 
@@ -57,9 +62,13 @@ export const sessionsPlugin: FastifyPluginAsync = async (fastify) => {
         operationId: 'delete_session',
         summary: 'Delete the session; the answer lists what was still mapped (leaks)',
         params: SessionParams,
-        response: { 200: LeakReport, 404: SESSION_ERRORS[404] },
+        response: { 200: LeakReport, 404: SESSION_ERRORS[404], 503: SESSION_ERRORS[503] },
       },
     },
-    async (req) => app.store.delete(req.params.id),
+    async (req) => {
+      const report = app.store.delete(req.params.id);
+      await app.journal.ended(req.params.id, 'deleted');
+      return report;
+    },
   );
 };

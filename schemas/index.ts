@@ -5,6 +5,7 @@ import type * as D from './dma.js';
 import type * as M from './memory.js';
 import type * as S from './session.js';
 import type * as T from './tables.js';
+import type * as Tr from './trace.js';
 
 export * from './common.js';
 export * from './session.js';
@@ -12,6 +13,7 @@ export * from './dma.js';
 export * from './memory.js';
 export * from './tables.js';
 export * from './batch.js';
+export * from './trace.js';
 
 /** What a request body is after validation (addresses already bigint). */
 export type SessionCreateInput = z.output<typeof S.SessionCreateBody>;
@@ -47,3 +49,6 @@ export type BatchInput = z.output<typeof B.BatchBody>;
 export type BatchOpInput = z.output<typeof B.BatchOp>;
 export type BatchOut = z.output<typeof B.BatchResult>;
 export type ErrorBodyOut = z.output<typeof import('./common.js').ErrorBody>;
+export type TraceInput = z.output<typeof Tr.Trace>;
+export type SessionCreateRequestInput = z.output<typeof Tr.SessionCreateRequest>;
+export type ReplayReportOut = z.output<typeof Tr.ReplayReport>;

@@ -15,6 +15,9 @@ import { sessionsPlugin } from '../routes/sessions.js';
 import { dmaPlugin } from '../routes/dma.js';
 import { memoryPlugin } from '../routes/memory.js';
 import { tablesPlugin } from '../routes/tables.js';
+import { tracePlugin } from '../routes/trace.js';
+import type { Journal, JournalOptions } from './journal.js';
+import { dataDirFromEnv, journalOptionsFromEnv, openJournal } from './persistence.js';
 import { VERSION } from './version.js';
 
 export interface AppOptions {
@@ -24,6 +27,10 @@ export interface AppOptions {
   limits?: Partial<StoreLimits>;
   /** Largest request body in bytes (DMAEMU_BODY_LIMIT, default 8 MiB). */
   bodyLimit?: number;
+  /** Where op logs go (docs/persistence.md); null: memory only; default: DMAEMU_DATA_DIR, else memory only. */
+  dataDir?: string | null;
+  /** When logs are compacted (default: DMAEMU_COMPACT_*, else src/journal.ts's defaults). */
+  journal?: Partial<JournalOptions>;
 }
 
 export const DEFAULT_BODY_LIMIT = 8 * 1024 * 1024;
@@ -31,6 +38,7 @@ export const DEFAULT_BODY_LIMIT = 8 * 1024 * 1024;
 declare module 'fastify' {
   interface FastifyInstance {
     store: SessionStore;
+    journal: Journal;
   }
 }
 
@@ -46,6 +54,10 @@ export async function buildApp(opts: AppOptions = {}): Promise<FastifyInstance> 
   store.startSweeping();
   app.decorate('store', store);
   app.addHook('onClose', async () => store.stopSweeping());
+  const journal = openJournal(opts.dataDir === undefined ? dataDirFromEnv() : opts.dataDir, store, app.log, { ...journalOptionsFromEnv(), ...opts.journal });
+  app.decorate('journal', journal);
+  // After the routes' onClose hooks: in-flight requests have been answered, so their records are written.
+  app.addHook('onClose', async () => journal.store.close());
 
   // JSON only: Fastify's text/plain parser would hand strings to the schemas (→ a misleading 400).
   app.removeContentTypeParser('text/plain');
@@ -83,6 +95,10 @@ export async function buildApp(opts: AppOptions = {}): Promise<FastifyInstance> 
   await app.register(dmaPlugin);
   await app.register(memoryPlugin);
   await app.register(tablesPlugin);
+  await app.register(tracePlugin);
+  // Last: restored sessions get the observer the plugins installed.
+  const restored = await journal.restore();
+  app.log.info({ store: journal.store.description, ...restored, ms: Math.round(restored.ms) }, 'op store opened');
   return app;
 }
 

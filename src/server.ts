@@ -4,6 +4,7 @@
 // not be ignored (node's default would be to ignore it there).
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
+import { dataDirFromEnv } from './persistence.js';
 
 const host = process.env.HOST ?? '127.0.0.1';
 const port = Number.parseInt(process.env.PORT ?? '3000', 10);
@@ -29,7 +30,9 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-const app = await buildApp({ logLevel });
+// Sessions persist by default (docs/persistence.md): ./data unless DMAEMU_DATA_DIR says otherwise ("off": memory only).
+const dataDir = process.env.DMAEMU_DATA_DIR === undefined ? 'data' : dataDirFromEnv();
+const app = await buildApp({ logLevel, dataDir });
 started.app = app;
 await app.listen({ host, port });
 if (closing) await app.close();

@@ -52,6 +52,8 @@ export class SessionStore {
   private sweeper: NodeJS.Timeout | undefined;
   /** Told of every call, finding and fault of the sessions created from now on (/metrics). */
   observer: DmaObserver = SILENT_OBSERVER;
+  /** Told of each session dropped for idling past ttlMs (the journal logs its end). */
+  onExpired: ((id: string) => void) | undefined;
 
   constructor(
     readonly limits: StoreLimits = DEFAULT_STORE_LIMITS,
@@ -75,16 +77,68 @@ export class SessionStore {
     }
     const config = resolveConfig(input, { memoryLimit: this.limits.memoryLimit });
     const id = randomBytes(16).toString('base64url');
-    const s = new Session(id, config, this.limits, this.observer);
+    const s = this.construct(id, config);
     s.lastUsed = this.now();
     this.sessions.set(id, s);
     return s;
   }
 
+  /** A session rebuilt after a restart (src/journal.ts): its old id, its logged creation input; no limit applies. */
+  restore(id: string, input: SessionCreateInput): Session {
+    const s = this.construct(id, resolveConfig(input, { memoryLimit: this.limits.memoryLimit }));
+    this.sessions.set(id, s);
+    return s;
+  }
+
+  /** Drops a session without ending it (a restore that failed half-way). */
+  forget(id: string): void {
+    this.sessions.delete(id);
+  }
+
+  /** A new, empty session like `s` (same id and config), never registered: what a snapshot restores into. */
+  fresh(s: Session): Session {
+    return this.construct(s.id, s.config);
+  }
+
+  /**
+   * What a session was given rather than owns (config, limits, the observer, anything shared
+   * between sessions), in an order that is the same in every process running this version: a
+   * snapshot names these by position and neither copies nor replaces them. Found as the
+   * objects two fresh sessions of the same config have in common.
+   */
+  externalsOf(s: Session): object[] {
+    const given: object[] = [s.config, s.limits, this.observer, SILENT_OBSERVER];
+    const skip = new Set(given);
+    const reach = (root: object): object[] => {
+      const seen = new Set<object>();
+      const order: object[] = [];
+      const stack: unknown[] = [root];
+      while (stack.length > 0) {
+        const v = stack.pop();
+        if (typeof v !== 'object' || v === null || seen.has(v) || skip.has(v) || ArrayBuffer.isView(v)) continue;
+        seen.add(v);
+        order.push(v);
+        if (v instanceof Map) for (const [k, x] of v) stack.push(k, x);
+        else if (v instanceof Set || Array.isArray(v)) for (const x of v as Iterable<unknown>) stack.push(x);
+        else stack.push(...Object.values(v));
+      }
+      return order;
+    };
+    const first = new Set(reach(this.fresh(s)));
+    return [...given, ...reach(this.fresh(s)).filter((o) => first.has(o))];
+  }
+
+  private construct(id: string, config: ReturnType<typeof resolveConfig>): Session {
+    return new Session(id, config, this.limits, this.observer);
+  }
+
   get(id: string): Session {
     const s = this.sessions.get(id);
     if (!s || this.expired(s)) {
-      if (s) this.sessions.delete(id);
+      if (s) {
+        this.sessions.delete(id);
+        this.onExpired?.(id);
+      }
       throw new DmaemuError('DMAEMU_SESSION_NOT_FOUND', 'no live session has this id (never created, deleted, or idle past DMAEMU_SESSION_TTL_MS)');
     }
     s.lastUsed = this.now();
@@ -111,6 +165,7 @@ export class SessionStore {
     for (const [id, s] of this.sessions) {
       if (this.expired(s)) {
         this.sessions.delete(id);
+        this.onExpired?.(id);
         n++;
       }
     }

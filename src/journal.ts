@@ -1,0 +1,180 @@
+// The journal: every call that reaches a session is appended to the op store with its answer,
+// and answered only once the record is durable; on start, every stored session is rebuilt by
+// replaying its log (from its snapshot, when it was compacted). Routes call `call` / `created`
+// / `ended`; nothing else in the service writes to the store.
+//
+// What is logged: session creation (its validated input, memory_limit filled in), every
+// session-scoped POST that reached the Session — including those that threw a DmaemuError,
+// because some do so *after* an effect (an unmap of an unknown handle records a dma-debug
+// finding first) — and the end of a session (DELETE or idle expiry). Requests refused before
+// reaching a session (validation, unknown session) change nothing and are not logged.
+//
+// Compaction: when the records after a session's base outgrow `compactRatio` × the base and
+// `compactMinBytes`, the base is replaced by a snapshot of the live state (store/snapshot.ts),
+// so disk use stays within (1 + compactRatio) × snapshot + compactMinBytes. Below the floor
+// the history is kept whole, so a short session (a bug report) can still be exported as a trace.
+//
+// Invariants: records reach the store in the order the calls ran (each is appended in the
+// same turn as its call, before any await); a session whose append failed is refused from
+// then on (its memory state is ahead of its log, and a later record would not replay).
+
+import { DmaemuError } from './errors.js';
+import { errorBodyOf, replayRecord } from './replay.js';
+import type { Session } from './session.js';
+import type { SessionStore } from './session-store.js';
+import { encodeSnapshot, restoreSnapshot, SnapshotError } from './store/snapshot.js';
+import type { CallName, CallRecord, CreateRecord, OpStore, StoredSession } from './store/op-store.js';
+import type { StoreLog } from './store/file-op-store.js';
+import type { ErrorBodyOut, SessionCreateInput } from '../schemas/index.js';
+
+export interface JournalOptions {
+  /** Never compact a log smaller than this many bytes past its base (default 8 MiB). */
+  compactMinBytes: number;
+  /** Compact when the bytes past the base exceed this multiple of the base (default 4). */
+  compactRatio: number;
+}
+
+export const DEFAULT_JOURNAL_OPTIONS: JournalOptions = { compactMinBytes: 8 * 1024 * 1024, compactRatio: 4 };
+
+export interface RestoreReport {
+  restored: number;
+  failed: number;
+  ms: number;
+}
+
+export class Journal {
+  private readonly broken = new Set<string>();
+  private readonly uncompactable = new Set<string>();
+  /** Calls each live session has made since creation (a snapshot records how many it folds in). */
+  private readonly callCount = new Map<string, number>();
+  /** Each live session's create record (the base a snapshot keeps). */
+  private readonly creates = new Map<string, CreateRecord>();
+
+  constructor(
+    readonly store: OpStore,
+    private readonly sessions: SessionStore,
+    private readonly log: StoreLog,
+    private readonly opts: JournalOptions = DEFAULT_JOURNAL_OPTIONS,
+  ) {}
+
+  created(s: Session, input: SessionCreateInput): Promise<void> {
+    this.callCount.set(s.id, 0);
+    const rec: CreateRecord = { t: 'create', at: s.lastUsed, id: s.id, input: { ...input, memory_limit: s.config.memoryLimit } };
+    this.creates.set(s.id, rec);
+    return this.durable(s.id, this.store.append(s.id, rec));
+  }
+
+  /** Runs `run` (the route's call into the core), logs it with its answer, and resolves once that is durable. */
+  async call<T>(s: Session, op: CallName, body: unknown, query: unknown, run: () => T): Promise<T> {
+    if (this.broken.has(s.id)) throw this.brokenError(s.id);
+    let out: T | undefined;
+    let thrown: unknown = null;
+    let err: ErrorBodyOut | undefined;
+    try {
+      out = run();
+    } catch (e) {
+      thrown = e;
+      err = errorBodyOf(e);
+    }
+    const rec: CallRecord = { t: 'call', at: s.lastUsed, op, in: body };
+    if (query !== undefined) rec.q = query;
+    if (err) rec.err = err;
+    else rec.out = out;
+    await this.record(s, rec);
+    if (thrown !== null) throw thrown;
+    return out as T;
+  }
+
+  /** Logs calls already made (a trace replayed into a new session), all in one group commit. */
+  async recordAll(s: Session, calls: readonly { op: CallName; in: unknown; out?: unknown; err?: ErrorBodyOut }[]): Promise<void> {
+    await Promise.all(calls.map((c) => this.record(s, { t: 'call', at: s.lastUsed, ...c })));
+  }
+
+  /** DELETE or idle expiry: the end record, then the log goes. */
+  async ended(id: string, reason: 'deleted' | 'expired'): Promise<void> {
+    this.callCount.delete(id);
+    this.creates.delete(id);
+    this.uncompactable.delete(id);
+    if (this.broken.delete(id)) return this.store.remove(id);
+    await this.durable(id, this.store.append(id, { t: 'end', at: Date.now(), reason }));
+    await this.store.remove(id);
+  }
+
+  /** The stored log of a live session (GET /trace). */
+  history(id: string): Promise<StoredSession | null> {
+    return this.store.load(id);
+  }
+
+  /** Rebuilds every stored session into `sessions`; a session that cannot be read or replayed is logged, naming its file, and skipped. */
+  async restore(): Promise<RestoreReport> {
+    const t0 = performance.now();
+    const { sessions, problems } = await this.store.loadAll();
+    for (const p of problems) this.log.error({ file: p.where }, p.message);
+    let restored = 0;
+    for (const st of sessions) {
+      try {
+        this.restoreOne(st);
+        restored++;
+      } catch (err) {
+        this.log.error({ file: st.where, err }, `${st.where}: session ${st.id} could not be rebuilt from its log (${(err as Error).message}); it is not restored (the file is left as it is)`);
+        this.sessions.forget(st.id);
+      }
+    }
+    return { restored, failed: problems.length + sessions.length - restored, ms: performance.now() - t0 };
+  }
+
+  private restoreOne(st: StoredSession): void {
+    const s = this.sessions.restore(st.id, st.create.input);
+    if (st.snapshot) restoreSnapshot(s, st.snapshot.state, this.sessions.externalsOf(s));
+    let diverged = -1;
+    st.calls.forEach((rec, i) => {
+      if (!replayRecord(s, rec) && diverged < 0) diverged = i;
+    });
+    if (diverged >= 0) {
+      // Determinism says this cannot happen with the same dmaemu; a different version may answer differently.
+      this.log.warn({ file: st.where, call: diverged }, `${st.where}: replayed call ${diverged} answered differently than logged (a different dmaemu version?); the session is restored as this version computes it`);
+    }
+    s.lastUsed = st.calls[st.calls.length - 1]?.at ?? st.snapshot?.at ?? st.create.at;
+    this.callCount.set(st.id, (st.snapshot?.calls ?? 0) + st.calls.length);
+    this.creates.set(st.id, st.create);
+  }
+
+  private async record(s: Session, rec: CallRecord): Promise<void> {
+    this.callCount.set(s.id, (this.callCount.get(s.id) ?? 0) + 1);
+    await this.durable(s.id, this.store.append(s.id, rec));
+    await this.maybeCompact(s);
+  }
+
+  private async maybeCompact(s: Session): Promise<void> {
+    const size = this.store.sizeOf(s.id);
+    if (!size || this.uncompactable.has(s.id) || this.broken.has(s.id)) return;
+    const past = size.total - size.base;
+    if (past <= this.opts.compactMinBytes || past <= this.opts.compactRatio * size.base) return;
+    let state: Buffer;
+    try {
+      state = encodeSnapshot(s, this.sessions.fresh(s), this.sessions.externalsOf(s));
+    } catch (err) {
+      if (!(err instanceof SnapshotError)) throw err;
+      this.uncompactable.add(s.id);
+      this.log.warn({ session: s.id, err }, `session ${s.id}: no snapshot (${err.message}); its log is kept whole`);
+      return;
+    }
+    const create = this.creates.get(s.id);
+    if (!create) return;
+    await this.durable(s.id, this.store.compact(s.id, { create, calls: this.callCount.get(s.id) ?? 0, at: s.lastUsed, state }));
+  }
+
+  private async durable(id: string, p: Promise<void>): Promise<void> {
+    try {
+      await p;
+    } catch (err) {
+      this.broken.add(id);
+      this.log.error({ session: id, err }, `session ${id}: its log could not be written; the session refuses further calls`);
+      throw this.brokenError(id);
+    }
+  }
+
+  private brokenError(id: string): DmaemuError {
+    return new DmaemuError('DMAEMU_PERSISTENCE_FAILED', `session ${id}: a call could not be made durable, so this session's log stopped; create a new session (see the service log)`);
+  }
+}

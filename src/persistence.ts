@@ -1,0 +1,40 @@
+// Which op store the service journals to, from its options and environment:
+//   DMAEMU_DATA_DIR=<dir>   op logs under <dir>/sessions/ (created if missing); restored on start
+//   DMAEMU_DATA_DIR=off     (or unset, for buildApp) memory only: nothing survives a restart
+//   DMAEMU_COMPACT_MIN_BYTES, DMAEMU_COMPACT_RATIO   when a log is compacted (src/journal.ts)
+// `npm start` (src/server.ts) defaults to ./data; buildApp() callers (the tests) stay in memory
+// unless they pass a dir, so a test never writes outside the tmp dir it chose.
+
+import { DEFAULT_JOURNAL_OPTIONS, Journal, type JournalOptions } from './journal.js';
+import type { SessionStore } from './session-store.js';
+import { FileOpStore, type StoreLog } from './store/file-op-store.js';
+import { MemoryOpStore } from './store/memory-op-store.js';
+
+/** The data dir from DMAEMU_DATA_DIR: null for unset, empty or "off". */
+export function dataDirFromEnv(env: NodeJS.ProcessEnv = process.env): string | null {
+  const v = env.DMAEMU_DATA_DIR;
+  return v === undefined || v === '' || v === 'off' ? null : v;
+}
+
+export function journalOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): JournalOptions {
+  const pick = (name: string, dflt: number): number => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return dflt;
+    const v = Number(raw);
+    if (!Number.isSafeInteger(v) || v < 1) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
+    return v;
+  };
+  return {
+    compactMinBytes: pick('DMAEMU_COMPACT_MIN_BYTES', DEFAULT_JOURNAL_OPTIONS.compactMinBytes),
+    compactRatio: pick('DMAEMU_COMPACT_RATIO', DEFAULT_JOURNAL_OPTIONS.compactRatio),
+  };
+}
+
+export function openJournal(dataDir: string | null, sessions: SessionStore, log: StoreLog, opts: JournalOptions = journalOptionsFromEnv()): Journal {
+  const store = dataDir === null ? new MemoryOpStore() : new FileOpStore(dataDir, log);
+  const journal = new Journal(store, sessions, log, opts);
+  sessions.onExpired = (id) => {
+    journal.ended(id, 'expired').catch((err: unknown) => log.error({ session: id, err }, 'could not log the expiry of a session'));
+  };
+  return journal;
+}

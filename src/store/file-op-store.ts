@@ -1,0 +1,342 @@
+// The embedded op store: one append-only file per session under <dataDir>/sessions/, framed
+// and checksummed (frames.ts), made durable by group commit — every append of one event-loop
+// turn goes out in one write and one fdatasync per file, then all their promises resolve.
+//
+// Invariants: a file's content is always MAGIC + a base (create record, or snapshot record +
+// state frame) + call records in the order they ran, possibly followed by one torn frame after
+// a crash (cut off at the next load); a compaction writes the new file beside the old one and
+// renames it over it, so a crash leaves either log whole; a new or renamed file's directory
+// entry is fsynced before any append to it is acknowledged.
+
+import { mkdirSync, readdirSync, readFileSync, truncateSync, unlinkSync } from 'node:fs';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
+import { join } from 'node:path';
+import { decodeFrames, encodeFrame, MAGIC, type Frame } from './frames.js';
+import {
+  asRecord,
+  decodeJson,
+  encodeJson,
+  type CallRecord,
+  type CreateRecord,
+  type LoadProblem,
+  type OpRecord,
+  type OpStore,
+  type SnapshotBase,
+  type StoredSession,
+} from './op-store.js';
+
+export interface StoreLog {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+const SUFFIX = '.oplog';
+const TMP = '.compacting';
+/** Session ids are base64url (session-store.ts); anything else in the directory is not ours. */
+const ID = /^[A-Za-z0-9_-]{1,128}$/;
+
+interface Waiter {
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+interface LogFile {
+  path: string;
+  fh: FileHandle | null;
+  /** Bytes on disk once everything pending is written. */
+  total: number;
+  base: number;
+  pending: Buffer[];
+  waiters: Waiter[];
+  compactTo: Buffer | null;
+  removing: boolean;
+}
+
+export class FileOpStore implements OpStore {
+  readonly description: string;
+  private readonly dir: string;
+  private readonly files = new Map<string, LogFile>();
+  private readonly dirty = new Set<string>();
+  private flushing: Promise<void> | null = null;
+  private scheduled = false;
+
+  constructor(
+    dataDir: string,
+    private readonly log: StoreLog,
+    /** false only for benchmarks measuring what fsync costs; never in service. */
+    private readonly sync = true,
+  ) {
+    this.dir = join(dataDir, 'sessions');
+    mkdirSync(this.dir, { recursive: true });
+    this.description = `files under ${this.dir}`;
+  }
+
+  append(sessionId: string, record: OpRecord): Promise<void> {
+    const frame = encodeFrame('J', Buffer.from(encodeJson(record)));
+    let f = this.files.get(sessionId);
+    if (!f) {
+      if (record.t !== 'create') return Promise.reject(new Error(`op store: session ${sessionId} has no log to append to`));
+      f = { path: join(this.dir, sessionId + SUFFIX), fh: null, total: MAGIC.length, base: frame.length, pending: [MAGIC], waiters: [], compactTo: null, removing: false };
+      this.files.set(sessionId, f);
+    }
+    f.pending.push(frame);
+    f.total += frame.length;
+    return this.enqueue(sessionId, f);
+  }
+
+  compact(sessionId: string, base: SnapshotBase): Promise<void> {
+    const f = this.files.get(sessionId);
+    if (!f) return Promise.reject(new Error(`op store: session ${sessionId} has no log to compact`));
+    const head = encodeFrame('J', Buffer.from(encodeJson({ t: 'snapshot', create: base.create, calls: base.calls, at: base.at })));
+    const state = encodeFrame('S', base.state);
+    // Whatever is still pending is inside the snapshot: the new file replaces it.
+    f.compactTo = Buffer.concat([MAGIC, head, state]);
+    f.pending = [];
+    f.total = f.base = f.compactTo.length;
+    return this.enqueue(sessionId, f);
+  }
+
+  remove(sessionId: string): Promise<void> {
+    const f = this.files.get(sessionId);
+    if (!f) return Promise.resolve();
+    f.removing = true;
+    return this.enqueue(sessionId, f);
+  }
+
+  sizeOf(sessionId: string): { total: number; base: number } | null {
+    const f = this.files.get(sessionId);
+    return f ? { total: f.total, base: f.base } : null;
+  }
+
+  async load(sessionId: string): Promise<StoredSession | null> {
+    if (!ID.test(sessionId)) return null;
+    const f = this.files.get(sessionId);
+    if (!f) return null;
+    if (f.pending.length > 0 || f.compactTo) await this.drain();
+    const r = this.readLog(sessionId, f.path, false);
+    return 'session' in r ? r.session : null;
+  }
+
+  async loadAll(): Promise<{ sessions: StoredSession[]; problems: LoadProblem[] }> {
+    const sessions: StoredSession[] = [];
+    const problems: LoadProblem[] = [];
+    for (const name of readdirSync(this.dir).sort()) {
+      const path = join(this.dir, name);
+      if (name.endsWith(TMP)) {
+        // A compaction that crashed before its rename: the old log is whole and still in place.
+        this.log.warn({ file: path }, 'op store: removing an unfinished compaction');
+        unlinkSync(path);
+        continue;
+      }
+      const id = name.slice(0, -SUFFIX.length);
+      if (!name.endsWith(SUFFIX) || !ID.test(id)) {
+        problems.push({ where: path, message: `${path}: not an op log of this service (expected <session id>${SUFFIX}); left alone` });
+        continue;
+      }
+      const r = this.readLog(id, path, true);
+      if ('problem' in r) {
+        if (r.problem) problems.push(r.problem);
+        continue;
+      }
+      if (r.session.ended) {
+        unlinkSync(path); // deleted or expired; the crash came before the removal
+        continue;
+      }
+      sessions.push(r.session);
+      const size = r.bytes;
+      this.files.set(id, { path, fh: null, total: size, base: r.baseBytes, pending: [], waiters: [], compactTo: null, removing: false });
+    }
+    return { sessions, problems };
+  }
+
+  async close(): Promise<void> {
+    await this.drain();
+    for (const f of this.files.values()) await f.fh?.close();
+    this.files.clear();
+  }
+
+  // ---- reading ---------------------------------------------------------------------------------
+
+  private readLog(id: string, path: string, repair: boolean): { session: StoredSession; bytes: number; baseBytes: number } | { problem: LoadProblem | null } {
+    const bad = (message: string) => ({ problem: { where: path, message: `${path}: ${message}; this session is not restored (the file is left as it is)` } });
+    let buf: Buffer;
+    try {
+      buf = readFileSync(path);
+    } catch (err) {
+      return bad(`cannot be read (${(err as Error).message})`);
+    }
+    const d = decodeFrames(buf);
+    if (d.problem?.kind === 'foreign') return bad('not an op log (its first bytes are not the dmaemu op-log header)');
+    if (d.problem?.kind === 'corrupt') return bad(`damaged at byte ${d.problem.offset} (${d.problem.reason}), with records after the damage`);
+    if (d.problem?.kind === 'torn' && repair) {
+      // A crash mid-append: that record was never acknowledged (acks wait for fdatasync).
+      this.log.warn({ file: path, offset: d.problem.offset, dropped_bytes: buf.length - d.validBytes }, 'op store: dropping a torn last record');
+      truncateSync(path, d.validBytes);
+    }
+    const frames = d.frames;
+    if (frames.length === 0) {
+      if (repair) {
+        this.log.warn({ file: path }, 'op store: removing a log whose creation never completed');
+        unlinkSync(path);
+      }
+      return { problem: null };
+    }
+    const records: OpRecord[] = [];
+    let snapshot: SnapshotBase | null = null;
+    let create: CreateRecord | null = null;
+    let baseBytes = 0;
+    for (let i = 0; i < frames.length; i++) {
+      const fr = frames[i] as Frame;
+      if (fr.kind === 'S') return bad(`a state frame at byte ${fr.offset} without a snapshot record before it`);
+      let v: unknown;
+      try {
+        v = decodeJson(fr.payload.toString('utf8'));
+      } catch {
+        return bad(`the record at byte ${fr.offset} is not JSON`);
+      }
+      if (i === 0 && typeof v === 'object' && v !== null && (v as { t?: unknown }).t === 'snapshot') {
+        const s = v as { create: unknown; calls: unknown; at: unknown };
+        const c = asRecord(s.create);
+        const state = frames[1];
+        if (typeof c === 'string' || c.t !== 'create' || typeof s.calls !== 'number' || typeof s.at !== 'number' || state?.kind !== 'S') {
+          return bad('its snapshot record is malformed');
+        }
+        create = c;
+        snapshot = { create: c, calls: s.calls, at: s.at, state: Buffer.from(state.payload) };
+        baseBytes = state.offset + 9 + state.payload.length;
+        i++;
+        continue;
+      }
+      const r = asRecord(v);
+      if (typeof r === 'string') return bad(`the record at byte ${fr.offset}: ${r}`);
+      if (i === 0) {
+        if (r.t !== 'create') return bad('it does not start with a create record');
+        create = r;
+        baseBytes = fr.offset + 9 + fr.payload.length;
+        continue;
+      }
+      if (r.t === 'create') return bad(`a second create record at byte ${fr.offset}`);
+      records.push(r);
+    }
+    if (!create) return bad('it has no create record');
+    if (create.id !== id) return bad(`its create record names session ${create.id}, not the file's ${id}`);
+    const last = records[records.length - 1];
+    const ended = last?.t === 'end';
+    const calls = records.filter((r): r is CallRecord => r.t === 'call');
+    if (calls.length !== records.length - (ended ? 1 : 0)) return bad('an end record is followed by more records');
+    return { session: { id, where: path, create, snapshot, calls, ended }, bytes: d.validBytes, baseBytes };
+  }
+
+  // ---- group commit ----------------------------------------------------------------------------
+
+  private enqueue(sessionId: string, f: LogFile): Promise<void> {
+    this.dirty.add(sessionId);
+    const p = new Promise<void>((resolve, reject) => f.waiters.push({ resolve, reject }));
+    if (!this.scheduled) {
+      this.scheduled = true;
+      // setImmediate: every append made while this turn's requests ran joins the same write.
+      setImmediate(() => void this.kick());
+    }
+    return p;
+  }
+
+  private async kick(): Promise<void> {
+    this.scheduled = false;
+    if (this.flushing) return; // the running flush loops again when it finds more work
+    this.flushing = this.flushLoop();
+    try {
+      await this.flushing;
+    } finally {
+      this.flushing = null;
+    }
+  }
+
+  private async flushLoop(): Promise<void> {
+    while (this.dirty.size > 0) {
+      const ids = [...this.dirty];
+      this.dirty.clear();
+      const work = ids.map((id) => ({ id, f: this.files.get(id) })).filter((w): w is { id: string; f: LogFile } => w.f !== undefined);
+      const batches = work.map(({ id, f }) => {
+        const b = { id, f, data: f.pending, compact: f.compactTo, remove: f.removing, waiters: f.waiters };
+        f.pending = [];
+        f.compactTo = null;
+        f.waiters = [];
+        return b;
+      });
+      const results = await Promise.allSettled(batches.map((b) => this.flushOne(b.f, b.data, b.compact, b.remove)));
+      let needDirSync = false;
+      for (const r of results) if (r.status === 'fulfilled' && r.value) needDirSync = true;
+      let dirErr: unknown = null;
+      if (needDirSync && this.sync) {
+        try {
+          await this.syncDir();
+        } catch (err) {
+          dirErr = err;
+        }
+      }
+      batches.forEach((b, i) => {
+        const r = results[i] as PromiseSettledResult<boolean>;
+        const err = r.status === 'rejected' ? (r.reason as unknown) : dirErr;
+        if (err) this.log.error({ err, file: b.f.path }, 'op store: write failed');
+        for (const w of b.waiters) {
+          if (err) w.reject(err);
+          else w.resolve();
+        }
+        if (b.remove && !err) this.files.delete(b.id);
+      });
+    }
+  }
+
+  /** Writes one file's batch; true when its directory entry changed (needs a directory fsync). */
+  private async flushOne(f: LogFile, data: Buffer[], compact: Buffer | null, remove: boolean): Promise<boolean> {
+    let entryChanged = false;
+    if (compact) {
+      const tmp = f.path + TMP;
+      const out = await open(tmp, 'w');
+      try {
+        await out.writeFile(Buffer.concat([compact, ...data]));
+        if (this.sync) await out.datasync();
+      } finally {
+        await out.close();
+      }
+      await f.fh?.close();
+      f.fh = null;
+      await rename(tmp, f.path);
+      entryChanged = true;
+    } else if (data.length > 0) {
+      if (!f.fh) {
+        entryChanged = data[0] === MAGIC; // first write of a new session: its file is being created
+        f.fh = await open(f.path, 'a');
+      }
+      await f.fh.write(data.length === 1 ? (data[0] as Buffer) : Buffer.concat(data));
+      if (this.sync) await f.fh.datasync();
+    }
+    if (remove) {
+      await f.fh?.close();
+      f.fh = null;
+      await unlink(f.path).catch((err: NodeJS.ErrnoException) => {
+        if (err.code !== 'ENOENT') throw err;
+      });
+      entryChanged = true;
+    }
+    if (compact && !f.fh && !remove) f.fh = await open(f.path, 'a');
+    return entryChanged;
+  }
+
+  private async syncDir(): Promise<void> {
+    const d = await open(this.dir, 'r');
+    try {
+      await d.sync();
+    } finally {
+      await d.close();
+    }
+  }
+
+  private async drain(): Promise<void> {
+    while (this.dirty.size > 0 || this.flushing) {
+      if (this.flushing) await this.flushing;
+      else await this.kick();
+    }
+  }
+}

@@ -1,0 +1,184 @@
+// A session's state as bytes, for compaction: the object graph under a Session (allocator
+// trees, rcache magazines, handle table, RAM, cache lines, findings, faults, counters) cloned
+// into V8's structured-serialization format, and restored *into* a freshly constructed Session
+// of the same config. Restoring in place matters: a fresh Session wires closures between its
+// parts (the device view iterates the session's own handle table), and those must keep
+// pointing at the objects that now hold the restored data.
+//
+// Rules: data (primitives, arrays, typed arrays, Maps, Sets, plain objects, class instances)
+// is copied; shared references and cycles stay shared (V8's serializer keeps identity);
+// functions and the objects the Session was given (config, limits, observer) are not state —
+// the fresh Session's own are kept. Class instances travel with their class name and get their
+// prototype back from the fresh Session's graph; a snapshot whose graph holds something this
+// cannot represent (a class the fresh graph does not know, or knows twice) is refused at encode
+// time, so a compaction never writes a snapshot it could not read back.
+
+import { deserialize, serialize } from 'node:v8';
+
+const CLASS = '\u0000class';
+const KEEP = '\u0000keep';
+const EXTERNAL = '\u0000external';
+
+function indexOf(list: readonly object[]): Map<object, number> {
+  const m = new Map<object, number>();
+  list.forEach((o, i) => {
+    if (!m.has(o)) m.set(o, i);
+  });
+  return m;
+}
+
+type Obj = Record<string, unknown>;
+
+function isTyped(v: object): boolean {
+  return ArrayBuffer.isView(v);
+}
+
+/** Constructor name → prototype of every class instance reachable from `root`. */
+function prototypesOf(root: object, externals: ReadonlyMap<object, number>): { protos: Map<string, object>; ambiguous: Set<string> } {
+  const protos = new Map<string, object>();
+  const ambiguous = new Set<string>();
+  const seen = new Set<object>();
+  const stack: unknown[] = [root];
+  while (stack.length > 0) {
+    const v = stack.pop();
+    if (typeof v !== 'object' || v === null || seen.has(v) || externals.has(v) || isTyped(v)) continue;
+    seen.add(v);
+    if (v instanceof Map) {
+      for (const [k, x] of v) stack.push(k, x);
+      continue;
+    }
+    if (v instanceof Set || Array.isArray(v)) {
+      for (const x of v as Iterable<unknown>) stack.push(x);
+      continue;
+    }
+    const proto = Object.getPrototypeOf(v) as object | null;
+    if (proto && proto !== Object.prototype) {
+      const name = (proto as { constructor?: { name?: string } }).constructor?.name ?? '';
+      const had = protos.get(name);
+      if (had && had !== proto) ambiguous.add(name);
+      protos.set(name, proto);
+    }
+    for (const x of Object.values(v)) stack.push(x);
+  }
+  return { protos, ambiguous };
+}
+
+export class SnapshotError extends Error {}
+
+/**
+ * The state under `root` as bytes. `fresh` is a newly constructed object of the same kind and
+ * config (it supplies the classes the restore will need); `externals` are the objects that are
+ * shared with the service rather than owned (never copied).
+ */
+export function encodeSnapshot(root: object, fresh: object, externalList: readonly object[]): Buffer {
+  const externals = indexOf(externalList);
+  const { protos, ambiguous } = prototypesOf(fresh, externals);
+  const memo = new Map<object, unknown>();
+  const clone = (v: unknown): unknown => {
+    if (typeof v === 'function') return { [KEEP]: true };
+    if (typeof v === 'symbol') throw new SnapshotError('a symbol in session state');
+    if (typeof v !== 'object' || v === null) return v;
+    const ext = externals.get(v);
+    if (ext !== undefined) return { [EXTERNAL]: ext };
+    const done = memo.get(v);
+    if (done !== undefined) return done;
+    if (isTyped(v)) {
+      memo.set(v, v);
+      return v; // V8's serializer copies the bytes
+    }
+    if (v instanceof Map) {
+      const out = new Map<unknown, unknown>();
+      memo.set(v, out);
+      for (const [k, x] of v) out.set(clone(k), clone(x));
+      return out;
+    }
+    if (v instanceof Set) {
+      const out = new Set<unknown>();
+      memo.set(v, out);
+      for (const x of v) out.add(clone(x));
+      return out;
+    }
+    if (Array.isArray(v)) {
+      const out = new Array<unknown>(v.length);
+      memo.set(v, out);
+      for (let i = 0; i < v.length; i++) out[i] = clone(v[i]);
+      return out;
+    }
+    const out: Obj = {};
+    memo.set(v, out);
+    const proto = Object.getPrototypeOf(v) as object | null;
+    if (proto && proto !== Object.prototype) {
+      const name = (proto as { constructor?: { name?: string } }).constructor?.name ?? '';
+      if (ambiguous.has(name)) throw new SnapshotError(`two classes named ${name} in session state`);
+      if (protos.get(name) !== proto) throw new SnapshotError(`class ${name || '(anonymous)'} is not part of a fresh session`);
+      out[CLASS] = name;
+    }
+    for (const key of Object.keys(v)) out[key] = clone((v as Obj)[key]);
+    return out;
+  };
+  return serialize(clone(root));
+}
+
+/** Writes the state in `bytes` into `fresh` (a newly constructed object of the same kind and config). */
+export function restoreSnapshot(fresh: object, bytes: Buffer, externalList: readonly object[]): void {
+  const { protos } = prototypesOf(fresh, indexOf(externalList));
+  const snap = deserialize(bytes) as unknown;
+  const memo = new Map<object, unknown>();
+
+  const revive = (sv: unknown, fv: unknown): unknown => {
+    if (typeof sv !== 'object' || sv === null) return sv;
+    const done = memo.get(sv);
+    if (done !== undefined) return done;
+    if (isTyped(sv)) return sv;
+    if (sv instanceof Map) {
+      const target = fv instanceof Map ? fv : new Map<unknown, unknown>();
+      memo.set(sv, target);
+      const old = new Map(target);
+      target.clear();
+      for (const [k, x] of sv) target.set(revive(k, undefined), revive(x, old.get(k)));
+      return target;
+    }
+    if (sv instanceof Set) {
+      const target = fv instanceof Set ? fv : new Set<unknown>();
+      memo.set(sv, target);
+      target.clear();
+      for (const x of sv) target.add(revive(x, undefined));
+      return target;
+    }
+    if (Array.isArray(sv)) {
+      const target: unknown[] = Array.isArray(fv) ? fv : [];
+      memo.set(sv, target);
+      const old = target.slice();
+      target.length = sv.length;
+      for (let i = 0; i < sv.length; i++) target[i] = revive(sv[i], old[i]);
+      return target;
+    }
+    const so = sv as Obj;
+    if (so[KEEP] === true) {
+      if (typeof fv !== 'function') throw new SnapshotError('a function in the snapshot has no counterpart in a fresh session');
+      return fv;
+    }
+    const ext = so[EXTERNAL];
+    if (typeof ext === 'number') {
+      const o = externalList[ext];
+      if (o === undefined) throw new SnapshotError(`the snapshot names shared object #${ext}, which this version's sessions do not have`);
+      return o;
+    }
+    const name = so[CLASS];
+    let target: Obj;
+    if (typeof name === 'string') {
+      const proto = protos.get(name);
+      if (!proto) throw new SnapshotError(`the snapshot holds a ${name}, which this version's sessions do not have`);
+      target = typeof fv === 'object' && fv !== null && Object.getPrototypeOf(fv) === proto ? (fv as Obj) : (Object.create(proto) as Obj);
+    } else {
+      target = typeof fv === 'object' && fv !== null && Object.getPrototypeOf(fv) === Object.prototype ? (fv as Obj) : {};
+    }
+    memo.set(sv, target);
+    for (const key of Object.keys(so)) {
+      if (key === CLASS) continue;
+      target[key] = revive(so[key], target[key]);
+    }
+    return target;
+  };
+  revive(snap, fresh);
+}
