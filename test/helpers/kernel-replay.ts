@@ -1,0 +1,263 @@
+// Replays a recording of the real kernel (conformance/: dmaemu_probe.ko on Linux 6.12 with an
+// emulated Intel IOMMU) through dmaemu and lists every answer that differs. A recording is
+// JSON lines, one per DMA-API call, grouped by device; every device starts on a fresh IOMMU
+// domain, so each becomes one session configured from its "device" line.
+//
+// The phys addresses are the ones the kernel's pages had: replay hands dmaemu the same ones,
+// so the IOVAs and segments must come back identical, address for address.
+
+import { readFileSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
+
+export type Seg = [string, number];
+
+export interface DeviceLine {
+  dev: number;
+  op: 'device';
+  seq: string;
+  pci: string;
+  kernel: string;
+  defaults: { dma_mask: string; max_segment_size: number; segment_boundary_mask: string };
+  config: { dma_mask: string; coherent_dma_mask: string; max_segment_size: number; segment_boundary_mask: string };
+  aperture: [string, string];
+  force_aperture: boolean;
+  pgsize_bitmap: string;
+  /** [start, end, enum iommu_resv_type] */
+  resv: [string, string, number][];
+  /** host bridge memory windows as bus addresses [start, end] */
+  windows: [string, string][];
+  dma_ranges: boolean;
+}
+
+export type CallLine =
+  | { dev: number; op: 'map_sg'; id: number; sg: Seg[]; nents: number; segs: Seg[] }
+  | { dev: number; op: 'map_page'; id: number; phys: string; size: number; addr: string; error: boolean }
+  | { dev: number; op: 'unmap'; id: number };
+
+export interface DeviceRecording {
+  device: DeviceLine;
+  calls: CallLine[];
+}
+
+/** enum iommu_resv_type: IOMMU_RESV_SW_MSI is the one dma-iommu does not reserve. */
+const IOMMU_RESV_SW_MSI = 4;
+const DMA_MAPPING_ERROR = '0xffffffffffffffff';
+
+/** Reads a recording (.jsonl or .jsonl.gz; lines may carry the console's "DMAEMU " prefix). */
+export function loadRecording(path: string): DeviceRecording[] {
+  const raw = readFileSync(path);
+  const text = path.endsWith('.gz') ? gunzipSync(raw).toString('utf8') : raw.toString('utf8');
+  return parseRecording(text);
+}
+
+export function parseRecording(text: string): DeviceRecording[] {
+  const byDev = new Map<number, DeviceRecording>();
+  for (const line of text.split('\n')) {
+    const at = line.indexOf('{');
+    if (at < 0) continue;
+    const rec = JSON.parse(line.slice(at)) as { op: string; dev?: number };
+    if (rec.dev === undefined || rec.op === 'end') continue;
+    if (rec.op === 'device') {
+      byDev.set(rec.dev, { device: rec as DeviceLine, calls: [] });
+      continue;
+    }
+    const d = byDev.get(rec.dev);
+    if (!d) throw new Error(`call on device ${rec.dev} before its device line`);
+    d.calls.push(rec as CallLine);
+  }
+  return [...byDev.values()];
+}
+
+/** The lowest set bit of pgsize_bitmap: the IOVA granule iommu_dma_init_domain uses. */
+export function granuleOf(pgsizeBitmap: string): number {
+  const b = BigInt(pgsizeBitmap);
+  return Number(b & -b);
+}
+
+/**
+ * The POST /v1/sessions body for the device's domain: dma-iommu's `linux` layout on a PCI
+ * device with the mask and dma_parms the device ended up with, the domain's aperture and
+ * granule, and as reserved ranges what iova_reserve_iommu_regions reserves: the host bridge's
+ * memory windows (iova_reserve_pci_windows) and every reserved region but SW_MSI.
+ */
+export function sessionBody(d: DeviceLine): Record<string, unknown> {
+  if (d.dma_ranges) throw new Error(`${d.seq}: the host bridge has dma_ranges; replay does not model their gaps yet`);
+  const reserved = [
+    ...d.windows.map(([start, end]) => ({ start, end })),
+    ...d.resv.filter((r) => r[2] !== IOMMU_RESV_SW_MSI).map(([start, end]) => ({ start, end })),
+  ];
+  return {
+    layout: 'linux',
+    device: {
+      bus: 'pci',
+      dma_mask: d.config.dma_mask,
+      coherent_dma_mask: d.config.coherent_dma_mask,
+      max_segment_size: d.config.max_segment_size,
+      segment_boundary_mask: d.config.segment_boundary_mask,
+      // x86 is cache-coherent: no cache maintenance, which the recording has none of either
+      coherent: true,
+    },
+    iommu: {
+      granule: granuleOf(d.pgsize_bitmap),
+      aperture: { start: d.aperture[0], end: d.aperture[1] },
+      reserved,
+      strict: true,
+    },
+  };
+}
+
+/** What one call answered, in the recording's terms. */
+export type Answer = { kind: 'sg'; nents: number; segs: Seg[] } | { kind: 'page'; addr: string } | { kind: 'unmap' };
+
+export function expected(c: CallLine): Answer {
+  if (c.op === 'map_sg') return { kind: 'sg', nents: c.nents, segs: c.segs };
+  if (c.op === 'map_page') return { kind: 'page', addr: c.error ? DMA_MAPPING_ERROR : c.addr };
+  return { kind: 'unmap' };
+}
+
+/** The wire body of a call; `handles` maps the recording's ids to dmaemu handles. */
+export function requestOf(c: CallLine, handles: ReadonlyMap<number, number>): { op: 'map_sg' | 'map_page' | 'unmap'; body: Record<string, unknown> } {
+  if (c.op === 'map_sg') return { op: 'map_sg', body: { dir: 'to_device', sg: c.sg.map(([phys, length]) => ({ phys, length })) } };
+  if (c.op === 'map_page') return { op: 'map_page', body: { dir: 'to_device', phys: c.phys, size: c.size } };
+  const handle = handles.get(c.id);
+  if (handle === undefined) throw new Error(`unmap of id ${c.id}, which dmaemu never mapped`);
+  return { op: 'unmap', body: { handle } };
+}
+
+/** The answer a dmaemu map/unmap body gave, and its handle when it mapped something. */
+export function answerOf(op: 'map_sg' | 'map_page' | 'unmap', out: Record<string, unknown>): { answer: Answer; handle: number | null } {
+  const handle = typeof out.handle === 'number' ? out.handle : null;
+  if (op === 'map_sg') {
+    const segs = (out.segments as { dma_address: string; dma_length: number }[]).map((s): Seg => [s.dma_address, s.dma_length]);
+    return { answer: { kind: 'sg', nents: out.nents as number, segs }, handle };
+  }
+  if (op === 'map_page') return { answer: { kind: 'page', addr: out.dma_address as string }, handle };
+  return { answer: { kind: 'unmap' }, handle };
+}
+
+/** BigInt-normalised comparison: "0x0fff" and "0xfff" are the same address. */
+function sameAddr(a: string, b: string): boolean {
+  return BigInt(a) === BigInt(b);
+}
+
+export function sameAnswer(want: Answer, got: Answer): boolean {
+  if (want.kind !== got.kind) return false;
+  if (want.kind === 'sg' && got.kind === 'sg') {
+    return (
+      want.nents === got.nents &&
+      want.segs.length === got.segs.length &&
+      want.segs.every((s, i) => {
+        const g = got.segs[i];
+        return g !== undefined && sameAddr(s[0], g[0]) && s[1] === g[1];
+      })
+    );
+  }
+  if (want.kind === 'page' && got.kind === 'page') return sameAddr(want.addr, got.addr);
+  return true;
+}
+
+export interface Mismatch {
+  seq: string;
+  call: number;
+  op: string;
+  id: number;
+  want: Answer;
+  got: Answer;
+}
+
+/** One device's calls through `call` (core or HTTP), with every differing answer. */
+export async function replayDevice(
+  rec: DeviceRecording,
+  call: (op: 'map_sg' | 'map_page' | 'unmap', body: Record<string, unknown>) => Promise<Record<string, unknown>> | Record<string, unknown>,
+): Promise<{ ops: number; mismatches: Mismatch[] }> {
+  const handles = new Map<number, number>();
+  const mismatches: Mismatch[] = [];
+  let ops = 0;
+  for (const [i, c] of rec.calls.entries()) {
+    // An unmap of a call dmaemu failed (but the kernel did not) has nothing to undo: the
+    // map's mismatch is already reported.
+    if (c.op === 'unmap' && !handles.has(c.id)) continue;
+    const req = requestOf(c, handles);
+    const { answer, handle } = answerOf(req.op, await call(req.op, req.body));
+    ops++;
+    if (handle !== null && c.op !== 'unmap') handles.set(c.id, handle);
+    if (c.op === 'unmap') handles.delete(c.id);
+    const want = expected(c);
+    if (!sameAnswer(want, answer)) mismatches.push({ seq: rec.device.seq, call: i, op: c.op, id: c.id, want, got: answer });
+  }
+  return { ops, mismatches };
+}
+
+/** The summary line the issue asks for. */
+export function conformanceLine(ops: number, mismatches: number, kernel = 'linux 6.12 intel-iommu'): string {
+  return `conformance: ${ops} ops, ${mismatches} mismatches (${kernel})`;
+}
+
+/** One dma_map_sg / dma_map_page event of the kernel's `dma` tracepoints, as recorded. */
+export interface TraceMap {
+  pci: string;
+  op: 'map_sg' | 'map_page';
+  phys: bigint[];
+  segs: [bigint, number][];
+}
+
+/** Parses the raw trace (tracefs `trace` of events/dma) down to its map events, in order. */
+export function parseTrace(text: string): TraceMap[] {
+  const out: TraceMap[] = [];
+  const list = (s: string | undefined): string[] => (s ? s.split(',').filter((x) => x !== '') : []);
+  for (const line of text.split('\n')) {
+    const sg = /dma_map_sg: (\S+) .*dma_addrs=\{([^}]*)\} sizes=\{([^}]*)\} phys_addrs=\{([^}]*)\}/.exec(line);
+    if (sg) {
+      const addrs = list(sg[2]);
+      const sizes = list(sg[3]);
+      out.push({
+        pci: sg[1] ?? '',
+        op: 'map_sg',
+        phys: list(sg[4]).map((p) => BigInt(p)),
+        segs: addrs.map((a, i): [bigint, number] => [BigInt(a), Number(sizes[i])]),
+      });
+      continue;
+    }
+    const pg = /dma_map_page: (\S+) .*dma_addr=([0-9a-f]+) size=(\d+) phys_addr=([0-9a-f]+)/.exec(line);
+    if (pg) out.push({ pci: pg[1] ?? '', op: 'map_page', phys: [BigInt('0x' + (pg[4] ?? ''))], segs: [[BigInt('0x' + (pg[2] ?? '')), Number(pg[3])]] });
+  }
+  return out;
+}
+
+/**
+ * Where the module's printed lines and the kernel's own tracepoints disagree: every map the
+ * recording holds (but a map_sg that failed, which 6.12 does not trace) must be the next trace
+ * event of that device, with the same phys, addresses and lengths.
+ */
+export function traceDisagreements(recs: readonly DeviceRecording[], trace: readonly TraceMap[]): string[] {
+  const byPci = new Map<string, TraceMap[]>();
+  for (const e of trace) {
+    const l = byPci.get(e.pci) ?? [];
+    l.push(e);
+    byPci.set(e.pci, l);
+  }
+  const out: string[] = [];
+  for (const r of recs) {
+    const events = byPci.get(r.device.pci) ?? [];
+    let k = 0;
+    for (const c of r.calls) {
+      if (c.op === 'unmap' || (c.op === 'map_sg' && c.nents === 0)) continue;
+      const e = events[k++];
+      const where = `${r.device.seq} id ${c.id}`;
+      if (!e || e.op !== c.op) {
+        out.push(`${where}: trace has ${e ? e.op : 'no event'}`);
+        continue;
+      }
+      const phys = c.op === 'map_sg' ? c.sg.map((s) => BigInt(s[0])) : [BigInt(c.phys)];
+      const segs: [bigint, number][] = c.op === 'map_sg' ? c.segs.map((s) => [BigInt(s[0]), s[1]]) : [[BigInt(c.addr), c.size]];
+      const same =
+        phys.length === e.phys.length &&
+        phys.every((p, i) => p === e.phys[i]) &&
+        segs.length === e.segs.length &&
+        segs.every((s, i) => s[0] === e.segs[i]?.[0] && s[1] === e.segs[i]?.[1]);
+      if (!same) out.push(`${where}: printed and traced results differ`);
+    }
+    if (k !== events.length) out.push(`${r.device.seq}: ${events.length - k} traced maps the recording lacks`);
+  }
+  return out;
+}
