@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Boots the 6.12 kernel in QEMU (q35, emulated Intel IOMMU with interrupt remapping, one CPU,
+# Boots the 6.12 kernel in QEMU (q35, emulated Intel IOMMU without interrupt remapping, one CPU,
 # one edu device per sequence) and writes the console log (the DMAEMU lines) and the raw dma
 # trace (second serial port).
 # Usage: boot.sh KVER INITRD CONSOLE_LOG TRACE_LOG
-# Env: DEVICES (edu devices, default 17: one per sequence in module/dmaemu_probe.c),
+# Env: DEVICES (edu devices, default 18: one per sequence in module/dmaemu_probe.c),
 #      BOOT_TIMEOUT (seconds per attempt, default 300), ACCEL (kvm | tcg; default: KVM when
 #      /dev/kvm opens and a guest really starts, else TCG).
 set -euo pipefail
 kver=$1 initrd=$2 console=$3 trace=$4
-devices=${DEVICES:-17}
+devices=${DEVICES:-18}
 edu=()
 for ((i = 0; i < devices; i++)); do edu+=(-device edu); done
 
@@ -16,9 +16,9 @@ boot() { # $1: accel, $2: cpu model
   : > "$console"
   : > "$trace"
   timeout "${BOOT_TIMEOUT:-300}" qemu-system-x86_64 \
-    -accel "$1" -cpu "$2" -machine q35,kernel-irqchip=split -smp 1 -m 1024 \
+    -accel "$1" -cpu "$2" -machine q35 -smp 1 -m 1024 \
     -nographic -no-reboot -monitor none \
-    -device intel-iommu,intremap=on \
+    -device intel-iommu,intremap=off \
     "${edu[@]}" \
     -kernel "/boot/vmlinuz-$kver" -initrd "$initrd" \
     -append "console=ttyS0 intel_iommu=on iommu.strict=1 iommu.passthrough=0 panic=-1 rdinit=/init" \
@@ -37,6 +37,13 @@ if [ -z "$accel" ] || [ "$accel" = kvm ]; then
   [ "$accel" = kvm ] && { cat "$console.kvm-err" >&2; exit 1; }
   [ -s "$console.kvm-err" ] && echo "boot: kvm unusable here ($(head -1 "$console.kvm-err")); using tcg" >&2
 fi
-boot tcg max
+# Interrupt remapping is off (it plays no part in DMA mapping) because under TCG the kernel's
+# IO-APIC timer check through remapped interrupts sometimes panics; a second attempt covers any
+# other one-off failure of an emulated boot.
+boot tcg max || true
+if ! finished; then
+  echo "boot: the guest did not finish; trying once more" >&2
+  boot tcg max || true
+fi
 finished || { echo "boot: the guest did not finish (see $console)" >&2; exit 1; }
 echo "boot: tcg" >&2

@@ -5,10 +5,7 @@
 // Usage: tsx conformance/compare.ts RECORDING(.jsonl[.gz] or console log) [TRACE]
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
-import { SessionStore } from '../src/session-store.js';
-import { SessionCreateBody } from '../schemas/session.js';
-import { MapPageBody, MapSgBody, UnmapBody } from '../schemas/dma.js';
-import { conformanceLine, loadRecording, parseTrace, replayDevice, sessionBody, traceDisagreements, type Mismatch } from '../test/helpers/kernel-replay.js';
+import { conformanceLine, coreCall, coreSession, loadRecording, parseTrace, replayDevice, traceDisagreements, type Mismatch } from '../test/helpers/kernel-replay.js';
 
 const [recording, tracePath] = process.argv.slice(2);
 if (!recording) {
@@ -19,12 +16,7 @@ const recs = loadRecording(recording);
 let ops = 0;
 const all: Mismatch[] = [];
 for (const r of recs) {
-  const s = new SessionStore().create(SessionCreateBody.parse(sessionBody(r.device)));
-  const res = await replayDevice(r, (op, body) => {
-    if (op === 'map_sg') return { ...s.mapSg(MapSgBody.parse(body)) };
-    if (op === 'map_page') return { ...s.mapPage(MapPageBody.parse(body)) };
-    return { ...s.unmap(UnmapBody.parse(body)) };
-  });
+  const res = await replayDevice(r, coreCall(coreSession(r.device)));
   ops += res.ops;
   all.push(...res.mismatches);
   process.stdout.write(`  ${r.device.seq.padEnd(22)} ${String(res.ops).padStart(5)} ops ${res.mismatches.length} mismatches\n`);

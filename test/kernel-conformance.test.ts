@@ -8,12 +8,11 @@ import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { buildApp } from '../src/app.js';
-import { SessionStore } from '../src/session-store.js';
-import { SessionCreateBody } from '../schemas/session.js';
-import { MapPageBody, MapSgBody, UnmapBody } from '../schemas/dma.js';
 import { client } from './helpers/http.js';
 import {
   conformanceLine,
+  coreCall,
+  coreSession,
   loadRecording,
   parseTrace,
   replayDevice,
@@ -50,12 +49,7 @@ t.test('replayed through the core (Session), every answer equals the kernel\'s',
   let ops = 0;
   const all: Mismatch[] = [];
   for (const r of recs) {
-    const s = new SessionStore().create(SessionCreateBody.parse(sessionBody(r.device)));
-    const res = await replayDevice(r, (op, body) => {
-      if (op === 'map_sg') return { ...s.mapSg(MapSgBody.parse(body)) };
-      if (op === 'map_page') return { ...s.mapPage(MapPageBody.parse(body)) };
-      return { ...s.unmap(UnmapBody.parse(body)) };
-    });
+    const res = await replayDevice(r, coreCall(coreSession(r.device)));
     ops += res.ops;
     all.push(...res.mismatches);
   }

@@ -26,6 +26,8 @@
 struct dm_map {
 	bool live;
 	bool borrowed;		/* pages belong to the sequence, not to this mapping */
+	bool coherent;		/* a dma_alloc_coherent buffer (cpu_addr), not a streaming map */
+	void *cpu_addr;
 	bool is_sg;
 	int nents_in;
 	struct scatterlist sgl[MAX_ENTS];
@@ -188,6 +190,13 @@ static void do_unmap(struct dm_ctx *c, int id)
 	if (id < 0 || id >= c->next_id || !c->maps[id].live)
 		return;
 	m = &c->maps[id];
+	if (m->coherent) {
+		dma_free_coherent(c->dev, m->size, m->cpu_addr, m->addr);
+		m->live = false;
+		out(c, "{\"dev\":%d,\"op\":\"free_coherent\",\"id\":%d}", c->devno, id);
+		flush_line(c);
+		return;
+	}
 	if (m->is_sg)
 		dma_unmap_sg(c->dev, m->sgl, m->nents_in, m->dir);
 	else
@@ -197,6 +206,28 @@ static void do_unmap(struct dm_ctx *c, int id)
 	m->live = false;
 	out(c, "{\"dev\":%d,\"op\":\"unmap\",\"id\":%d}", c->devno, id);
 	flush_line(c);
+}
+
+static int do_coherent(struct dm_ctx *c, u32 size)
+{
+	struct dm_map *m;
+	int id;
+
+	if (c->next_id >= MAX_MAPS)
+		return -1;
+	id = c->next_id++;
+	m = &c->maps[id];
+	m->coherent = true;
+	m->size = size;
+	m->cpu_addr = dma_alloc_coherent(c->dev, size, &m->addr, GFP_KERNEL);
+	out(c, "{\"dev\":%d,\"op\":\"alloc_coherent\",\"id\":%d,\"size\":%u,\"addr\":\"0x%llx\",\"error\":%s}",
+	    c->devno, id, size, m->cpu_addr ? (unsigned long long)m->addr : ~0ull,
+	    m->cpu_addr ? "false" : "true");
+	flush_line(c);
+	if (!m->cpu_addr)
+		return -1;
+	m->live = true;
+	return id;
 }
 
 static void unmap_all(struct dm_ctx *c)
@@ -465,6 +496,29 @@ static void run_mixed(struct dm_ctx *c, int ops, int cap)
 	unmap_all(c);
 }
 
+/*
+ * Coherent buffers (dma_alloc_coherent: IOVA below coherent_dma_mask) between streaming maps
+ * (below dma_mask) in the same domain.
+ */
+static void run_coherent(struct dm_ctx *c)
+{
+	static const u32 sizes[] = { 4096, 100, 12288, 65536, 8193, 204800, 1048576, 40000 };
+	int i, base = c->next_id;
+
+	for (i = 0; i < 48; i++) {
+		do_coherent(c, sizes[i % 8]);
+		if (i % 3 == 0)
+			do_page(c, 4096u << (i % 5), 0);
+		if (i % 4 == 1)
+			do_sg(c, 3, thread_lens, zero_offs);
+	}
+	for (i = base; i < c->next_id; i += 2)
+		do_unmap(c, i);
+	for (i = 0; i < 24; i++)
+		do_coherent(c, sizes[(i * 3) % 8]);
+	unmap_all(c);
+}
+
 static void run_mixed32(struct dm_ctx *c)
 {
 	c->rnd = 0x15d1f00d;
@@ -501,6 +555,7 @@ static const struct dm_seq seqs[] = {
 	{ "mixed-boundary-64k", 40, 0xffffffffu, 0xffff, run_mixed_bnd },
 	{ "sac-fallback-64", 64, 0, 0, run_sac_fallback },
 	{ "exhaust-32", 32, 0, 0, run_exhaust32 },
+	{ "coherent-64-32", 64, 0, 0, run_coherent },
 };
 
 static void print_domain(struct dm_ctx *c, struct pci_dev *pdev, const struct dm_seq *q,
@@ -579,6 +634,9 @@ static int dm_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	def_bnd = dma_get_seg_boundary(c->dev);
 	if (q->mask_bits)
 		err = dma_set_mask_and_coherent(c->dev, DMA_BIT_MASK(q->mask_bits));
+	/* the coherent sequence keeps a 32-bit coherent mask beside its 64-bit streaming mask */
+	if (!err && q->run == run_coherent)
+		err = dma_set_coherent_mask(c->dev, DMA_BIT_MASK(32));
 	/* both return void in 6.12 (the PCI core always gives a device dma_parms) */
 	if (!err && q->max_seg)
 		dma_set_max_seg_size(c->dev, q->max_seg);

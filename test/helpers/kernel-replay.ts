@@ -8,6 +8,10 @@
 
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
+import { AllocCoherentBody, FreeCoherentBody, MapPageBody, MapSgBody, UnmapBody } from '../../schemas/dma.js';
+import { SessionCreateBody } from '../../schemas/session.js';
+import { SessionStore } from '../../src/session-store.js';
+import type { Session } from '../../src/session.js';
 
 export type Seg = [string, number];
 
@@ -32,7 +36,10 @@ export interface DeviceLine {
 export type CallLine =
   | { dev: number; op: 'map_sg'; id: number; sg: Seg[]; nents: number; segs: Seg[] }
   | { dev: number; op: 'map_page'; id: number; phys: string; size: number; addr: string; error: boolean }
-  | { dev: number; op: 'unmap'; id: number };
+  | { dev: number; op: 'alloc_coherent'; id: number; size: number; addr: string; error: boolean }
+  | { dev: number; op: 'unmap' | 'free_coherent'; id: number };
+
+export type Op = 'map_sg' | 'map_page' | 'unmap' | 'alloc_coherent' | 'free_coherent';
 
 export interface DeviceRecording {
   device: DeviceLine;
@@ -57,6 +64,7 @@ export function parseRecording(text: string): DeviceRecording[] {
     if (at < 0) continue;
     const rec = JSON.parse(line.slice(at)) as { op: string; dev?: number };
     if (rec.dev === undefined || rec.op === 'end') continue;
+    if (rec.op !== 'device' && !OPS.includes(rec.op)) throw new Error(`unknown op ${rec.op} in the recording`);
     if (rec.op === 'device') {
       byDev.set(rec.dev, { device: rec as DeviceLine, calls: [] });
       continue;
@@ -109,29 +117,33 @@ export function sessionBody(d: DeviceLine): Record<string, unknown> {
 /** What one call answered, in the recording's terms. */
 export type Answer = { kind: 'sg'; nents: number; segs: Seg[] } | { kind: 'page'; addr: string } | { kind: 'unmap' };
 
+const OPS: readonly string[] = ['map_sg', 'map_page', 'unmap', 'alloc_coherent', 'free_coherent'];
+
 export function expected(c: CallLine): Answer {
   if (c.op === 'map_sg') return { kind: 'sg', nents: c.nents, segs: c.segs };
-  if (c.op === 'map_page') return { kind: 'page', addr: c.error ? DMA_MAPPING_ERROR : c.addr };
+  if (c.op === 'map_page' || c.op === 'alloc_coherent') return { kind: 'page', addr: c.error ? DMA_MAPPING_ERROR : c.addr };
   return { kind: 'unmap' };
 }
 
 /** The wire body of a call; `handles` maps the recording's ids to dmaemu handles. */
-export function requestOf(c: CallLine, handles: ReadonlyMap<number, number>): { op: 'map_sg' | 'map_page' | 'unmap'; body: Record<string, unknown> } {
+export function requestOf(c: CallLine, handles: ReadonlyMap<number, number>): { op: Op; body: Record<string, unknown> } {
   if (c.op === 'map_sg') return { op: 'map_sg', body: { dir: 'to_device', sg: c.sg.map(([phys, length]) => ({ phys, length })) } };
   if (c.op === 'map_page') return { op: 'map_page', body: { dir: 'to_device', phys: c.phys, size: c.size } };
+  if (c.op === 'alloc_coherent') return { op: 'alloc_coherent', body: { size: c.size } };
   const handle = handles.get(c.id);
-  if (handle === undefined) throw new Error(`unmap of id ${c.id}, which dmaemu never mapped`);
-  return { op: 'unmap', body: { handle } };
+  if (handle === undefined) throw new Error(`${c.op} of id ${c.id}, which dmaemu never mapped`);
+  return { op: c.op, body: { handle } };
 }
 
 /** The answer a dmaemu map/unmap body gave, and its handle when it mapped something. */
-export function answerOf(op: 'map_sg' | 'map_page' | 'unmap', out: Record<string, unknown>): { answer: Answer; handle: number | null } {
+export function answerOf(op: Op, out: Record<string, unknown>): { answer: Answer; handle: number | null } {
   const handle = typeof out.handle === 'number' ? out.handle : null;
   if (op === 'map_sg') {
     const segs = (out.segments as { dma_address: string; dma_length: number }[]).map((s): Seg => [s.dma_address, s.dma_length]);
     return { answer: { kind: 'sg', nents: out.nents as number, segs }, handle };
   }
   if (op === 'map_page') return { answer: { kind: 'page', addr: out.dma_address as string }, handle };
+  if (op === 'alloc_coherent') return { answer: { kind: 'page', addr: out.dma_handle as string }, handle };
   return { answer: { kind: 'unmap' }, handle };
 }
 
@@ -168,7 +180,7 @@ export interface Mismatch {
 /** One device's calls through `call` (core or HTTP), with every differing answer. */
 export async function replayDevice(
   rec: DeviceRecording,
-  call: (op: 'map_sg' | 'map_page' | 'unmap', body: Record<string, unknown>) => Promise<Record<string, unknown>> | Record<string, unknown>,
+  call: (op: Op, body: Record<string, unknown>) => Promise<Record<string, unknown>> | Record<string, unknown>,
 ): Promise<{ ops: number; mismatches: Mismatch[] }> {
   const handles = new Map<number, number>();
   const mismatches: Mismatch[] = [];
@@ -176,12 +188,13 @@ export async function replayDevice(
   for (const [i, c] of rec.calls.entries()) {
     // An unmap of a call dmaemu failed (but the kernel did not) has nothing to undo: the
     // map's mismatch is already reported.
-    if (c.op === 'unmap' && !handles.has(c.id)) continue;
+    const release = c.op === 'unmap' || c.op === 'free_coherent';
+    if (release && !handles.has(c.id)) continue;
     const req = requestOf(c, handles);
     const { answer, handle } = answerOf(req.op, await call(req.op, req.body));
     ops++;
-    if (handle !== null && c.op !== 'unmap') handles.set(c.id, handle);
-    if (c.op === 'unmap') handles.delete(c.id);
+    if (handle !== null && !release) handles.set(c.id, handle);
+    if (release) handles.delete(c.id);
     const want = expected(c);
     if (!sameAnswer(want, answer)) mismatches.push({ seq: rec.device.seq, call: i, op: c.op, id: c.id, want, got: answer });
   }
@@ -193,10 +206,11 @@ export function conformanceLine(ops: number, mismatches: number, kernel = 'linux
   return `conformance: ${ops} ops, ${mismatches} mismatches (${kernel})`;
 }
 
-/** One dma_map_sg / dma_map_page event of the kernel's `dma` tracepoints, as recorded. */
+/** One dma_map_sg / dma_map_page / dma_alloc event of the kernel's `dma` tracepoints. */
 export interface TraceMap {
   pci: string;
-  op: 'map_sg' | 'map_page';
+  op: 'map_sg' | 'map_page' | 'alloc_coherent';
+  /** empty for dma_alloc, which traces the CPU's virtual address instead */
   phys: bigint[];
   segs: [bigint, number][];
 }
@@ -219,15 +233,20 @@ export function parseTrace(text: string): TraceMap[] {
       continue;
     }
     const pg = /dma_map_page: (\S+) .*dma_addr=([0-9a-f]+) size=(\d+) phys_addr=([0-9a-f]+)/.exec(line);
-    if (pg) out.push({ pci: pg[1] ?? '', op: 'map_page', phys: [BigInt('0x' + (pg[4] ?? ''))], segs: [[BigInt('0x' + (pg[2] ?? '')), Number(pg[3])]] });
+    if (pg) {
+      out.push({ pci: pg[1] ?? '', op: 'map_page', phys: [BigInt('0x' + (pg[4] ?? ''))], segs: [[BigInt('0x' + (pg[2] ?? '')), Number(pg[3])]] });
+      continue;
+    }
+    const al = /dma_alloc: (\S+) .*dma_addr=([0-9a-f]+) size=(\d+)/.exec(line);
+    if (al) out.push({ pci: al[1] ?? '', op: 'alloc_coherent', phys: [], segs: [[BigInt('0x' + (al[2] ?? '')), Number(al[3])]] });
   }
   return out;
 }
 
 /**
  * Where the module's printed lines and the kernel's own tracepoints disagree: every map the
- * recording holds (but a map_sg that failed, which 6.12 does not trace) must be the next trace
- * event of that device, with the same phys, addresses and lengths.
+ * recording holds (but a failed map_sg or dma_alloc_coherent, which 6.12 does not trace) must
+ * be the next trace event of that device, with the same phys, addresses and lengths.
  */
 export function traceDisagreements(recs: readonly DeviceRecording[], trace: readonly TraceMap[]): string[] {
   const byPci = new Map<string, TraceMap[]>();
@@ -241,14 +260,15 @@ export function traceDisagreements(recs: readonly DeviceRecording[], trace: read
     const events = byPci.get(r.device.pci) ?? [];
     let k = 0;
     for (const c of r.calls) {
-      if (c.op === 'unmap' || (c.op === 'map_sg' && c.nents === 0)) continue;
+      // a failed dma_alloc_coherent is not traced either
+      if (c.op === 'unmap' || c.op === 'free_coherent' || (c.op === 'map_sg' && c.nents === 0) || (c.op === 'alloc_coherent' && c.error)) continue;
       const e = events[k++];
       const where = `${r.device.seq} id ${c.id}`;
       if (!e || e.op !== c.op) {
         out.push(`${where}: trace has ${e ? e.op : 'no event'}`);
         continue;
       }
-      const phys = c.op === 'map_sg' ? c.sg.map((s) => BigInt(s[0])) : [BigInt(c.phys)];
+      const phys = c.op === 'map_sg' ? c.sg.map((s) => BigInt(s[0])) : c.op === 'map_page' ? [BigInt(c.phys)] : [];
       const segs: [bigint, number][] = c.op === 'map_sg' ? c.segs.map((s) => [BigInt(s[0]), s[1]]) : [[BigInt(c.addr), c.size]];
       const same =
         phys.length === e.phys.length &&
@@ -260,4 +280,20 @@ export function traceDisagreements(recs: readonly DeviceRecording[], trace: read
     if (k !== events.length) out.push(`${r.device.seq}: ${events.length - k} traced maps the recording lacks`);
   }
   return out;
+}
+
+/** A call on a core Session from a wire body, parsed by the same schemas the REST layer uses. */
+export function coreCall(s: Session): (op: Op, body: Record<string, unknown>) => Record<string, unknown> {
+  return (op, body) => {
+    if (op === 'map_sg') return { ...s.mapSg(MapSgBody.parse(body)) };
+    if (op === 'map_page') return { ...s.mapPage(MapPageBody.parse(body)) };
+    if (op === 'alloc_coherent') return { ...s.allocCoherent(AllocCoherentBody.parse(body)) };
+    if (op === 'free_coherent') return { ...s.freeCoherent(FreeCoherentBody.parse(body)) };
+    return { ...s.unmap(UnmapBody.parse(body)) };
+  };
+}
+
+/** One session per device, as a fresh store would create it from the device's session body. */
+export function coreSession(d: DeviceLine): Session {
+  return new SessionStore().create(SessionCreateBody.parse(sessionBody(d)));
 }
