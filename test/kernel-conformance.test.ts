@@ -18,12 +18,20 @@ import {
   replayDevice,
   sessionBody,
   traceDisagreements,
+  type DeviceLine,
   type Mismatch,
 } from './helpers/kernel-replay.js';
+import { SessionStore } from '../src/session-store.js';
+import { SessionCreateBody } from '../schemas/session.js';
 
 const dir = fileURLToPath(new URL('kernel-recordings/', import.meta.url));
 const recs = loadRecording(`${dir}linux-6.12-intel-iommu.jsonl.gz`);
 const calls = recs.reduce((n, r) => n + r.calls.length, 0);
+function first(): DeviceLine {
+  const r = recs[0];
+  if (!r) throw new Error('the recording holds no device');
+  return r.device;
+}
 
 function describe(m: readonly Mismatch[]): { mismatches: string[] } {
   return { mismatches: m.slice(0, 5).map((x) => `${x.seq} call ${x.call} (${x.op} id ${x.id}): kernel ${JSON.stringify(x.want)}, dmaemu ${JSON.stringify(x.got)}`) };
@@ -37,6 +45,15 @@ t.test('the recording is a real 6.12 intel-iommu boot with thousands of calls', 
     // pci_device_add's dma_parms, seen before the module changed anything
     t.same(r.device.defaults, { dma_mask: '0xffffffff', max_segment_size: 65536, segment_boundary_mask: '0xffffffff' }, `${r.device.seq}: PCI defaults`);
   }
+});
+
+t.test('pci_device_add: a bare PCI session resolves to the mask and dma_parms the kernel gave every edu device', async (t) => {
+  const bare = new SessionStore().create(SessionCreateBody.parse({ device: { bus: 'pci' } })).wireConfig.device;
+  const d = first().defaults;
+  t.same(
+    { dma_mask: bare.dma_mask, max_segment_size: bare.max_segment_size, segment_boundary_mask: bare.segment_boundary_mask },
+    { dma_mask: d.dma_mask, max_segment_size: d.max_segment_size, segment_boundary_mask: d.segment_boundary_mask },
+  );
 });
 
 t.test('the printed lines agree with the kernel\'s own dma tracepoints', async (t) => {
