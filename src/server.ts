@@ -2,6 +2,7 @@
 // letting in-flight requests finish (fastify.close waits for them). The signal handlers go in
 // first: as PID 1 in a container, a SIGTERM that arrives while the app is still starting must
 // not be ignored (node's default would be to ignore it there).
+import { parseArgs } from 'node:util';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
 import { dataDirFromEnv } from './persistence.js';
@@ -30,8 +31,12 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   });
 }
 
-// Sessions persist by default (docs/persistence.md): ./data unless DMAEMU_DATA_DIR says otherwise ("off": memory only).
-const dataDir = process.env.DMAEMU_DATA_DIR === undefined ? 'data' : dataDirFromEnv();
+// Where sessions persist (docs/persistence.md): DMAEMU_DATA_DIR ("off": memory only), else
+// --data-dir=<dir> (`npm start` passes ./data), else memory only — so a test that spawns this
+// file never leaves sessions in the working directory.
+const { values: flags } = parseArgs({ options: { 'data-dir': { type: 'string' } }, strict: false });
+const flagDir = typeof flags['data-dir'] === 'string' ? flags['data-dir'] : null;
+const dataDir = process.env.DMAEMU_DATA_DIR === undefined ? flagDir : dataDirFromEnv();
 const app = await buildApp({ logLevel, dataDir });
 started.app = app;
 await app.listen({ host, port });
