@@ -82,6 +82,9 @@ t.test('a map Linux fails exits 1 with the errno; a wrong question exits 2 namin
   const badEntry = await dmaemu('map', '--sg', '4096');
   t.equal(badEntry.code, 2);
   t.match(badEntry.stderr, /--sg entry 0 \("4096"\) must be SIZE@PHYS/);
+  const unknown = await dmaemu('map', '--sg', '4K@0x80000000', '--frobnicate');
+  t.equal(unknown.code, 2);
+  t.match(unknown.stderr, /--frobnicate/);
   const badMask = await dmaemu('map', '--sg', '4K@0x80000000', '--segment-boundary-mask', '0x1234');
   t.equal(badMask.code, 2);
   t.match(badMask.stderr, /segment_boundary_mask/, 'the field is named, as a 400 would name it');

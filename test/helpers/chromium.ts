@@ -68,7 +68,8 @@ async function locate(): Promise<string> {
  * os.tmpdir(), and reuses whatever `chromium` it finds there (another version's, or a half-
  * written one from a parallel test file), so it runs with TMPDIR pointing at a fresh private
  * directory that is renamed into place whole: two test files racing both end with a complete
- * browser.
+ * browser. (TMPDIR is this process's only for the few seconds of the first unpacking, before
+ * the test has started anything else.)
  */
 async function unpackBundled(): Promise<string | undefined> {
   const require = createRequire(import.meta.url);
