@@ -81,7 +81,7 @@ export interface paths {
         put?: never;
         /**
          * Create a session: a device, its IOMMU domain (or none) and emulated memory
-         * @description Every field is optional; the response echoes the config resolved with Linux's defaults.
+         * @description Every field is optional; the response echoes the config resolved with Linux's defaults. With `trace` (and no other field) the session is rebuilt from a trace (GET /v1/sessions/{id}/trace, or a file of test/vectors): its config, then its ops in order; `replay` lists every answer that differs from its `expect`.
          */
         post: operations["create_session"];
         delete?: never;
@@ -349,6 +349,26 @@ export interface paths {
         put?: never;
         /** dma_sync_*_for_cpu / _for_device: cache maintenance and swiotlb copies */
         post: operations["sync"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sessions/{id}/trace": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The session as a trace: its create body and every call with its answer as `expect` (the format of test/vectors)
+         * @description POST it back to /v1/sessions as `{ "trace": … }` to rebuild the session, or edit `session.layout` to replay it under another layout; handles are `ref`s to the op that returned them.
+         */
+        get: operations["get_trace"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -1089,6 +1109,28 @@ export interface components {
             fault?: components["schemas"]["FaultInput"];
             written?: number;
         };
+        ReplayReport: {
+            mismatches: {
+                expected: unknown;
+                field: string;
+                got: unknown;
+                /** @description Index of the op in the trace */
+                op: number;
+            }[];
+            /** @description Ops replayed */
+            ops: number;
+        };
+        ReplayReportInput: {
+            mismatches: {
+                expected: unknown;
+                field: string;
+                got: unknown;
+                /** @description Index of the op in the trace */
+                op: number;
+            }[];
+            /** @description Ops replayed */
+            ops: number;
+        };
         SessionConfig: {
             device: {
                 /** @enum {string} */
@@ -1198,7 +1240,7 @@ export interface components {
                 /** @description dma_parms max_segment_size (unsigned int); default 65536 */
                 max_segment_size?: number;
                 /**
-                 * @description 2^n − 1; default 0xffffffffffffffff (linux), 0xffffffff (linux-4.4)
+                 * @description 2^n − 1; default 0xffffffffffffffff (linux), 0xffffffff (linux-4.4, and every layout for bus pci: pci_device_add)
                  * @example 0x80001200
                  */
                 segment_boundary_mask?: unknown;
@@ -1253,6 +1295,18 @@ export interface components {
             config: components["schemas"]["SessionConfigInput"];
             id: string;
         };
+        SessionCreatedReplay: {
+            config: components["schemas"]["SessionConfig"];
+            id: string;
+            /** @description Present when the session was rebuilt from a trace */
+            replay?: components["schemas"]["ReplayReport"];
+        };
+        SessionCreatedReplayInput: {
+            config: components["schemas"]["SessionConfigInput"];
+            id: string;
+            /** @description Present when the session was rebuilt from a trace */
+            replay?: components["schemas"]["ReplayReportInput"];
+        };
         SessionCreateInput: {
             device?: {
                 /** @enum {string} */
@@ -1276,7 +1330,7 @@ export interface components {
                 /** @description dma_parms max_segment_size (unsigned int); default 65536 */
                 max_segment_size?: number;
                 /**
-                 * @description 2^n − 1; default 0xffffffffffffffff (linux), 0xffffffff (linux-4.4)
+                 * @description 2^n − 1; default 0xffffffffffffffff (linux), 0xffffffff (linux-4.4, and every layout for bus pci: pci_device_add)
                  * @example 0x80001200
                  */
                 segment_boundary_mask?: string | number;
@@ -1322,6 +1376,150 @@ export interface components {
                 /** @description Bytes, a multiple of 2 KiB */
                 size?: number;
             };
+        };
+        SessionCreateRequest: {
+            device?: {
+                /** @enum {string} */
+                bus?: "platform" | "pci";
+                coherent?: boolean;
+                /**
+                 * @description Hex string ("0x80001200", at most 64 bits) or a non-negative safe integer
+                 * @example 0x80001200
+                 */
+                coherent_dma_mask?: unknown;
+                /**
+                 * @description Hex string ("0x80001200", at most 64 bits) or a non-negative safe integer
+                 * @example 0x80001200
+                 */
+                dma_mask?: unknown;
+                /**
+                 * @description dma-direct: dma_address = phys + dma_offset (extension)
+                 * @example 0x80001200
+                 */
+                dma_offset?: unknown;
+                /** @description dma_parms max_segment_size (unsigned int); default 65536 */
+                max_segment_size?: number;
+                /**
+                 * @description 2^n − 1; default 0xffffffffffffffff (linux), 0xffffffff (linux-4.4, and every layout for bus pci: pci_device_add)
+                 * @example 0x80001200
+                 */
+                segment_boundary_mask?: unknown;
+            };
+            /** @description null: no IOMMU (dma-direct + swiotlb) */
+            iommu?: {
+                aperture?: {
+                    /**
+                     * @description Hex string ("0x80001200", at most 64 bits) or a non-negative safe integer
+                     * @example 0x80001200
+                     */
+                    end: unknown;
+                    /**
+                     * @description Hex string ("0x80001200", at most 64 bits) or a non-negative safe integer
+                     * @example 0x80001200
+                     */
+                    start: unknown;
+                };
+                /** @description Default true: a device read of a DMA_FROM_DEVICE mapping faults (no IOMMU_READ), as on IOMMUs with read permission (VT-d, AMD-Vi, SMMU stage 2). false: arm64 SMMU stage-1 tables, which cannot express write-only, let the read through (extension) */
+                enforce_read?: boolean;
+                granule?: 4096 | 16384 | 65536;
+                reserved?: {
+                    /**
+                     * @description Hex string ("0x80001200", at most 64 bits) or a non-negative safe integer
+                     * @example 0x80001200
+                     */
+                    end: unknown;
+                    /**
+                     * @description Hex string ("0x80001200", at most 64 bits) or a non-negative safe integer
+                     * @example 0x80001200
+                     */
+                    start: unknown;
+                }[];
+                strict?: boolean;
+            } | null;
+            /** @enum {string} */
+            layout?: "linux" | "linux-4.4" | "arm-legacy";
+            /** @description Bytes of emulated RAM this session may touch (extension) */
+            memory_limit?: number;
+            page_size?: 4096 | 16384 | 65536;
+            swiotlb?: {
+                force?: boolean;
+                /** @description Bytes, a multiple of 2 KiB */
+                size?: number;
+            };
+            /** @description Rebuild the session from this trace instead (no other field may be given): its config, then its ops in order */
+            trace?: components["schemas"]["Trace"];
+        };
+        SessionCreateRequestInput: {
+            device?: {
+                /** @enum {string} */
+                bus?: "platform" | "pci";
+                coherent?: boolean;
+                /**
+                 * @description Hex string ("0x80001200", at most 64 bits) or a non-negative safe integer
+                 * @example 0x80001200
+                 */
+                coherent_dma_mask?: string | number;
+                /**
+                 * @description Hex string ("0x80001200", at most 64 bits) or a non-negative safe integer
+                 * @example 0x80001200
+                 */
+                dma_mask?: string | number;
+                /**
+                 * @description dma-direct: dma_address = phys + dma_offset (extension)
+                 * @example 0x80001200
+                 */
+                dma_offset?: string | number;
+                /** @description dma_parms max_segment_size (unsigned int); default 65536 */
+                max_segment_size?: number;
+                /**
+                 * @description 2^n − 1; default 0xffffffffffffffff (linux), 0xffffffff (linux-4.4, and every layout for bus pci: pci_device_add)
+                 * @example 0x80001200
+                 */
+                segment_boundary_mask?: string | number;
+            };
+            /** @description null: no IOMMU (dma-direct + swiotlb) */
+            iommu?: {
+                aperture?: {
+                    /**
+                     * @description Hex string ("0x80001200", at most 64 bits) or a non-negative safe integer
+                     * @example 0x80001200
+                     */
+                    end: string | number;
+                    /**
+                     * @description Hex string ("0x80001200", at most 64 bits) or a non-negative safe integer
+                     * @example 0x80001200
+                     */
+                    start: string | number;
+                };
+                /** @description Default true: a device read of a DMA_FROM_DEVICE mapping faults (no IOMMU_READ), as on IOMMUs with read permission (VT-d, AMD-Vi, SMMU stage 2). false: arm64 SMMU stage-1 tables, which cannot express write-only, let the read through (extension) */
+                enforce_read?: boolean;
+                granule?: 4096 | 16384 | 65536;
+                reserved?: {
+                    /**
+                     * @description Hex string ("0x80001200", at most 64 bits) or a non-negative safe integer
+                     * @example 0x80001200
+                     */
+                    end: string | number;
+                    /**
+                     * @description Hex string ("0x80001200", at most 64 bits) or a non-negative safe integer
+                     * @example 0x80001200
+                     */
+                    start: string | number;
+                }[];
+                strict?: boolean;
+            } | null;
+            /** @enum {string} */
+            layout?: "linux" | "linux-4.4" | "arm-legacy";
+            /** @description Bytes of emulated RAM this session may touch (extension) */
+            memory_limit?: number;
+            page_size?: 4096 | 16384 | 65536;
+            swiotlb?: {
+                force?: boolean;
+                /** @description Bytes, a multiple of 2 KiB */
+                size?: number;
+            };
+            /** @description Rebuild the session from this trace instead (no other field may be given): its config, then its ops in order */
+            trace?: components["schemas"]["TraceInput"];
         };
         SessionSummary: {
             config: components["schemas"]["SessionConfig"];
@@ -1410,6 +1608,70 @@ export interface components {
                 message: string;
             };
             handle: number;
+        };
+        /** @description A session as config + ops, each op with its answer as `expect` (the format of test/vectors) */
+        Trace: {
+            name?: string;
+            ops: components["schemas"]["TraceOp"][];
+            rule?: string;
+            /** @description The POST /v1/sessions body the session was created with */
+            session?: components["schemas"]["SessionCreate"];
+        };
+        TraceDocument: {
+            name: string;
+            ops: {
+                [key: string]: unknown;
+            }[];
+            rule: string;
+            /** @description The POST /v1/sessions body, memory_limit filled in */
+            session: {
+                [key: string]: unknown;
+            };
+        };
+        TraceDocumentInput: {
+            name: string;
+            ops: {
+                [key: string]: unknown;
+            }[];
+            rule: string;
+            /** @description The POST /v1/sessions body, memory_limit filled in */
+            session: {
+                [key: string]: unknown;
+            };
+        };
+        /** @description A session as config + ops, each op with its answer as `expect` (the format of test/vectors) */
+        TraceInput: {
+            name?: string;
+            ops: components["schemas"]["TraceOpInput"][];
+            rule?: string;
+            /** @description The POST /v1/sessions body the session was created with */
+            session?: components["schemas"]["SessionCreateInput"];
+        };
+        /** @description A /batch op (map_sg, map_page, unmap, sync, alloc_coherent, free_coherent, flush) or a memory call (cpu_write, cpu_read, device_write, device_read) with that call's body fields */
+        TraceOp: {
+            /** @description The fields of the answer this op must give; each one that differs is reported */
+            expect?: {
+                [key: string]: unknown;
+            };
+            /** @enum {string} */
+            op: "map_sg" | "map_page" | "unmap" | "sync" | "alloc_coherent" | "free_coherent" | "flush" | "cpu_write" | "cpu_read" | "device_write" | "device_read";
+            /** @description The handle returned by op `ref` of this trace (for unmap, sync, free_coherent) */
+            ref?: number;
+        } & {
+            [key: string]: unknown;
+        };
+        /** @description A /batch op (map_sg, map_page, unmap, sync, alloc_coherent, free_coherent, flush) or a memory call (cpu_write, cpu_read, device_write, device_read) with that call's body fields */
+        TraceOpInput: {
+            /** @description The fields of the answer this op must give; each one that differs is reported */
+            expect?: {
+                [key: string]: unknown;
+            };
+            /** @enum {string} */
+            op: "map_sg" | "map_page" | "unmap" | "sync" | "alloc_coherent" | "free_coherent" | "flush" | "cpu_write" | "cpu_read" | "device_write" | "device_read";
+            /** @description The handle returned by op `ref` of this trace (for unmap, sync, free_coherent) */
+            ref?: number;
+        } & {
+            [key: string]: unknown;
         };
         UnmapRequest: {
             /**
@@ -1571,7 +1833,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["SessionCreateInput"];
+                "application/json": components["schemas"]["SessionCreateRequestInput"];
             };
         };
         responses: {
@@ -1581,7 +1843,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["SessionCreated"];
+                    "application/json": components["schemas"]["SessionCreatedReplay"];
                 };
             };
             /** @description Invalid request; `message` names the field (DMAEMU_INVALID_ARGUMENT, DMAEMU_MALFORMED_BODY) */
@@ -1604,6 +1866,15 @@ export interface operations {
             };
             /** @description DMAEMU_MAX_SESSIONS sessions are live (DMAEMU_TOO_MANY_SESSIONS) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The call could not be made durable in the session's op log (DMAEMU_PERSISTENCE_FAILED) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1673,6 +1944,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The call could not be made durable in the session's op log (DMAEMU_PERSISTENCE_FAILED) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     alloc_coherent: {
@@ -1728,6 +2008,15 @@ export interface operations {
             };
             /** @description Over a limit (DMAEMU_TOO_MANY_*, DMAEMU_MEMORY_LIMIT) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The call could not be made durable in the session's op log (DMAEMU_PERSISTENCE_FAILED) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -1797,6 +2086,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The call could not be made durable in the session's op log (DMAEMU_PERSISTENCE_FAILED) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     cpu_read: {
@@ -1859,6 +2157,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The call could not be made durable in the session's op log (DMAEMU_PERSISTENCE_FAILED) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     cpu_write: {
@@ -1914,6 +2221,15 @@ export interface operations {
             };
             /** @description Over a limit (DMAEMU_TOO_MANY_*, DMAEMU_MEMORY_LIMIT) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The call could not be made durable in the session's op log (DMAEMU_PERSISTENCE_FAILED) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2023,6 +2339,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The call could not be made durable in the session's op log (DMAEMU_PERSISTENCE_FAILED) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     device_write: {
@@ -2078,6 +2403,15 @@ export interface operations {
             };
             /** @description Over a limit (DMAEMU_TOO_MANY_*, DMAEMU_MEMORY_LIMIT) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The call could not be made durable in the session's op log (DMAEMU_PERSISTENCE_FAILED) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2187,6 +2521,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The call could not be made durable in the session's op log (DMAEMU_PERSISTENCE_FAILED) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     free_coherent: {
@@ -2242,6 +2585,15 @@ export interface operations {
             };
             /** @description Over a limit (DMAEMU_TOO_MANY_*, DMAEMU_MEMORY_LIMIT) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The call could not be made durable in the session's op log (DMAEMU_PERSISTENCE_FAILED) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2314,6 +2666,15 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The call could not be made durable in the session's op log (DMAEMU_PERSISTENCE_FAILED) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     map_sg: {
@@ -2372,6 +2733,15 @@ export interface operations {
             };
             /** @description Over a limit (DMAEMU_TOO_MANY_*, DMAEMU_MEMORY_LIMIT) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The call could not be made durable in the session's op log (DMAEMU_PERSISTENCE_FAILED) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2486,6 +2856,55 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
+            /** @description The call could not be made durable in the session's op log (DMAEMU_PERSISTENCE_FAILED) */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    get_trace: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["TraceDocument"];
+                };
+            };
+            /** @description Unknown session or handle (DMAEMU_SESSION_NOT_FOUND, DMAEMU_HANDLE_NOT_FOUND) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The history was compacted into a snapshot, or outgrew the in-memory cap (DMAEMU_TRACE_UNAVAILABLE) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     unmap: {
@@ -2541,6 +2960,15 @@ export interface operations {
             };
             /** @description Over a limit (DMAEMU_TOO_MANY_*, DMAEMU_MEMORY_LIMIT) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The call could not be made durable in the session's op log (DMAEMU_PERSISTENCE_FAILED) */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -10,6 +10,9 @@
 // 2 → 0xffffe000, 4 → 0xffffc000.
 
 import t, { type Test } from 'tap';
+import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../src/app.js';
 import { ERROR_CODES } from '../src/errors.js';
@@ -643,6 +646,30 @@ t.test('500 DMAEMU_INTERNAL hides the exception: generic message, no stack, no i
   const r = await c.get('/test-only/throws');
   expectError(t, r, 500, 'DMAEMU_INTERNAL');
   t.notMatch(r.text, /secret|session\.ts|\/srv\//);
+});
+
+t.test('409 DMAEMU_TRACE_UNAVAILABLE: a compacted session has no trace from its creation', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'dmaemu-endpoints-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const ca = await appWith(t, { dataDir: dir, journal: { compactMinBytes: 1024, compactRatio: 1 } });
+  const s = await ca.session({ layout: 'linux' });
+  for (let i = 0; i < 40; i++) await ca.post(`${s.url}/map_page`, { phys: '0x80000000', size: 4096, dir: 'to_device' });
+  expectError(t, await ca.get(`${s.url}/trace`), 409, 'DMAEMU_TRACE_UNAVAILABLE');
+});
+
+t.test('503 DMAEMU_PERSISTENCE_FAILED: a log write that fails (ENOSPC) stops that session, not the service', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'dmaemu-endpoints-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const ca = await appWith(t, { dataDir: dir, journal: { compactMinBytes: 1024, compactRatio: 1 } });
+  const s = await ca.session({ layout: 'linux' });
+  // The next compaction writes its new log here: /dev/full answers every write with ENOSPC.
+  symlinkSync('/dev/full', join(dir, 'sessions', `${s.id}.oplog.compacting`));
+  let r = await ca.post(`${s.url}/map_page`, { phys: '0x80000000', size: 4096, dir: 'to_device' });
+  for (let i = 0; i < 100 && r.status === 200; i++) r = await ca.post(`${s.url}/map_page`, { phys: '0x80000000', size: 4096, dir: 'to_device' });
+  expectError(t, r, 503, 'DMAEMU_PERSISTENCE_FAILED');
+  expectError(t, await ca.post(`${s.url}/flush`, {}), 503, 'DMAEMU_PERSISTENCE_FAILED');
+  const other = await ca.session({ layout: 'linux' });
+  t.equal((await ca.post(`${other.url}/flush`, {})).status, 200, 'another session still works');
 });
 
 t.test('every documented error code was produced by some request above', async (t) => {
