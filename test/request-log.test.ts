@@ -18,6 +18,9 @@ async function appWithLog() {
   const lines: Line[] = [];
   const app = await buildApp({ logLevel: 'info', logStream: { write: (s: string) => void lines.push(JSON.parse(s) as Line) } });
   t.teardown(() => app.close());
+  // Start-up lines (e.g. the store saying where it keeps its data) are not request lines.
+  await app.ready();
+  lines.length = 0;
   return { app, lines };
 }
 
@@ -48,6 +51,8 @@ t.test('at LOG_LEVEL=warn a successful request writes nothing', async (t) => {
   const lines: string[] = [];
   const app = await buildApp({ logLevel: 'warn', logStream: { write: (s: string) => void lines.push(s) } });
   t.teardown(() => app.close());
+  await app.ready();
+  lines.length = 0;
   await app.inject({ method: 'GET', url: '/healthz' });
   t.same(lines, []);
 });
