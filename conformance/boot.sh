@@ -3,12 +3,12 @@
 # one edu device per sequence) and writes the console log (the DMAEMU lines) and the raw dma
 # trace (second serial port).
 # Usage: boot.sh KVER INITRD CONSOLE_LOG TRACE_LOG
-# Env: DEVICES (edu devices, default 18: one per sequence in module/dmaemu_probe.c),
+# Env: DEVICES (edu devices, default 19: one per sequence in module/dmaemu_probe.c),
 #      BOOT_TIMEOUT (seconds per attempt, default 300), ACCEL (kvm | tcg; default: KVM when
 #      /dev/kvm opens and a guest really starts, else TCG).
 set -euo pipefail
 kver=$1 initrd=$2 console=$3 trace=$4
-devices=${DEVICES:-18}
+devices=${DEVICES:-19}
 edu=()
 for ((i = 0; i < devices; i++)); do edu+=(-device edu); done
 

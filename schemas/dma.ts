@@ -122,7 +122,16 @@ export const FreeCoherentResult = z
   .meta({ id: 'FreeCoherentResult' });
 
 export const FlushBody = z
-  .strictObject({ rcache: z.boolean().optional() })
+  .strictObject({
+    rcache: z.boolean().optional(),
+    depot_trim: z
+      .boolean()
+      .optional()
+      .meta({
+        description:
+          "layout linux: let time pass for the rcache depot's delayed trim (iova_depot_work_func, one CPU): every size class keeps at most one full magazine in its depot, the others go back to the tree (extension)",
+      }),
+  })
   .meta({ id: 'FlushRequest' });
 
 export const FlushResult = z

@@ -86,7 +86,8 @@ export interface DmaOps {
   readonly shift: number;
   /** Bytes of IOVA space held by a mapping. */
   iovaBytes(m: Mapping): number;
-  flush(rcache: boolean): { flushed: number; rcacheFreed: number };
+  /** depotTrim: the rcache depot's delayed trim runs to completion (layout linux only). */
+  flush(rcache: boolean, depotTrim?: boolean): { flushed: number; rcacheFreed: number };
   /** Ranges in the allocator (for summaries). */
   rangeCount(): number;
 }

@@ -248,7 +248,7 @@ export class Session {
   }
 
   flush(input: FlushInput): FlushOut {
-    const r = this.ops.flush(input.rcache === true);
+    const r = this.ops.flush(input.rcache === true, input.depot_trim === true);
     this.observer.call('flush', null);
     return { flushed: r.flushed, rcache_freed: r.rcacheFreed };
   }

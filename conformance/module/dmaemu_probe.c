@@ -19,6 +19,7 @@
 #include <linux/slab.h>
 #include <linux/mm.h>
 #include <linux/utsname.h>
+#include <linux/delay.h>
 
 #define MAX_ENTS 8
 #define MAX_MAPS 4096
@@ -228,6 +229,14 @@ static int do_coherent(struct dm_ctx *c, u32 size)
 		return -1;
 	m->live = true;
 	return id;
+}
+
+/* Lets time pass: delayed work (the IOVA depot trim) runs while this thread sleeps. */
+static void do_sleep(struct dm_ctx *c, unsigned int ms)
+{
+	msleep(ms);
+	out(c, "{\"dev\":%d,\"op\":\"sleep\",\"ms\":%u}", c->devno, ms);
+	flush_line(c);
 }
 
 static void unmap_all(struct dm_ctx *c)
@@ -519,6 +528,33 @@ static void run_coherent(struct dm_ctx *c)
 	unmap_all(c);
 }
 
+/*
+ * More than one magazine of a size class in the depot: after IOVA_DEPOT_DELAY the delayed
+ * work gives every magazine beyond num_online_cpus (one) back to the tree.
+ */
+static void run_depot(struct dm_ctx *c)
+{
+	int i, base = c->next_id;
+
+	for (i = 0; i < 700; i++)
+		do_page(c, 4096, 0);
+	for (i = 0; i < 700; i++)
+		do_unmap(c, base + i);
+	do_sleep(c, 1000);
+	base = c->next_id;
+	for (i = 0; i < 700; i++)
+		do_page(c, 4096, 0);
+	for (i = 1; i < 700; i += 2)
+		do_unmap(c, base + i);
+	for (i = 0; i < 200; i++)
+		do_page(c, 8192, 0);
+	unmap_all(c);
+	do_sleep(c, 1000);
+	for (i = 0; i < 400; i++)
+		do_page(c, 4096u << (i % 2), 0);
+	unmap_all(c);
+}
+
 static void run_mixed32(struct dm_ctx *c)
 {
 	c->rnd = 0x15d1f00d;
@@ -556,6 +592,7 @@ static const struct dm_seq seqs[] = {
 	{ "sac-fallback-64", 64, 0, 0, run_sac_fallback },
 	{ "exhaust-32", 32, 0, 0, run_exhaust32 },
 	{ "coherent-64-32", 64, 0, 0, run_coherent },
+	{ "depot-trim", 32, 0, 0, run_depot },
 };
 
 static void print_domain(struct dm_ctx *c, struct pci_dev *pdev, const struct dm_seq *q,

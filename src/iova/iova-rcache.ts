@@ -1,6 +1,7 @@
 // The IOVA range caches of iova.c (iova_rcache_get / iova_rcache_insert) for one CPU: per size
 // class (order 0..5) a `loaded` and a `prev` magazine of 127 pfns plus a LIFO depot of full
-// magazines. The depot's delayed trim never runs: dmaemu's virtual time stands still.
+// magazines. The depot's delayed trim (iova_depot_work_func) runs only when asked: dmaemu's
+// virtual time stands still, so `/flush {depot_trim}` says "enough time has passed".
 //
 // Invariants: loaded and prev hold 0..127 pfns; every depot magazine is full; a pfn cached in
 // class k heads a live tree range of exactly 2^k pfns (alloc_iova_fast rounds small sizes up,
@@ -99,6 +100,26 @@ export class IovaRcache {
         this.spare.push(d);
       }
     }
+  }
+
+  /**
+   * iova_depot_work_func run until it stops: while a class's depot holds more than `keep`
+   * (num_online_cpus) magazines, the top one is popped and its pfns freed in index order
+   * (iova_magazine_free_pfns). Classes in ascending order. Returns the pfns freed.
+   */
+  trimDepot(keep: number, free: (pfn: number) => void): number {
+    let n = 0;
+    for (const rc of this.classes) {
+      while (rc.depot.length > keep) {
+        const d = rc.depot.pop();
+        if (!d) break;
+        for (let i = 0; i < d.size; i++) free(d.pfns[i] as number);
+        n += d.size;
+        d.size = 0;
+        this.spare.push(d);
+      }
+    }
+    return n;
   }
 
   snapshot(): { order: number; loaded: number[]; prev: number[]; depot: number[][] }[] {

@@ -262,6 +262,11 @@ class LinuxIova implements LinuxIovaAllocator {
     this.rcache.drain(this.freeTreeBound);
   }
 
+  /** The depot's delayed trim with one online CPU: each class keeps at most one magazine. */
+  trimDepot(): number {
+    return this.rcache.trimDepot(1, this.freeTreeBound);
+  }
+
   snapshot(): LinuxIovaSnapshot {
     const ranges = this.tree.toArray().filter((r) => r.lo !== ANCHOR);
     const nodeOf = (key: number): PfnRange | 'anchor' =>
@@ -299,7 +304,7 @@ class LinuxIova implements LinuxIovaAllocator {
   }
 }
 
-export type FastLinuxIova = LinuxIovaAllocator & { checkInvariants(): void; readonly queuedFrees: number };
+export type FastLinuxIova = LinuxIovaAllocator & { checkInvariants(): void; readonly queuedFrees: number; trimDepot(): number };
 
 export function createLinuxIova(cfg: LinuxIovaConfig): FastLinuxIova {
   return new LinuxIova(cfg);

@@ -188,14 +188,14 @@ export class LinuxIommuDma implements DmaOps {
     return m.allocs[0]?.bytes ?? 0;
   }
 
-  flush(rcache: boolean): { flushed: number; rcacheFreed: number } {
+  flush(rcache: boolean, depotTrim = false): { flushed: number; rcacheFreed: number } {
     const flushed = this.iova.queuedFrees;
     this.iova.flushQueue();
-    let rcacheFreed = 0;
+    let rcacheFreed = depotTrim ? this.iova.trimDepot() : 0;
     if (rcache) {
       const r = this.iova.rangeCount;
       this.iova.flushRcache();
-      rcacheFreed = r - this.iova.rangeCount;
+      rcacheFreed += r - this.iova.rangeCount;
     }
     return { flushed, rcacheFreed };
   }

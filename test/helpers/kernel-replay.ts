@@ -8,7 +8,7 @@
 
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
-import { AllocCoherentBody, FreeCoherentBody, MapPageBody, MapSgBody, UnmapBody } from '../../schemas/dma.js';
+import { AllocCoherentBody, FlushBody, FreeCoherentBody, MapPageBody, MapSgBody, UnmapBody } from '../../schemas/dma.js';
 import { SessionCreateBody } from '../../schemas/session.js';
 import { SessionStore } from '../../src/session-store.js';
 import type { Session } from '../../src/session.js';
@@ -37,9 +37,11 @@ export type CallLine =
   | { dev: number; op: 'map_sg'; id: number; sg: Seg[]; nents: number; segs: Seg[] }
   | { dev: number; op: 'map_page'; id: number; phys: string; size: number; addr: string; error: boolean }
   | { dev: number; op: 'alloc_coherent'; id: number; size: number; addr: string; error: boolean }
-  | { dev: number; op: 'unmap' | 'free_coherent'; id: number };
+  | { dev: number; op: 'unmap' | 'free_coherent'; id: number }
+  /** the module slept: delayed work ran (the rcache depot trim) */
+  | { dev: number; op: 'sleep'; id?: undefined; ms: number };
 
-export type Op = 'map_sg' | 'map_page' | 'unmap' | 'alloc_coherent' | 'free_coherent';
+export type Op = 'map_sg' | 'map_page' | 'unmap' | 'alloc_coherent' | 'free_coherent' | 'flush';
 
 export interface DeviceRecording {
   device: DeviceLine;
@@ -117,7 +119,7 @@ export function sessionBody(d: DeviceLine): Record<string, unknown> {
 /** What one call answered, in the recording's terms. */
 export type Answer = { kind: 'sg'; nents: number; segs: Seg[] } | { kind: 'page'; addr: string } | { kind: 'unmap' };
 
-const OPS: readonly string[] = ['map_sg', 'map_page', 'unmap', 'alloc_coherent', 'free_coherent'];
+const OPS: readonly string[] = ['map_sg', 'map_page', 'unmap', 'alloc_coherent', 'free_coherent', 'sleep'];
 
 export function expected(c: CallLine): Answer {
   if (c.op === 'map_sg') return { kind: 'sg', nents: c.nents, segs: c.segs };
@@ -130,6 +132,8 @@ export function requestOf(c: CallLine, handles: ReadonlyMap<number, number>): { 
   if (c.op === 'map_sg') return { op: 'map_sg', body: { dir: 'to_device', sg: c.sg.map(([phys, length]) => ({ phys, length })) } };
   if (c.op === 'map_page') return { op: 'map_page', body: { dir: 'to_device', phys: c.phys, size: c.size } };
   if (c.op === 'alloc_coherent') return { op: 'alloc_coherent', body: { size: c.size } };
+  // Time passed in the guest (IOVA_DEPOT_DELAY is 100 ms): the depot trim has run to the end.
+  if (c.op === 'sleep') return { op: 'flush', body: { depot_trim: true } };
   const handle = handles.get(c.id);
   if (handle === undefined) throw new Error(`${c.op} of id ${c.id}, which dmaemu never mapped`);
   return { op: c.op, body: { handle } };
@@ -192,6 +196,7 @@ export async function replayDevice(
     if (release && !handles.has(c.id)) continue;
     const req = requestOf(c, handles);
     const { answer, handle } = answerOf(req.op, await call(req.op, req.body));
+    if (c.op === 'sleep') continue; // not a DMA-API call: nothing to compare
     ops++;
     if (handle !== null && !release) handles.set(c.id, handle);
     if (release) handles.delete(c.id);
@@ -261,7 +266,7 @@ export function traceDisagreements(recs: readonly DeviceRecording[], trace: read
     let k = 0;
     for (const c of r.calls) {
       // a failed dma_alloc_coherent is not traced either
-      if (c.op === 'unmap' || c.op === 'free_coherent' || (c.op === 'map_sg' && c.nents === 0) || (c.op === 'alloc_coherent' && c.error)) continue;
+      if (c.op === 'unmap' || c.op === 'free_coherent' || c.op === 'sleep' || (c.op === 'map_sg' && c.nents === 0) || (c.op === 'alloc_coherent' && c.error)) continue;
       const e = events[k++];
       const where = `${r.device.seq} id ${c.id}`;
       if (!e || e.op !== c.op) {
@@ -289,6 +294,7 @@ export function coreCall(s: Session): (op: Op, body: Record<string, unknown>) =>
     if (op === 'map_page') return { ...s.mapPage(MapPageBody.parse(body)) };
     if (op === 'alloc_coherent') return { ...s.allocCoherent(AllocCoherentBody.parse(body)) };
     if (op === 'free_coherent') return { ...s.freeCoherent(FreeCoherentBody.parse(body)) };
+    if (op === 'flush') return { ...s.flush(FlushBody.parse(body)) };
     return { ...s.unmap(UnmapBody.parse(body)) };
   };
 }
