@@ -13,7 +13,7 @@ function sample(text: string, series: string): number | undefined {
   return undefined;
 }
 
-t.test('counters after map_sg, a failing map_page, a batch, a wrong-size unmap and two faults', async (t) => {
+t.test('counters after map_sg, a failing map_page, a batch, a wrong-size unmap and three faults', async (t) => {
   const app = await buildApp({ logLevel: 'silent' });
   t.teardown(() => app.close());
   const post = async (url: string, payload: unknown) => (await app.inject({ method: 'POST', url, payload: payload as object })).json<Record<string, unknown>>();
@@ -39,18 +39,23 @@ t.test('counters after map_sg, a failing map_page, a batch, a wrong-size unmap a
   // Nothing is mapped now: a device write at 0x10000 is a translation fault, twice.
   await post(`${S}/device/write`, { dma_address: '0x10000', data: 'AA==' });
   await post(`${S}/device/read`, { dma_address: '0x10000', length: 1 });
+  // A device write into a to_device mapping: IOMMU_WRITE not granted, a permission fault.
+  const ro = (await post(`${S}/map_page`, { phys: '0x82000000', size: 4096, dir: 'to_device' })) as { dma_address: string };
+  const pf = (await post(`${S}/device/write`, { dma_address: ro.dma_address, data: 'AA==' })) as { fault?: { reason: string } };
+  t.match(pf.fault?.reason, /permission fault/);
 
   const res = await app.inject({ method: 'GET', url: '/metrics' });
   t.equal(res.statusCode, 200);
   const text = res.body;
   t.equal(sample(text, 'dmaemu_dma_calls_total{op="map_sg",result="ok"}'), 1);
-  t.equal(sample(text, 'dmaemu_dma_calls_total{op="map_page",result="ok"}'), 1, 'the batch op counts like a single call');
+  t.equal(sample(text, 'dmaemu_dma_calls_total{op="map_page",result="ok"}'), 2, 'the batch op counts like a single call');
   t.equal(sample(text, 'dmaemu_dma_calls_total{op="map_page",result="ENOMEM"}'), 1);
   t.equal(sample(text, 'dmaemu_dma_calls_total{op="sync",result="ok"}'), 1);
   t.equal(sample(text, 'dmaemu_dma_calls_total{op="unmap",result="ok"}'), 2);
   t.equal(sample(text, 'dmaemu_dma_calls_total{op="alloc_coherent",result="ENOMEM"}'), 0, 'every (op, result) series exists from the start');
   t.equal(sample(text, 'dmaemu_debug_findings_total{check="unmap_size"}'), 1);
   t.equal(sample(text, 'dmaemu_device_faults_total{reason="translation"}'), 2);
+  t.equal(sample(text, 'dmaemu_device_faults_total{reason="permission"}'), 1);
   t.match(text, /# TYPE dmaemu_dma_calls_total counter/);
 });
 
