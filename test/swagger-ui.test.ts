@@ -4,7 +4,7 @@
 // executes, and sees a 200 whose body holds the `segments` table. A screenshot is kept in
 // test-output/ for a human to look at. No Chromium is a failure, not a skip.
 import t from 'tap';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Browser } from 'playwright-core';
@@ -32,6 +32,9 @@ t.test('Swagger UI: map_sg → Try it out → Execute against a live session sho
   await page.goto(`${url}/docs`);
   const op = page.locator('#operations-dma-map_sg');
   await op.waitFor();
+  // The title shows the package's version (it said 1.0.0 while package.json said 0.1.0).
+  const pkg = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as { version: string };
+  t.equal((await page.locator('.info .version').first().innerText()).trim(), pkg.version, 'Swagger UI shows the package version');
   await op.locator('.opblock-summary').first().click();
   await op.locator('button.try-out__btn').click();
 
