@@ -15,12 +15,18 @@ pick_kver() {
   echo "$v"
 }
 
+SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
 KVER=${KVER:-$(pick_kver)}
-[ -n "$KVER" ] || { echo "setup: no linux-image-6.12 package found (apt-get update?)" >&2; exit 1; }
+if [ -z "$KVER" ]; then
+  # A fresh container often has no package lists yet.
+  $SUDO apt-get update -qq >&2
+  KVER=$(pick_kver)
+fi
+[ -n "$KVER" ] || { echo "setup: no linux-image-6.12.*+deb12-amd64-unsigned in the apt sources (bookworm-security or backports)" >&2; exit 1; }
 
 need=()
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
-{ [ -x /bin/busybox ] && /bin/busybox --list | grep -qx poweroff && ! ldd /bin/busybox >/dev/null 2>&1; } || need+=(busybox-static)
+{ [ -x /bin/busybox ] && /bin/busybox --list | grep -x poweroff >/dev/null && ! ldd /bin/busybox >/dev/null 2>&1; } || need+=(busybox-static)
 command -v cpio >/dev/null || need+=(cpio)
 command -v make >/dev/null || need+=(make)
 command -v gcc >/dev/null || need+=(gcc)
@@ -28,7 +34,6 @@ command -v gcc >/dev/null || need+=(gcc)
 [ -d "/lib/modules/$KVER/build" ] || need+=("linux-headers-$KVER")
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
-  SUDO=; [ "$(id -u)" = 0 ] || SUDO=sudo
   $SUDO apt-get install -y --no-install-recommends -o DPkg::Lock::Timeout=900 "${need[@]}" >&2
 fi
 
