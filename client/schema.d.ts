@@ -515,6 +515,8 @@ export interface components {
                 /** @constant */
                 op: "free_coherent";
             } | {
+                /** @description layout linux: let time pass for the rcache depot's delayed trim (iova_depot_work_func, one CPU): every size class keeps at most one full magazine in its depot, the others go back to the tree (extension) */
+                depot_trim?: boolean;
                 /** @constant */
                 op: "flush";
                 rcache?: boolean;
@@ -600,6 +602,8 @@ export interface components {
                 /** @constant */
                 op: "free_coherent";
             } | {
+                /** @description layout linux: let time pass for the rcache depot's delayed trim (iova_depot_work_func, one CPU): every size class keeps at most one full magazine in its depot, the others go back to the tree (extension) */
+                depot_trim?: boolean;
                 /** @constant */
                 op: "flush";
                 rcache?: boolean;
@@ -758,9 +762,13 @@ export interface components {
             faults: components["schemas"]["FaultInput"][];
         };
         FlushRequest: {
+            /** @description layout linux: let time pass for the rcache depot's delayed trim (iova_depot_work_func, one CPU): every size class keeps at most one full magazine in its depot, the others go back to the tree (extension) */
+            depot_trim?: boolean;
             rcache?: boolean;
         };
         FlushRequestInput: {
+            /** @description layout linux: let time pass for the rcache depot's delayed trim (iova_depot_work_func, one CPU): every size class keeps at most one full magazine in its depot, the others go back to the tree (extension) */
+            depot_trim?: boolean;
             rcache?: boolean;
         };
         FlushResult: {
