@@ -51,7 +51,30 @@ interface LogFile {
   waiters: Waiter[];
   compactTo: Buffer | null;
   removing: boolean;
+  /** fdatasyncs running on this file. */
+  syncs: Set<Promise<void>>;
+  /** Bytes of log on disk (where the next write goes) and the file's size, zeros past `written`. */
+  written: number;
+  allocated: number;
 }
+
+interface Batch {
+  id: string;
+  f: LogFile;
+  data: Buffer[];
+  compact: Buffer | null;
+  remove: boolean;
+  waiters: Waiter[];
+}
+
+/** fdatasyncs in flight at once (libuv runs them on its 4 threads). */
+const MAX_SYNCS = 3;
+/**
+ * Appends overwrite zeros written ahead of time, GROW bytes at a go: an fdatasync that must also
+ * commit a larger file size costs ~3× one that only flushes data (0.6 vs 0.2 ms measured here).
+ */
+const GROW = 256 * 1024;
+const ZEROS = Buffer.alloc(GROW);
 
 export class FileOpStore implements OpStore {
   readonly description: string;
@@ -59,6 +82,7 @@ export class FileOpStore implements OpStore {
   private readonly files = new Map<string, LogFile>();
   private readonly dirty = new Set<string>();
   private flushing: Promise<void> | null = null;
+  private readonly syncs = new Set<Promise<void>>();
   private scheduled = false;
 
   constructor(
@@ -77,7 +101,7 @@ export class FileOpStore implements OpStore {
     let f = this.files.get(sessionId);
     if (!f) {
       if (record.t !== 'create') return Promise.reject(new Error(`op store: session ${sessionId} has no log to append to`));
-      f = { path: join(this.dir, sessionId + SUFFIX), fh: null, total: MAGIC.length, base: frame.length, pending: [MAGIC], waiters: [], compactTo: null, removing: false };
+      f = { path: join(this.dir, sessionId + SUFFIX), fh: null, total: MAGIC.length, base: frame.length, pending: [MAGIC], waiters: [], compactTo: null, removing: false, syncs: new Set(), written: 0, allocated: 0 };
       this.files.set(sessionId, f);
     }
     f.pending.push(frame);
@@ -145,7 +169,7 @@ export class FileOpStore implements OpStore {
       }
       sessions.push(r.session);
       const size = r.bytes;
-      this.files.set(id, { path, fh: null, total: size, base: r.baseBytes, pending: [], waiters: [], compactTo: null, removing: false });
+      this.files.set(id, { path, fh: null, total: size, base: r.baseBytes, pending: [], waiters: [], compactTo: null, removing: false, syncs: new Set(), written: size, allocated: r.fileBytes });
     }
     return { sessions, problems };
   }
@@ -158,7 +182,7 @@ export class FileOpStore implements OpStore {
 
   // ---- reading ---------------------------------------------------------------------------------
 
-  private readLog(id: string, path: string, repair: boolean): { session: StoredSession; bytes: number; baseBytes: number } | { problem: LoadProblem | null } {
+  private readLog(id: string, path: string, repair: boolean): { session: StoredSession; bytes: number; baseBytes: number; fileBytes: number } | { problem: LoadProblem | null } {
     const bad = (message: string) => ({ problem: { where: path, message: `${path}: ${message}; this session is not restored (the file is left as it is)` } });
     let buf: Buffer;
     try {
@@ -225,7 +249,7 @@ export class FileOpStore implements OpStore {
     const ended = last?.t === 'end';
     const calls = records.filter((r): r is CallRecord => r.t === 'call');
     if (calls.length !== records.length - (ended ? 1 : 0)) return bad('an end record is followed by more records');
-    return { session: { id, where: path, create, snapshot, calls, ended }, bytes: d.validBytes, baseBytes };
+    return { session: { id, where: path, create, snapshot, calls, ended }, bytes: d.validBytes, baseBytes, fileBytes: d.problem?.kind === 'torn' && repair ? d.validBytes : buf.length };
   }
 
   // ---- group commit ----------------------------------------------------------------------------
@@ -258,17 +282,15 @@ export class FileOpStore implements OpStore {
       this.dirty.clear();
       const work = ids.map((id) => ({ id, f: this.files.get(id) })).filter((w): w is { id: string; f: LogFile } => w.f !== undefined);
       const batches = work.map(({ id, f }) => {
-        const b = { id, f, data: f.pending, compact: f.compactTo, remove: f.removing, waiters: f.waiters };
+        const b: Batch = { id, f, data: f.pending, compact: f.compactTo, remove: f.removing, waiters: f.waiters };
         f.pending = [];
         f.compactTo = null;
         f.waiters = [];
         return b;
       });
-      const results = await Promise.allSettled(batches.map((b) => this.flushOne(b.f, b.data, b.compact, b.remove)));
-      let needDirSync = false;
-      for (const r of results) if (r.status === 'fulfilled' && r.value) needDirSync = true;
+      const results = await Promise.allSettled(batches.map((b) => this.writePhase(b)));
       let dirErr: unknown = null;
-      if (needDirSync && this.sync) {
+      if (this.sync && results.some((r) => r.status === 'fulfilled' && r.value.entryChanged)) {
         try {
           await this.syncDir();
         } catch (err) {
@@ -276,21 +298,49 @@ export class FileOpStore implements OpStore {
         }
       }
       batches.forEach((b, i) => {
-        const r = results[i] as PromiseSettledResult<boolean>;
+        const r = results[i] as PromiseSettledResult<{ entryChanged: boolean; needsSync: boolean }>;
         const err = r.status === 'rejected' ? (r.reason as unknown) : dirErr;
-        if (err) this.log.error({ err, file: b.f.path }, 'op store: write failed');
-        for (const w of b.waiters) {
-          if (err) w.reject(err);
-          else w.resolve();
-        }
-        if (b.remove && !err) this.files.delete(b.id);
+        if (err) return this.settle(b, err);
+        if (r.status === 'fulfilled' && r.value.needsSync) return this.syncPhase(b);
+        if (b.remove) this.files.delete(b.id);
+        this.settle(b, null);
       });
+      // The next batch's write may go out while this one's fdatasync runs (that overlap is what lets
+      // a few connections keep the disk busy), but no more than MAX_SYNCS of them at once.
+      while (this.syncs.size >= MAX_SYNCS) await Promise.race(this.syncs);
     }
   }
 
-  /** Writes one file's batch; true when its directory entry changed (needs a directory fsync). */
-  private async flushOne(f: LogFile, data: Buffer[], compact: Buffer | null, remove: boolean): Promise<boolean> {
+  /** An appended batch's fdatasync; its waiters resolve when it is done (it also covers every earlier write to the file). */
+  private syncPhase(b: Batch): void {
+    const fh = b.f.fh;
+    if (!fh) return this.settle(b, new Error('op store: no open file to sync'));
+    const p: Promise<void> = fh.datasync().then(
+      () => this.settle(b, null),
+      (err: unknown) => this.settle(b, err),
+    );
+    const done = p.finally(() => {
+      this.syncs.delete(done);
+      b.f.syncs.delete(done);
+    });
+    this.syncs.add(done);
+    b.f.syncs.add(done);
+  }
+
+  private settle(b: Batch, err: unknown): void {
+    if (err) this.log.error({ err, file: b.f.path }, 'op store: write failed');
+    for (const w of b.waiters) {
+      if (err) w.reject(err);
+      else w.resolve();
+    }
+  }
+
+  /** Writes one file's batch (appends: their fdatasync follows in syncPhase; compaction and removal: made durable here). */
+  private async writePhase(b: Batch): Promise<{ entryChanged: boolean; needsSync: boolean }> {
+    const { f, data, compact, remove } = b;
     let entryChanged = false;
+    // A file is not closed or replaced under a running fdatasync.
+    if ((compact || remove) && f.syncs.size > 0) await Promise.allSettled([...f.syncs]);
     if (compact) {
       const tmp = f.path + TMP;
       const out = await open(tmp, 'w');
@@ -304,13 +354,20 @@ export class FileOpStore implements OpStore {
       f.fh = null;
       await rename(tmp, f.path);
       entryChanged = true;
+      f.written = f.allocated = compact.length + data.reduce((n, d) => n + d.length, 0);
     } else if (data.length > 0) {
       if (!f.fh) {
         entryChanged = data[0] === MAGIC; // first write of a new session: its file is being created
-        f.fh = await open(f.path, 'a');
+        f.fh = await open(f.path, entryChanged ? 'w+' : 'r+');
       }
-      await f.fh.write(data.length === 1 ? (data[0] as Buffer) : Buffer.concat(data));
-      if (this.sync) await f.fh.datasync();
+      const buf = data.length === 1 ? (data[0] as Buffer) : Buffer.concat(data);
+      await f.fh.write(buf, 0, buf.length, f.written);
+      f.written += buf.length;
+      if (f.written > f.allocated) {
+        // This batch's fdatasync commits the new size once for the next GROW bytes of appends.
+        await f.fh.write(ZEROS, 0, GROW, f.written);
+        f.allocated = f.written + GROW;
+      }
     }
     if (remove) {
       await f.fh?.close();
@@ -318,10 +375,10 @@ export class FileOpStore implements OpStore {
       await unlink(f.path).catch((err: NodeJS.ErrnoException) => {
         if (err.code !== 'ENOENT') throw err;
       });
-      entryChanged = true;
+      return { entryChanged: true, needsSync: false };
     }
-    if (compact && !f.fh && !remove) f.fh = await open(f.path, 'a');
-    return entryChanged;
+    if (compact && !f.fh) f.fh = await open(f.path, 'r+');
+    return { entryChanged, needsSync: this.sync && !compact && data.length > 0 };
   }
 
   private async syncDir(): Promise<void> {
@@ -334,9 +391,10 @@ export class FileOpStore implements OpStore {
   }
 
   private async drain(): Promise<void> {
-    while (this.dirty.size > 0 || this.flushing) {
+    while (this.dirty.size > 0 || this.flushing || this.syncs.size > 0) {
       if (this.flushing) await this.flushing;
-      else await this.kick();
+      else if (this.dirty.size > 0) await this.kick();
+      else await Promise.allSettled([...this.syncs]);
     }
   }
 }

@@ -3,6 +3,9 @@
 // so a torn tail (a crash mid-write) and a flipped bit are both detected, and a file that is
 // not an op log at all is recognised from its first bytes.
 //
+// A run of zero bytes after the last frame is not part of the log (the writer preallocates
+// space so that an fdatasync need not also commit a new file size).
+//
 // Invariants: encodeFrame(k, p) decodes back to exactly (k, p); decodeFrames never throws on
 // arbitrary bytes: it reports where the valid prefix ends and why.
 
@@ -45,6 +48,11 @@ export interface DecodedFrames {
   problem: FrameProblem | null;
 }
 
+function zeroFrom(buf: Buffer, at: number): boolean {
+  for (let i = at; i < buf.length; i++) if (buf[i] !== 0) return false;
+  return true;
+}
+
 export function decodeFrames(buf: Buffer): DecodedFrames {
   if (buf.length < MAGIC.length || !buf.subarray(0, MAGIC.length).equals(MAGIC)) {
     // A crash between creating the file and writing its magic leaves a prefix of it: torn, not foreign.
@@ -54,6 +62,8 @@ export function decodeFrames(buf: Buffer): DecodedFrames {
   const frames: Frame[] = [];
   let at = MAGIC.length;
   while (at < buf.length) {
+    // No frame has kind byte 0: zeros here are the writer's preallocated tail (file-op-store.ts), the end of the log.
+    if ((buf.length - at < HEADER || buf[at + 8] === 0) && zeroFrom(buf, at)) return { frames, validBytes: at, problem: null };
     if (buf.length - at < HEADER) return { frames, validBytes: at, problem: { kind: 'torn', offset: at } };
     const len = buf.readUInt32LE(at);
     const end = at + HEADER + len;
@@ -62,7 +72,8 @@ export function decodeFrames(buf: Buffer): DecodedFrames {
     const sumOk = crc32(buf.subarray(at + 8, end)) === buf.readUInt32LE(at + 4);
     const kind: FrameKind | undefined = kindByte === KIND_BYTE.J ? 'J' : kindByte === KIND_BYTE.S ? 'S' : undefined;
     if (!sumOk || kind === undefined) {
-      if (end === buf.length) return { frames, validBytes: at, problem: { kind: 'torn', offset: at } };
+      // Nothing but zeros (or nothing) after it: the last write was cut short.
+      if (zeroFrom(buf, end)) return { frames, validBytes: at, problem: { kind: 'torn', offset: at } };
       return { frames, validBytes: at, problem: { kind: 'corrupt', offset: at, reason: sumOk ? `unknown frame kind ${String(kindByte)}` : 'checksum mismatch' } };
     }
     frames.push({ kind, payload: buf.subarray(at + HEADER, end), offset: at });

@@ -1,0 +1,137 @@
+// npm run load:persist: what persistence costs over HTTP. Two services (load-server.ts, each in
+// its own process, one with DMAEMU_DATA_DIR in a fresh tmp dir, one memory-only) take the same
+// map_sg(8)+unmap pairs from autocannon in this process, as interleaved slices (off on off on …)
+// whose totals are summed, so drift of a shared machine hits both alike. All traffic on
+// 127.0.0.1; every phase bounded in time; both services stopped and the tmp dir removed at the end.
+// Last line, exactly:
+// persist: pairs_per_s_off=<a> pairs_per_s_on=<b> ratio=<b/a>
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+interface AcRequest {
+  method?: string;
+  path?: string;
+  body?: string;
+  headers?: Record<string, string>;
+  setupRequest?: (req: AcRequest, ctx: Record<string, unknown>) => AcRequest;
+  onResponse?: (status: number, body: string, ctx: Record<string, unknown>) => void;
+}
+interface AcResult {
+  requests: { total: number };
+  non2xx: number;
+  errors: number;
+  timeouts: number;
+  duration: number;
+}
+type Autocannon = (opts: Record<string, unknown>) => Promise<AcResult>;
+const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
+
+const SMOKE = process.env.LOAD_SMOKE === '1';
+const DURATION_S = Number(process.env.LOAD_DURATION_S ?? 10);
+const CONNECTIONS = Number(process.env.LOAD_CONNECTIONS ?? 16);
+const WARMUP_S = Number(process.env.LOAD_WARMUP_S ?? 3);
+const SLICES = SMOKE ? 1 : 4;
+const here = path.dirname(fileURLToPath(import.meta.url));
+const JSON_HEADERS = { 'content-type': 'application/json' };
+
+function startServer(env: Record<string, string>): Promise<{ url: string; child: ChildProcess }> {
+  const isTs = import.meta.url.endsWith('.ts');
+  const script = path.join(here, isTs ? 'load-server.ts' : 'load-server.js');
+  const args = ['--max-semi-space-size=64', '--no-allocation-site-pretenuring', ...(isTs ? ['--import', 'tsx', script] : [script])];
+  const child = spawn(process.execPath, args, { env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info', ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const onData = (d: Buffer): void => {
+      out += d.toString();
+      const m = /listening on (http:\/\/\S+)/.exec(out);
+      if (m?.[1]) {
+        child.stdout?.off('data', onData);
+        child.stdout?.resume(); // request log lines are drained and dropped, as to a file
+        resolve({ url: m[1], child });
+      }
+    };
+    child.stdout?.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`load server exited early (${code}): ${out}`)));
+  });
+}
+
+function stop(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null) return resolve();
+    const t = setTimeout(() => child.kill('SIGKILL'), 5000);
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+const SG = Array.from({ length: 8 }, (_, i) => ({ phys: `0x${(0x90000000 + i * 0x200000 + (i % 2) * 0x1000).toString(16)}`, length: 4096 }));
+const MAP_BODY = JSON.stringify({ dir: 'to_device', sg: SG });
+
+function pairRequests(base: string): AcRequest[] {
+  return [
+    {
+      method: 'POST',
+      path: `${base}/map_sg`,
+      headers: JSON_HEADERS,
+      body: MAP_BODY,
+      onResponse: (_status, body, ctx) => {
+        ctx.handle = (JSON.parse(body) as { handle: number }).handle;
+      },
+    },
+    { method: 'POST', path: `${base}/unmap`, headers: JSON_HEADERS, setupRequest: (req, ctx) => ({ ...req, body: JSON.stringify({ handle: ctx.handle }) }) },
+  ];
+}
+
+async function createSession(url: string): Promise<string> {
+  const res = await fetch(`${url}/v1/sessions`, { method: 'POST', headers: JSON_HEADERS, body: '{}' });
+  if (res.status !== 201) throw new Error(`session create answered ${res.status}`);
+  return ((await res.json()) as { id: string }).id;
+}
+
+async function slice(title: string, url: string, id: string, seconds: number | null): Promise<AcResult> {
+  const bounds = seconds === null ? { amount: 200, connections: 4 } : { duration: seconds, connections: CONNECTIONS };
+  const r = await autocannon({ url, requests: pairRequests(`/v1/sessions/${id}`), pipelining: 1, ...bounds });
+  const bad = r.non2xx + r.errors + r.timeouts;
+  console.log(`${title.padEnd(36)} ${String(Math.round(r.requests.total / r.duration)).padStart(8)} req/s  (${r.requests.total} requests, ${bad} failed)`);
+  if (bad > 0) throw new Error(`${title}: ${bad} requests failed`);
+  return r;
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'dmaemu-load-persist-'));
+  const off = await startServer({ DMAEMU_DATA_DIR: 'off' });
+  const on = await startServer({ DMAEMU_DATA_DIR: dir });
+  try {
+    const ids = { off: await createSession(off.url), on: await createSession(on.url) };
+    if (!SMOKE) {
+      await slice('warm-up, persistence off', off.url, ids.off, WARMUP_S);
+      await slice('warm-up, persistence on', on.url, ids.on, WARMUP_S);
+    }
+    const sum = { off: { n: 0, s: 0 }, on: { n: 0, s: 0 } };
+    for (let k = 0; k < SLICES; k++) {
+      for (const which of ['off', 'on'] as const) {
+        const svc = which === 'off' ? off : on;
+        const r = await slice(`pairs, persistence ${which}, slice ${k + 1}/${SLICES}`, svc.url, ids[which], SMOKE ? null : DURATION_S / SLICES);
+        sum[which].n += r.requests.total;
+        sum[which].s += r.duration;
+      }
+    }
+    const pairsOff = sum.off.n / sum.off.s / 2;
+    const pairsOn = sum.on.n / sum.on.s / 2;
+    console.log(`connections=${SMOKE ? 4 : CONNECTIONS} pipelining=1, ${SMOKE ? '200 requests' : `${DURATION_S}s`} per service in ${SLICES} interleaved slices; on = fdatasync group commit under ${dir}`);
+    console.log(`persist: pairs_per_s_off=${pairsOff.toFixed(0)} pairs_per_s_on=${pairsOn.toFixed(0)} ratio=${(pairsOn / pairsOff).toFixed(3)}`);
+  } finally {
+    await Promise.all([stop(off.child), stop(on.child)]);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
