@@ -53,15 +53,23 @@ LABEL org.opencontainers.image.title="dmaemu" \
 
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
-    PORT=3000
+    PORT=3000 \
+    DMAEMU_DATA_DIR=/data
 
 WORKDIR /app
-# Everything is owned by root and only readable by the service user: the service writes no
-# files, so its own code and dependencies cannot be changed from inside the container.
+# Everything is owned by root and only readable by the service user: the service writes only
+# its op logs, under /data, so its own code and dependencies cannot be changed from inside the
+# container.
 # package.json is needed at run time: its "type": "module" makes node load dist/ as ESM.
 COPY package.json ./
 COPY --from=prod-deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+
+# Sessions persist here (docs/persistence.md): one op log per session, replayed on start, so
+# they survive a restart, a crash or a reschedule that keeps the volume. Owned by `node`; a
+# named volume mounted here starts with this ownership. -e DMAEMU_DATA_DIR=off: memory only.
+RUN mkdir -p /data && chown node:node /data
+VOLUME ["/data"]
 
 USER node
 EXPOSE 3000

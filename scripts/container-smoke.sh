@@ -11,6 +11,8 @@
 #      with DMAEMU_MAX_SESSIONS=1, so a second session must be refused with 429 (the limits
 #      reach the service through the container's environment); /openapi.json, /metrics and
 #      /docs answer 200;
+#      then restarts the container and finds that session again, with its mapping (the op log
+#      lives in the image's /data volume);
 #   6. sends SIGTERM and checks the container exits with code 0 within 10 s;
 #   7. removes the container (and the app image unless KEEP_IMAGE=1).
 # Exits non-zero with a "FAIL:" message on the first thing that goes wrong.
@@ -240,8 +242,9 @@ if (!c.User || ['root', '0', '0:0'].includes(c.User)) problems.push(`runs as roo
 const hc = (img.Healthcheck ?? c.Healthcheck)?.Test ?? [];
 if (!hc.join(' ').includes('/healthz')) problems.push(`no HEALTHCHECK on /healthz (${JSON.stringify(hc)})`);
 if (!c.ExposedPorts?.['3000/tcp']) problems.push('does not EXPOSE 3000');
+if (!(c.Volumes ?? {})['/data']) problems.push(`no VOLUME /data (${JSON.stringify(c.Volumes)})`);
 const env = Object.fromEntries((c.Env ?? []).map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]));
-for (const [k, v] of Object.entries({ HOST: '0.0.0.0', PORT: '3000', NODE_ENV: 'production' }))
+for (const [k, v] of Object.entries({ HOST: '0.0.0.0', PORT: '3000', NODE_ENV: 'production', DMAEMU_DATA_DIR: '/data' }))
   if (env[k] !== v) problems.push(`ENV ${k}=${env[k]} (want ${v})`);
 // Exec form, node first and the server last (V8 flags in between are the image's business).
 if (!Array.isArray(c.Cmd) || c.Cmd[0] !== 'node' || c.Cmd[c.Cmd.length - 1] !== 'dist/src/server.js' || (c.Entrypoint ?? []).length)
@@ -339,6 +342,22 @@ http GET /metrics
 docs=$(curl -sS -L -o /dev/null -w '%{http_code}' "$BASE_URL/docs") || fail "GET /docs: curl failed"
 [ "$docs" = 200 ] || fail "GET /docs (Swagger UI): HTTP $docs"
 log "GET /openapi.json, /metrics, /docs -> 200"
+
+# --- 5b. restart: the session comes back from its op log in the /data volume ------------------
+pm restart -t 10 "$CONTAINER" >/dev/null 2>"$WORK/restart.log" || { cat "$WORK/restart.log" >&2; fail "podman restart failed"; }
+T_RESTART=$(date +%s%N)
+back=0
+for _ in $(seq 1 150); do
+  if curl -sf -o /dev/null "$BASE_URL/healthz" 2>/dev/null; then back=1; break; fi
+  sleep 0.2
+done
+[ "$back" = 1 ] || fail "not answering /healthz 30 s after podman restart"
+http GET "/v1/sessions/$SID"
+[ "$STATUS" = 200 ] || fail "GET /v1/sessions/{id} after a restart: HTTP $STATUS (want 200: restored from /data): $(head -c 600 "$WORK/body")"
+check "b.id === '$SID' && b.live_mappings === 1 && b.counters.map_sg === 1" 'after a restart: want the session with its one mapping'
+pm logs "$CONTAINER" 2>&1 | grep '"msg":"op store opened"' | tail -1 | grep -q '"restored":1' \
+  || fail "after a restart the log does not say one session was restored"
+log "podman restart -> answering after $(ms_since "$T_RESTART") ms; GET /v1/sessions/{id} -> 200, its mapping restored from the /data volume"
 
 http DELETE "/v1/sessions/$SID"
 [ "$STATUS" = 200 ] || fail "DELETE /v1/sessions/{id}: HTTP $STATUS (want 200): $(head -c 600 "$WORK/body")"
