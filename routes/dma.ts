@@ -11,12 +11,13 @@ export const dmaPlugin: FastifyPluginAsync = async (app) => {
       path: 'map_sg',
       tag: 'dma',
       summary: 'dma_map_sg: the segments the driver gets, and the IOVA behind them',
-      description: 'nents 0 with `error` when Linux fails the call. `?pages=true` also lists one IOVA→phys row per IOMMU granule.',
+      description:
+        'nents 0 with `error` when Linux fails the call. `?pages=true` also lists one IOVA→phys row per IOMMU granule; `?explain=true` adds `explain`: the rule behind each segment break and a verdict.',
       body: S.MapSgBody,
       result: S.MapSgResult,
-      querystring: S.PagesQuery,
+      querystring: S.MapSgQuery,
     },
-    (s, body, q) => s.mapSg(body, q.pages),
+    (s, body, q) => s.mapSg(body, q.pages, q.explain),
   );
   sessionPost(
     app,

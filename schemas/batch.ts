@@ -25,7 +25,7 @@ export const HandleOrRef = z.union([
 ]);
 
 export const BatchOp = z.discriminatedUnion('op', [
-  MapSgBody.extend({ op: z.literal('map_sg'), pages: z.boolean().optional() }),
+  MapSgBody.extend({ op: z.literal('map_sg'), pages: z.boolean().optional(), explain: z.boolean().optional().meta({ description: 'As ?explain=true on map_sg' }) }),
   MapPageBody.extend({ op: z.literal('map_page'), pages: z.boolean().optional() }),
   UnmapBody.extend({ op: z.literal('unmap'), handle: HandleOrRef }),
   SyncBody.extend({ op: z.literal('sync'), handle: HandleOrRef }),

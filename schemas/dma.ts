@@ -24,6 +24,67 @@ export const PagesQuery = z.strictObject({
     .meta({ description: 'Also list the IOVA→phys page rows' }),
 });
 
+export const MapSgQuery = PagesQuery.extend({
+  explain: z
+    .enum(['true', 'false', '1', '0'])
+    .optional()
+    .transform((v) => v === 'true' || v === '1')
+    .meta({ description: 'Also say why each segment break happened and whether a device parameter would give one segment (docs/explain.md)' }),
+});
+
+const EXPLAIN_EXAMPLE = {
+  breaks: [
+    {
+      before_entry: 1,
+      segment: 1,
+      rule: 'max_segment_size',
+      kernel: '__finalise_sg',
+      message: 'max_segment_size 65536 − cur_len 65536 < length 16384',
+      values: { max_segment_size: 65536, cur_len: 65536, length: 16384 },
+    },
+    {
+      before_entry: 2,
+      segment: 2,
+      rule: 'max_segment_size',
+      kernel: '__finalise_sg',
+      message: 'max_segment_size 65536 − cur_len 16384 < length 65536',
+      values: { max_segment_size: 65536, cur_len: 16384, length: 65536 },
+    },
+  ],
+  contiguous_iova: true,
+  one_segment: false,
+  would_merge_with: { max_segment_size: 147456 },
+  verdict: 'one contiguous IOVA range, not one segment (3 segments); max_segment_size ≥ 147456 would give one segment',
+};
+
+export const BreakRule = z.enum(['max_segment_size', 'segment_boundary', 'entry_offset', 'previous_partial', 'arm_new_chunk', 'v4.4_never_merges', 'no_iommu', 'swiotlb_bounce']);
+
+const WhyValues = z.record(z.string(), z.union([z.number(), z.string()])).meta({ description: 'The numbers the rule compared (addresses and masks as hex strings)' });
+
+export const Explain = z
+  .object({
+    breaks: z.array(
+      z.object({
+        before_entry: z.number().int().meta({ description: 'The input entry that starts a new segment' }),
+        segment: z.number().int().meta({ description: 'Index of the segment it starts' }),
+        rule: BreakRule,
+        condition: z.string().optional().meta({ description: "arm-legacy: which of __iommu_map_sg's tests started the chunk (offset, chunk_not_page_multiple, max_segment_size)" }),
+        kernel: z.string().meta({ description: 'The kernel function whose test it is' }),
+        message: z.string(),
+        values: WhyValues,
+      }),
+    ),
+    contiguous_iova: z.boolean().meta({ description: 'The segments lie back to back in IOVA space' }),
+    one_segment: z.boolean(),
+    would_merge_with: z
+      .object({ max_segment_size: z.number().int().optional(), segment_boundary_mask: AddressOut.optional() })
+      .nullable()
+      .meta({ description: 'Device parameters that would give one segment (at least these values); null when none would or it already is one' }),
+    verdict: z.string(),
+    failure: z.object({ kernel: z.string(), message: z.string(), values: WhyValues }).optional().meta({ description: 'Why the mapping failed: which allocation, how big, under what limit' }),
+  })
+  .meta({ id: 'MapSgExplain', description: 'With ?explain=true: the rule behind each segment break', example: EXPLAIN_EXAMPLE });
+
 export const Segment = z.object({ dma_address: AddressOut, dma_length: z.number().int() });
 
 const Common = {
@@ -40,6 +101,7 @@ export const MapSgResult = z
     iova_ranges: z.array(IovaRange).meta({ description: 'Every IOVA allocation this mapping holds' }),
     bounced: z.boolean().optional().meta({ description: 'Some entry goes through swiotlb' }),
     pages: z.array(PageRow).optional(),
+    explain: Explain.optional(),
     ...Common,
   })
   .meta({ id: 'MapSgResult' });

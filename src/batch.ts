@@ -35,8 +35,8 @@ function resolve(h: HandleOrRef, k: number, results: readonly Result[]): number 
 function runOne(s: Session, op: BatchOpInput, k: number, results: readonly Result[]): Result {
   switch (op.op) {
     case 'map_sg': {
-      const { op: _, pages, ...body } = op;
-      return s.mapSg(body, pages === true);
+      const { op: _, pages, explain, ...body } = op;
+      return s.mapSg(body, pages === true, explain === true);
     }
     case 'map_page': {
       const { op: _, pages, ...body } = op;

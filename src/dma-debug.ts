@@ -18,6 +18,9 @@ export interface DebugFinding {
 
 export const MAX_FINDINGS = 10_000;
 
+/** (1 << RADIX_TREE_MAX_TAGS) − 1: the overlap count lives in three radix-tree tags. */
+export const ACTIVE_CACHELINE_MAX_OVERLAP = 7;
+
 const DIR_NAME: Record<DmaDirection, string> = {
   bidirectional: 'DMA_BIDIRECTIONAL',
   to_device: 'DMA_TO_DEVICE',
@@ -157,6 +160,53 @@ export class DmaDebug {
       m.handle,
       `cpu ${access} at ${phys} touches a buffer the device owns [mapped with ${DIR_NAME[m.dir]}] (call sync for_cpu or unmap first)`,
     );
+  }
+
+  /**
+   * check_sg_segment, for each of the mapped_ents entries debug_dma_map_sg walks: entry i's
+   * own length (the CPU entry, not the i-th DMA segment) against dma_get_max_seg_size, and the
+   * i-th DMA segment against dma_get_seg_boundary. `scale` is 2^shift of the segments' pfns.
+   */
+  checkSgSegments(m: Mapping, maxSeg: number, boundaryBits: number, scale: number): void {
+    const segs = m.segments;
+    for (let i = 0; i < segs.length; i++) {
+      const len = (m.sg[i] as Mapping['sg'][number]).length;
+      if (len > maxSeg) {
+        this.report('sg_segment_too_long', m.handle, `mapping sg segment longer than device claims to support [len=${len}] [max=${maxSeg}]`);
+      }
+      if (boundaryBits < 64) this.checkSegBoundary(m.handle, segs[i] as Mapping['segments'][number], boundaryBits, scale);
+    }
+  }
+
+  /** (start ^ end) & ~boundary, in doubles while they are exact, in BigInt past 2^53. */
+  private checkSegBoundary(handle: number, s: Mapping['segments'][number], bits: number, scale: number): void {
+    if (s.len === 0) return;
+    const start = s.pfn * scale + s.off;
+    if (start + s.len <= 2 ** 53 && bits <= 52) {
+      const w = 2 ** bits;
+      if ((start % w) + s.len <= w) return;
+    } else {
+      const a = BigInt(s.pfn) * BigInt(scale) + BigInt(s.off);
+      const e = a + BigInt(s.len) - 1n;
+      if (a >> BigInt(bits) === e >> BigInt(bits)) return;
+    }
+    const a = BigInt(s.pfn) * BigInt(scale) + BigInt(s.off);
+    const f = (v: bigint): string => `0x${v.toString(16).padStart(16, '0')}`;
+    this.report(
+      'sg_segment_across_boundary',
+      handle,
+      `mapping sg segment across boundary [start=${f(a)}] [end=${f(a + BigInt(s.len) - 1n)}] [boundary=${f((1n << BigInt(bits)) - 1n)}]`,
+    );
+  }
+
+  /** add_dma_entry: active_cacheline_insert answered -EEXIST (and no attribute excuses it). */
+  cachelineOverlap(handle: number): void {
+    this.report('cacheline_overlap', handle, "cacheline tracking EEXIST, overlapping mappings aren't supported");
+  }
+
+  /** active_cacheline_inc_overlap's WARN_ONCE: the 3-tag overlap counter is full. `cln` is the cacheline number, printed with %pa. */
+  cachelineOverflow(handle: number, cln: number): void {
+    this.report('cacheline_overlap_limit', handle, `exceeded ${ACTIVE_CACHELINE_MAX_OVERLAP} overlapping mappings of cacheline 0x${cln.toString(16).padStart(16, '0')}`);
   }
 
   /** dma_debug_device_change: entries still live when the device goes away. */

@@ -8,6 +8,7 @@ import type { SessionConfig } from './config.js';
 import type { BounceSlot, DmaDirection, DmaOps, DmaSegment, MapFailure, MapResult, Mapping, SgEntry } from './mapping.js';
 import { sumLengths } from './layouts/linux.js';
 import { Swiotlb } from './swiotlb.js';
+import type { SgExplainer } from './explain.js';
 
 export class DmaDirect implements DmaOps {
   readonly shift = 0;
@@ -37,11 +38,13 @@ export class DmaDirect implements DmaOps {
     return dma + size - 1 <= limit;
   }
 
-  mapSg(sg: readonly SgEntry[], dir: DmaDirection): MapResult | MapFailure {
+  mapSg(sg: readonly SgEntry[], dir: DmaDirection, why?: SgExplainer): MapResult | MapFailure {
     const segments: DmaSegment[] = [];
     const bounce: (BounceSlot | null)[] = [];
-    for (const s of sg) {
+    for (let i = 0; i < sg.length; i++) {
+      const s = sg[i] as SgEntry;
       const r = this.mapOne(s.phys, s.length, dir);
+      if (why) this.explainEntry(why, s, i, r);
       if (typeof r === 'string') {
         for (const b of bounce) if (b) this.swiotlb.release(b.index);
         return { errno: 'EIO', message: `entry at phys 0x${s.phys.toString(16)}: ${r} (dma_direct_map_sg)` };
@@ -50,6 +53,23 @@ export class DmaDirect implements DmaOps {
       bounce.push(r.slot);
     }
     return { sg, size: sumLengths(sg), segments, allocs: [], extents: [], bounce: anyBounced(bounce) };
+  }
+
+  /** dma_direct_map_sg maps entry by entry: every entry after the first is its own segment. */
+  private explainEntry(why: SgExplainer, s: SgEntry, i: number, r: { seg: DmaSegment; slot: BounceSlot | null } | string): void {
+    const phys = `0x${s.phys.toString(16)}`;
+    if (typeof r === 'string') {
+      why.fail({ kernel: 'dma_direct_map_sg', message: `entry ${i} at phys ${phys}: ${r}`, values: { entry: i, phys, length: s.length } });
+      return;
+    }
+    if (i === 0) return;
+    if (r.slot) {
+      const values = { phys, bounce: `0x${r.slot.tlbAddr.toString(16)}`, length: s.length };
+      const cause = this.force ? 'swiotlb=force' : 'the buffer is not addressable under dma_mask (dma_capable)';
+      why.brk({ entry: i, rule: 'swiotlb_bounce', kernel: 'swiotlb_map', values, fix: null, message: `no IOMMU, and entry ${i} is bounced through swiotlb at ${values.bounce} (${cause}): its own segment` });
+    } else {
+      why.brk({ entry: i, rule: 'no_iommu', kernel: 'dma_direct_map_sg', values: { phys, length: s.length }, fix: null, message: `no IOMMU: dma-direct never merges, entry ${i} is its own segment at phys + dma_offset` });
+    }
   }
 
   mapPage(phys: number, size: number, dir: DmaDirection): MapResult | MapFailure {

@@ -2,6 +2,9 @@
 // Addresses are (pfn, byte offset) pairs in the session's IOVA granule (or pfn 0 and a byte
 // address without an IOMMU), so 64-bit IOVAs stay exact without BigInt on the hot path.
 
+import type { AllocatorMarks } from './iova/iova-allocator.js';
+import type { SgExplainer } from './explain.js';
+
 export type DmaDirection = 'bidirectional' | 'to_device' | 'from_device' | 'none';
 
 export interface SgEntry {
@@ -72,7 +75,8 @@ export type MapResult = Omit<Mapping, 'handle' | 'kind' | 'dir'>;
 
 /** The DMA-API operations one layout (or dma-direct) implements. */
 export interface DmaOps {
-  mapSg(sg: readonly SgEntry[], dir: DmaDirection): MapResult | MapFailure;
+  /** `why`, when given (only for ?explain=true), receives the reason of every segment break and of a failure. */
+  mapSg(sg: readonly SgEntry[], dir: DmaDirection, why?: SgExplainer): MapResult | MapFailure;
   mapPage(phys: number, size: number, dir: DmaDirection): MapResult | MapFailure;
   /**
    * Frees what the mapping holds (IOVA, bounce slots). linux-4.4 frees whatever range holds
@@ -90,6 +94,8 @@ export interface DmaOps {
   flush(rcache: boolean, depotTrim?: boolean): { flushed: number; rcacheFreed: number };
   /** Ranges in the allocator (for summaries). */
   rangeCount(): number;
+  /** rcache, flush queue and cached nodes, for the IOVA picture (layouts with an IOVA tree). */
+  allocatorMarks?(): AllocatorMarks;
 }
 
 export function isFailure(r: MapResult | MapFailure): r is MapFailure {

@@ -35,7 +35,7 @@ type Pages = { pages?: boolean } | undefined;
 
 /** Each session-scoped POST as its route calls the core (routes/dma.ts, routes/memory.ts). */
 export const SESSION_CALLS: Record<CallName, (s: Session, body: unknown, query: unknown) => unknown> = {
-  map_sg: (s, b, q) => s.mapSg(b as MapSgInput, (q as Pages)?.pages === true),
+  map_sg: (s, b, q) => s.mapSg(b as MapSgInput, (q as Pages)?.pages === true, (q as { explain?: boolean } | undefined)?.explain === true),
   map_page: (s, b, q) => s.mapPage(b as MapPageInput, (q as Pages)?.pages === true),
   unmap: (s, b) => s.unmap(b as UnmapInput),
   sync: (s, b) => s.sync(b as SyncInput),

@@ -14,6 +14,9 @@ import { isFailure, type DmaDirection, type DmaOps, type MapFailure, type MapRes
 import { PageAllocator } from './memory/page-allocator.js';
 import { DeviceView } from './memory/device-view.js';
 import { HandleTable } from './handle-table.js';
+import { CachelineTracker } from './debug-cacheline.js';
+import { SgExplainer, explainOut } from './explain.js';
+import type { IovaState } from './iova-picture.js';
 import type {
   AllocCoherentInput,
   AllocCoherentOut,
@@ -82,6 +85,7 @@ export class Session {
   private coherentCount = 0;
   private iovaInUse = 0;
   readonly debug: DmaDebug;
+  private readonly cachelines: CachelineTracker;
   readonly memory: DeviceView;
   private readonly pages: PageAllocator;
   private readonly counters: Counters = {
@@ -108,6 +112,7 @@ export class Session {
     else if (config.layout === 'linux-4.4') this.ops = new Linux44IommuDma(config);
     else this.ops = new ArmLegacyIommuDma(config);
     this.debug = new DmaDebug(observer);
+    this.cachelines = new CachelineTracker(this.debug);
     this.pages = new PageAllocator(config.pageSize);
     // The device sees live mappings and the strays a linux-4.4 unmap left mapped.
     const strays = this.strays;
@@ -117,7 +122,7 @@ export class Session {
 
   // ---- streaming mappings -------------------------------------------------------------
 
-  mapSg(input: MapSgInput, withPages = false): MapSgOut {
+  mapSg(input: MapSgInput, withPages = false, explain = false): MapSgOut {
     this.debug.discardFresh();
     const dir = mappingDirection(input.dir);
     if (input.sg.length > this.limits.maxSgEntries) {
@@ -127,9 +132,17 @@ export class Session {
     if (withPages) this.checkPageRows(input.sg);
     this.checkRoom();
     this.counters.map_sg++;
-    const r = this.ops.mapSg(input.sg, dir);
-    if (isFailure(r)) return this.failedSg(r);
+    const why = explain ? new SgExplainer() : undefined;
+    const r = this.ops.mapSg(input.sg, dir, why);
+    if (isFailure(r)) {
+      const failed = this.failedSg(r);
+      if (why) failed.explain = explainOut(why, [], () => 0n);
+      return failed;
+    }
     const m = this.adopt(r, 'map_sg', dir, input.skip_cpu_sync === true);
+    // debug_dma_map_sg: check_sg_segment per mapped entry, then add_dma_entry's cacheline tracking.
+    this.debug.checkSgSegments(m, this.config.maxSegmentSize, this.config.segmentBoundaryBits, 2 ** this.ops.shift);
+    this.cachelines.insert(m, input.skip_cpu_sync === true);
     const out: MapSgOut = {
       handle: m.handle,
       nents: m.segments.length,
@@ -139,6 +152,7 @@ export class Session {
     };
     if (m.bounce) out.bounced = true;
     if (withPages) out.pages = this.pageRows(m);
+    if (why) out.explain = explainOut(why, m.segments, (x) => BigInt(x.pfn) * 2n ** BigInt(this.ops.shift) + BigInt(x.off));
     this.observer.call('map_sg', null);
     return this.withDebug(out);
   }
@@ -157,6 +171,7 @@ export class Session {
       return this.withDebug({ handle: null, dma_address: DMA_MAPPING_ERROR_HEX, iova: null, error: r });
     }
     const m = this.adopt(r, 'map_page', dir, input.skip_cpu_sync === true);
+    this.cachelines.insert(m, input.skip_cpu_sync === true);
     const out: MapPageOut = { handle: m.handle, dma_address: this.addr(m.segments[0]), iova: this.iovaOut(m) };
     if (m.bounce) out.bounced = true;
     if (withPages) out.pages = this.pageRows(m);
@@ -179,6 +194,7 @@ export class Session {
     }
     this.debug.checkUnmap(m, input, () => this.addr(m.segments[0]));
     this.memory.syncForCpuOnUnmap(m, input.skip_cpu_sync === true);
+    this.cachelines.remove(m);
     this.release(m);
     this.counters.unmap++;
     this.observer.call('unmap', null);
@@ -222,6 +238,7 @@ export class Session {
     }
     this.memory.zero(phys, size);
     const m = this.adopt({ ...r, size: input.size }, 'coherent', 'bidirectional', true);
+    this.cachelines.insert(m, false); // debug_dma_alloc_coherent: attrs carry no SKIP_CPU_SYNC
     const pages: string[] = [];
     for (let p = 0; p < size; p += this.config.pageSize) pages.push(hex(phys + p));
     this.coherentCount++;
@@ -238,6 +255,7 @@ export class Session {
       if (m) throw new DmaemuError('DMAEMU_INVALID_ARGUMENT', `handle ${input.handle} is a streaming mapping: unmap it (DMA-API: device driver frees DMA memory with wrong function)`, 'handle');
       throw new DmaemuError('DMAEMU_HANDLE_NOT_FOUND', `handle ${input.handle}: device driver tries to free DMA memory it has not allocated`);
     }
+    this.cachelines.remove(m);
     this.release(m);
     const first = m.sg[0];
     if (first) this.pages.release(first.phys, Math.ceil(m.size / this.config.pageSize) * this.config.pageSize);
@@ -330,6 +348,11 @@ export class Session {
 
   get iovaBytesInUse(): number {
     return this.iovaInUse;
+  }
+
+  /** What the IOVA picture draws (src/iova-picture.ts): nothing is copied, the mappings are walked once. */
+  iovaState(): IovaState {
+    return { mappings: this.mappings.values(), strays: this.strays, shift: this.ops.shift, marks: this.ops.allocatorMarks?.() ?? null };
   }
 
   /** DELETE: what is still live is a leak (dma-debug's "pending DMA allocations"). */

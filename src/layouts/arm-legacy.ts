@@ -13,6 +13,7 @@ import { ArmIova } from '../iova/arm-iova.js';
 import { alignUp } from '../iova/pfn-math.js';
 import type { DmaDirection, DmaOps, DmaSegment, Extent, IovaAlloc, MapFailure, MapResult, Mapping, SgEntry } from '../mapping.js';
 import { sumLengths } from './linux.js';
+import { totalLength, type SgExplainer } from '../explain.js';
 
 export class ArmLegacyIommuDma implements DmaOps {
   readonly shift = 0;
@@ -32,7 +33,7 @@ export class ArmLegacyIommuDma implements DmaOps {
     });
   }
 
-  mapSg(sg: readonly SgEntry[], _dir: DmaDirection): MapResult | MapFailure {
+  mapSg(sg: readonly SgEntry[], _dir: DmaDirection, why?: SgExplainer): MapResult | MapFailure {
     const p = this.pageSize;
     const segments: DmaSegment[] = [];
     const allocs: IovaAlloc[] = [];
@@ -49,11 +50,19 @@ export class ArmLegacyIommuDma implements DmaOps {
           size = (size + s.length) >>> 0;
           continue;
         }
+        if (why) this.explainChunk(why, sg, i, size);
       }
       // __map_sg_chunk for entries start..i-1
       const bytes = alignUp(size, p);
       const iova = this.iova.allocIova(bytes);
       if (iova < 0) {
+        if (why) {
+          why.fail({
+            kernel: '__alloc_iova (arch/arm bitmap)',
+            message: `no free run of ${bytes / p} pages (${bytes} bytes, chunk ${allocs.length} starting at entry ${start}) in the mapping's bitmaps`,
+            values: { chunk: allocs.length, first_entry: start, bytes, pages: bytes / p },
+          });
+        }
         for (const a of allocs) this.iova.freeIova(a.off, a.bytes);
         return { errno: 'ENOMEM', message: `no IOVA space for a ${bytes}-byte chunk (__alloc_iova)` };
       }
@@ -73,6 +82,24 @@ export class ArmLegacyIommuDma implements DmaOps {
       }
     }
     return { sg, size: sumLengths(sg), segments, allocs, extents, bounce: null };
+  }
+
+  /** Which of __iommu_map_sg's three tests closed the chunk before entry i (checked in its order). */
+  private explainChunk(why: SgExplainer, sg: readonly SgEntry[], i: number, size: number): void {
+    const p = this.pageSize;
+    const s = sg[i] as SgEntry;
+    const kernel = '__iommu_map_sg';
+    const sOff = s.phys % p;
+    if (sOff !== 0) {
+      why.brk({ entry: i, rule: 'arm_new_chunk', condition: 'offset', kernel, values: { offset: sOff, page_size: p }, fix: null, message: `new chunk: entry ${i} starts ${sOff} bytes into its page (s->offset != 0)` });
+    } else if (size % p !== 0) {
+      why.brk({ entry: i, rule: 'arm_new_chunk', condition: 'chunk_not_page_multiple', kernel, values: { chunk_size: size, page_size: p }, fix: null, message: `new chunk: the chunk before entry ${i} is ${size} bytes, not a whole number of pages` });
+    } else {
+      const first = sg[0] as SgEntry;
+      const values = { chunk_size: size, length: s.length, max_segment_size: this.maxSeg };
+      const fix = { max_segment_size: (first.phys % p) + totalLength(sg) };
+      why.brk({ entry: i, rule: 'arm_new_chunk', condition: 'max_segment_size', kernel, values, fix, message: `new chunk: chunk_size ${size} + length ${s.length} > max_segment_size ${this.maxSeg}` });
+    }
   }
 
   mapPage(phys: number, size: number, _dir: DmaDirection): MapResult | MapFailure {

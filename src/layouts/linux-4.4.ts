@@ -10,17 +10,20 @@
 // is v4.4. Unmap frees whatever range holds the first segment's address.
 
 import type { SessionConfig } from '../config.js';
-import type { Iova44Allocator } from '../iova/iova-allocator.js';
-import { createIova44 } from '../iova/iova44.js';
+import type { AllocatorMarks } from '../iova/iova-allocator.js';
+import { createIova44, type FastIova44 } from '../iova/iova44.js';
 import { alignUp, roundupPowOfTwo } from '../iova/pfn-math.js';
 import type { DmaDirection, DmaOps, DmaSegment, Extent, MapFailure, MapResult, Mapping, SgEntry } from '../mapping.js';
 import { sumLengths } from './linux.js';
+import type { SgExplainer } from '../explain.js';
+
+const sLenOf = (s: SgEntry, g: number): number => alignUp(s.length + (s.phys % g), g);
 
 export class Linux44IommuDma implements DmaOps {
   readonly shift: number;
   private readonly granule: number;
   private readonly pageSize: number;
-  private readonly iova: Iova44Allocator;
+  private readonly iova: FastIova44;
   private readonly startPfn: number;
   private readonly dmaLimitPfn: number;
   private readonly coherentLimitPfn: number;
@@ -52,7 +55,7 @@ export class Linux44IommuDma implements DmaOps {
     return this.iova.allocIova(pages, limitPfn);
   }
 
-  mapSg(sg: readonly SgEntry[], _dir: DmaDirection): MapResult | MapFailure {
+  mapSg(sg: readonly SgEntry[], _dir: DmaDirection, why?: SgExplainer): MapResult | MapFailure {
     const g = this.granule;
     const n = sg.length;
     const entryOff = new Array<number>(n);
@@ -73,13 +76,29 @@ export class Linux44IommuDma implements DmaOps {
     }
     const pages = iovaLen / g;
     const pfn = this.alloc(pages, this.dmaLimitPfn);
-    if (pfn === 0) return { errno: 'ENOMEM', message: `no IOVA space for ${iovaLen} bytes below the DMA mask (__alloc_iova)` };
+    if (pfn === 0) {
+      if (why) {
+        const limit = `0x${this.dmaLimitPfn.toString(16)}`;
+        why.fail({
+          kernel: '__alloc_iova',
+          message: `no free range of ${pages} pfns (${iovaLen} bytes, entries padded to their power-of-two alignment) at or below limit pfn ${limit} (dma_mask in ${g}-byte granules)`,
+          values: { pfns: pages, limit_pfn: limit, start_pfn: `0x${this.startPfn.toString(16)}`, granule: g },
+        });
+      }
+      return { errno: 'ENOMEM', message: `no IOVA space for ${iovaLen} bytes below the DMA mask (__alloc_iova)` };
+    }
     const segments: DmaSegment[] = [];
     const extents: Extent[] = [];
     for (let i = 0; i < n; i++) {
       const s = sg[i] as SgEntry;
       const off = entryOff[i] as number;
       segments.push({ pfn, off: off + (s.phys % this.pageSize), len: s.length });
+      if (why && i > 0) {
+        const p = sg[i - 1] as SgEntry;
+        const pad = off - (entryOff[i - 1] as number) - alignUp(p.length + (p.phys % g), g);
+        const values = { pad, alignment: roundupPowOfTwo(sLenOf(s, g)) };
+        why.brk({ entry: i, rule: 'v4.4_never_merges', kernel: '__finalise_sg (v4.4)', values, fix: null, message: `v4.4 never concatenates: entry ${i} is its own segment, placed after ${pad} bytes of padding so it starts aligned to ${values.alignment}` });
+      }
       extents.push({ pfn, off, phys: s.phys - (s.phys % g), bytes: sIovaLen[i] as number });
     }
     return {
@@ -134,5 +153,9 @@ export class Linux44IommuDma implements DmaOps {
 
   rangeCount(): number {
     return this.iova.rangeCount;
+  }
+
+  allocatorMarks(): AllocatorMarks {
+    return this.iova.marks();
   }
 }

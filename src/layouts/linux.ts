@@ -10,9 +10,11 @@
 // join it.
 
 import type { SessionConfig } from '../config.js';
+import type { AllocatorMarks } from '../iova/iova-allocator.js';
 import { createLinuxIova, type FastLinuxIova } from '../iova/linux-iova.js';
 import { alignUp, modPow2 } from '../iova/pfn-math.js';
 import type { DmaDirection, DmaOps, DmaSegment, Extent, MapFailure, MapResult, Mapping, SgEntry } from '../mapping.js';
+import { totalLength, type SgExplainer } from '../explain.js';
 
 export class LinuxIommuDma implements DmaOps {
   readonly shift: number;
@@ -80,7 +82,7 @@ export class LinuxIommuDma implements DmaOps {
     return pfn < span ? pfn !== 0 : pfn % span !== 0;
   }
 
-  mapSg(sg: readonly SgEntry[], _dir: DmaDirection): MapResult | MapFailure {
+  mapSg(sg: readonly SgEntry[], _dir: DmaDirection, why?: SgExplainer): MapResult | MapFailure {
     const g = this.granule;
     const n = sg.length;
     if (this.entryOff.length < n) {
@@ -104,7 +106,10 @@ export class LinuxIommuDma implements DmaOps {
     }
     const pages = iovaLen / g;
     const pfn = this.alloc(pages, this.dmaLimitPfn);
-    if (pfn === 0) return { errno: 'ENOMEM', message: `no IOVA space for ${iovaLen} bytes below the DMA mask (iommu_dma_alloc_iova)` };
+    if (pfn === 0) {
+      if (why) this.explainFailure(why, pages);
+      return { errno: 'ENOMEM', message: `no IOVA space for ${iovaLen} bytes below the DMA mask (iommu_dma_alloc_iova)` };
+    }
 
     // __finalise_sg
     const segments: DmaSegment[] = [];
@@ -119,6 +124,7 @@ export class LinuxIommuDma implements DmaOps {
       if (curLen !== 0 && sIovaOff === 0 && this.offBoundary(pfn + off / g) && (this.maxSeg - curLen) >>> 0 >= s.length && cur) {
         curLen = (curLen + s.length) >>> 0;
       } else {
+        if (why && i > 0) this.explainBreak(why, sg, i, curLen, pfn + off / g);
         cur = { pfn, off: off + sIovaOff, len: 0 };
         segments.push(cur);
         curLen = s.length;
@@ -135,6 +141,64 @@ export class LinuxIommuDma implements DmaOps {
       extents,
       bounce: null,
     };
+  }
+
+  /**
+   * Why __finalise_sg started a new segment at entry i: the first of its conditions that failed,
+   * in the kernel's order (cur_len, s_iova_off, the boundary, max_segment_size).
+   */
+  private explainBreak(why: SgExplainer, sg: readonly SgEntry[], i: number, curLen: number, entryPfn: number): void {
+    const g = this.granule;
+    const s = sg[i] as SgEntry;
+    const iovaOff = modPow2(s.phys, g);
+    const kernel = '__finalise_sg';
+    if (curLen === 0) {
+      const p = sg[i - 1] as SgEntry;
+      const pOff = modPow2(p.phys, g);
+      const ownEnd = p.length + pOff;
+      if (ownEnd % g !== 0) {
+        const values = { prev_length: p.length, prev_iova_off: pOff, granule: g };
+        why.brk({ entry: i, rule: 'previous_partial', kernel, values, fix: null, message: `entry ${i - 1} ends ${ownEnd % g} bytes into a granule (iova_off ${pOff} + length ${p.length} is not a multiple of ${g}): cur_len was reset, nothing may follow it` });
+      } else {
+        const values = { segment_boundary_mask: `0x${(2n ** BigInt(this.segBits) - 1n).toString(16)}`, prev_length: p.length };
+        why.brk({ entry: i, rule: 'segment_boundary', kernel: 'iommu_dma_map_sg', values, fix: this.boundaryFix(sg), message: `entry ${i} would straddle a segment boundary: entry ${i - 1} was padded so that entry ${i} starts on it, and cur_len was reset` });
+      }
+      return;
+    }
+    if (iovaOff !== 0) {
+      why.brk({ entry: i, rule: 'entry_offset', kernel, values: { iova_off: iovaOff, granule: g }, fix: null, message: `entry ${i} starts ${iovaOff} bytes into a granule (s_iova_off ${iovaOff} != 0)` });
+      return;
+    }
+    if (!this.offBoundary(entryPfn)) {
+      const values = { dma_address: `0x${(BigInt(entryPfn) << BigInt(this.shift)).toString(16)}`, segment_boundary_mask: `0x${(2n ** BigInt(this.segBits) - 1n).toString(16)}` };
+      why.brk({ entry: i, rule: 'segment_boundary', kernel, values, fix: this.boundaryFix(sg), message: `entry ${i} starts on a segment boundary ((dma_addr & mask) == 0)` });
+      return;
+    }
+    const values = { max_segment_size: this.maxSeg, cur_len: curLen, length: s.length };
+    why.brk({ entry: i, rule: 'max_segment_size', kernel, values, fix: { max_segment_size: totalLength(sg) }, message: `max_segment_size ${this.maxSeg} − cur_len ${curLen} < length ${s.length}` });
+  }
+
+  /**
+   * A mask whose window holds the whole unpadded list (the size-aligned allocation then meets no
+   * boundary inside it) — and, since __finalise_sg tests the boundary before max_segment_size,
+   * the max_segment_size the merged segment would still need.
+   */
+  private boundaryFix(sg: readonly SgEntry[]): { segment_boundary_mask: bigint; max_segment_size?: number } {
+    let len = 0;
+    for (const s of sg) len += alignUp(s.length + modPow2(s.phys, this.granule), this.granule);
+    let w = 1n;
+    while (w < BigInt(len)) w *= 2n;
+    const total = totalLength(sg);
+    return total > this.maxSeg ? { segment_boundary_mask: w - 1n, max_segment_size: total } : { segment_boundary_mask: w - 1n };
+  }
+
+  private explainFailure(why: SgExplainer, pages: number): void {
+    const limitPfn = this.dmaLimitPfn < this.apertureEndPfn ? this.dmaLimitPfn : this.apertureEndPfn;
+    why.fail({
+      kernel: 'iommu_dma_alloc_iova',
+      message: `no free range of ${this.allocatedPages(pages)} pfns (${pages} needed, rounded up below 32) at or below limit pfn 0x${limitPfn.toString(16)} (min of dma_mask and the aperture end, in ${this.granule}-byte granules)`,
+      values: { pfns: pages, allocated_pfns: this.allocatedPages(pages), limit_pfn: `0x${limitPfn.toString(16)}`, start_pfn: `0x${this.startPfn.toString(16)}`, granule: this.granule },
+    });
   }
 
   /** What alloc_iova_fast really takes for `pages` (sizes below 32 pfns round up). */
@@ -202,6 +266,10 @@ export class LinuxIommuDma implements DmaOps {
 
   rangeCount(): number {
     return this.iova.rangeCount;
+  }
+
+  allocatorMarks(): AllocatorMarks {
+    return this.iova.marks();
   }
 }
 
