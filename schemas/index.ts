@@ -1,6 +1,7 @@
 // Every wire type in one import for routes and the core's signatures.
 import type { z } from 'zod';
 import type * as B from './batch.js';
+import type * as C from './compare.js';
 import type * as D from './dma.js';
 import type * as M from './memory.js';
 import type * as S from './session.js';
@@ -13,6 +14,8 @@ export * from './dma.js';
 export * from './memory.js';
 export * from './tables.js';
 export * from './batch.js';
+export * from './compare.js';
+export * from './picture.js';
 export * from './trace.js';
 
 /** What a request body is after validation (addresses already bigint). */
@@ -52,3 +55,5 @@ export type ErrorBodyOut = z.output<typeof import('./common.js').ErrorBody>;
 export type TraceInput = z.output<typeof Tr.Trace>;
 export type SessionCreateRequestInput = z.output<typeof Tr.SessionCreateRequest>;
 export type ReplayReportOut = z.output<typeof Tr.ReplayReport>;
+export type CompareInput = z.output<typeof C.CompareBody>;
+export type CompareOut = z.output<typeof C.CompareResult>;

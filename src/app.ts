@@ -15,6 +15,9 @@ import { sessionsPlugin } from '../routes/sessions.js';
 import { dmaPlugin } from '../routes/dma.js';
 import { memoryPlugin } from '../routes/memory.js';
 import { tablesPlugin } from '../routes/tables.js';
+import { comparePlugin } from '../routes/compare.js';
+import { iovaSvgPlugin } from '../routes/iova-svg.js';
+import { uiPlugin } from '../routes/ui.js';
 import { tracePlugin } from '../routes/trace.js';
 import type { Journal, JournalOptions } from './journal.js';
 import { dataDirFromEnv, journalOptionsFromEnv, openJournal } from './persistence.js';
@@ -95,7 +98,10 @@ export async function buildApp(opts: AppOptions = {}): Promise<FastifyInstance> 
   await app.register(dmaPlugin);
   await app.register(memoryPlugin);
   await app.register(tablesPlugin);
+  await app.register(iovaSvgPlugin);
+  await app.register(uiPlugin);
   await app.register(tracePlugin);
+  await app.register(comparePlugin);
   // Last: restored sessions get the observer the plugins installed.
   const restored = await journal.restore();
   app.log.info({ store: journal.store.description, ...restored, ms: Math.round(restored.ms) }, 'op store opened');
