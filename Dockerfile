@@ -64,6 +64,8 @@ WORKDIR /app
 COPY package.json ./
 COPY --from=prod-deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+# The explorer's static files (GET /ui), found beside dist/ by routes/ui.ts.
+COPY --from=build /app/ui ./ui
 
 # Sessions persist here (docs/persistence.md): one op log per session, replayed on start, so
 # they survive a restart, a crash or a reschedule that keeps the volume. Owned by `node`; a

@@ -20,4 +20,9 @@ export default tseslint.config(
     files: ['**/*.mjs', '**/*.js'],
     languageOptions: { globals: globals.node },
   },
+  {
+    // The explorer's script runs in the browser (served as-is by routes/ui.ts).
+    files: ['ui/**/*.js'],
+    languageOptions: { globals: globals.browser },
+  },
 );

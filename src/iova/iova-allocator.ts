@@ -12,6 +12,20 @@ export interface PfnRange {
   hi: number;
 }
 
+/**
+ * What an allocator holds besides the live mappings' ranges, cheap to take at a million live
+ * ranges (no walk of the tree): for the IOVA picture (src/iova-picture.ts). Inclusive pfns.
+ */
+export interface AllocatorMarks {
+  /** Freed by the driver, kept by the rcache for reuse (still in the tree). */
+  rcache: PfnRange[];
+  /** Freed by the driver, waiting in the flush queue for an IOTLB flush (non-strict). */
+  flushQueue: PfnRange[];
+  /** cached_node / cached32_node: the range the next walk starts below (null: the anchor or NULL). */
+  cached: PfnRange | null;
+  cached32: PfnRange | null;
+}
+
 export interface RcacheClassSnapshot {
   /** order_base_2 of the sizes this class caches (0..5). */
   order: number;

@@ -14,7 +14,7 @@
 // Invariants: ranges disjoint; cached32 is null or the key of a live range below dma_32bit_pfn.
 
 import { invalid } from '../errors.js';
-import type { Iova44Allocator, Iova44Config, Iova44Snapshot } from './iova-allocator.js';
+import type { AllocatorMarks, Iova44Allocator, Iova44Config, Iova44Snapshot } from './iova-allocator.js';
 import { IovaTree } from './iova-tree.js';
 import { checkGranuleShift, checkPages } from './linux-iova.js';
 import { alignDown, roundupPowOfTwo } from './pfn-math.js';
@@ -142,8 +142,16 @@ class Iova44 implements Iova44Allocator {
       dma32BitPfn: this.dma32BitPfn,
     };
   }
+
+  /** cached32_node without walking the tree (the IOVA picture); v4.4 had no rcache or flush queue. */
+  marks(): AllocatorMarks {
+    const cached32 = this.cached32 < 0 ? null : { lo: this.cached32, hi: this.tree.hiOf(this.cached32) };
+    return { rcache: [], flushQueue: [], cached: null, cached32 };
+  }
 }
 
-export function createIova44(cfg: Iova44Config): Iova44Allocator {
+export type FastIova44 = Iova44Allocator & { marks(): AllocatorMarks };
+
+export function createIova44(cfg: Iova44Config): FastIova44 {
   return new Iova44(cfg);
 }

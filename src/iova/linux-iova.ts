@@ -18,7 +18,7 @@
 // range.
 
 import { invalid } from '../errors.js';
-import type { LinuxIovaAllocator, LinuxIovaConfig, LinuxIovaSnapshot, PfnRange } from './iova-allocator.js';
+import type { AllocatorMarks, LinuxIovaAllocator, LinuxIovaConfig, LinuxIovaSnapshot, PfnRange } from './iova-allocator.js';
 import { IovaRcache, IOVA_RANGE_CACHE_MAX_SIZE } from './iova-rcache.js';
 import { IovaTree } from './iova-tree.js';
 import { alignDown, orderBase2, roundupPowOfTwo } from './pfn-math.js';
@@ -288,6 +288,28 @@ class LinuxIova implements LinuxIovaAllocator {
     };
   }
 
+  /** The rcache, flush queue and cached nodes, without walking the tree (the IOVA picture). */
+  marks(): AllocatorMarks {
+    const range = (pfn: number): PfnRange => ({ lo: pfn, hi: this.tree.hiOf(pfn) });
+    const rcache: PfnRange[] = [];
+    for (const c of this.rcache.snapshot()) {
+      for (const pfn of c.loaded) rcache.push(range(pfn));
+      for (const pfn of c.prev) rcache.push(range(pfn));
+      for (const mag of c.depot) for (const pfn of mag) rcache.push(range(pfn));
+    }
+    const flushQueue: PfnRange[] = [];
+    for (let k = 0; k < this.fqLen; k++) {
+      const i = (this.fqHead + k) % IOVA_FQ_SIZE;
+      flushQueue.push(range(this.fqPfn[i] as number)); // the tree's range: the queued size is unrounded
+    }
+    return {
+      rcache,
+      flushQueue,
+      cached: this.cached === ANCHOR ? null : range(this.cached),
+      cached32: this.cached32 === ANCHOR ? null : range(this.cached32),
+    };
+  }
+
   /** Granule shift of this domain (for callers converting addresses). */
   get granuleShift(): number {
     return this.shift;
@@ -304,7 +326,7 @@ class LinuxIova implements LinuxIovaAllocator {
   }
 }
 
-export type FastLinuxIova = LinuxIovaAllocator & { checkInvariants(): void; readonly queuedFrees: number; trimDepot(): number };
+export type FastLinuxIova = LinuxIovaAllocator & { checkInvariants(): void; readonly queuedFrees: number; trimDepot(): number; marks(): AllocatorMarks };
 
 export function createLinuxIova(cfg: LinuxIovaConfig): FastLinuxIova {
   return new LinuxIova(cfg);
