@@ -8,8 +8,8 @@
 //   rects). Below a pixel, a column shows the category that covers most of it; its span's
 //   `counts` still name every category seen there.
 // - Spans in a lane never overlap and cover whole columns; `start`/`end` are exact (hex from
-//   pfn and offset, no doubles): the lowest start and highest end of the ranges of the span's
-//   category drawn in it (they may reach past the window when a range does).
+//   pfn and offset, no doubles): the lowest start and highest end of the ranges drawn in the
+//   span's columns, whatever their category (they may reach past the window when a range does).
 // - The scale is monotonic, so left-to-right order is address order.
 
 import type { SessionConfig } from './config.js';
@@ -293,7 +293,8 @@ function ticks(panels: PanelGeom[], unit: number, columns: number): Tick[] {
 
 /**
  * Per lane, per column, per category: pixel coverage (who wins the column), ranges and bytes
- * starting there, and the exact lowest start / highest end (pfn, off) with their double values.
+ * starting there; per lane and column: the exact lowest start / highest end (pfn, off) of the
+ * ranges touching it, with their double values.
  */
 class Grid {
   private readonly n: number;
@@ -313,12 +314,13 @@ class Grid {
     this.cover = new Float64Array(size);
     this.count = new Float64Array(size);
     this.bytes = new Float64Array(size);
-    this.loVal = new Float64Array(size).fill(Infinity);
-    this.loPfn = new Float64Array(size);
-    this.loOff = new Float64Array(size);
-    this.hiVal = new Float64Array(size).fill(-Infinity);
-    this.hiPfn = new Float64Array(size);
-    this.hiOff = new Float64Array(size);
+    const cols = LANE_NAMES.length * columns;
+    this.loVal = new Float64Array(cols).fill(Infinity);
+    this.loPfn = new Float64Array(cols);
+    this.loOff = new Float64Array(cols);
+    this.hiVal = new Float64Array(cols).fill(-Infinity);
+    this.hiPfn = new Float64Array(cols);
+    this.hiOff = new Float64Array(cols);
   }
 
   add(lane: number, cat: number, xa: number, xb: number, startsHere: boolean, bytes: number, loPfn: number, loOff: number, hiPfn: number, hiOff: number, a: number, b: number): void {
@@ -335,15 +337,16 @@ class Grid {
       const lo = xa > c ? xa : c;
       const hi = xb < c + 1 ? xb : c + 1;
       this.cover[i] = (this.cover[i] as number) + (hi > lo ? hi - lo : 1e-9);
-      if (a < (this.loVal[i] as number)) {
-        this.loVal[i] = a;
-        this.loPfn[i] = loPfn;
-        this.loOff[i] = loOff;
+      const j = lane * this.n + c;
+      if (a < (this.loVal[j] as number)) {
+        this.loVal[j] = a;
+        this.loPfn[j] = loPfn;
+        this.loOff[j] = loOff;
       }
-      if (b > (this.hiVal[i] as number)) {
-        this.hiVal[i] = b;
-        this.hiPfn[i] = hiPfn;
-        this.hiOff[i] = hiOff;
+      if (b > (this.hiVal[j] as number)) {
+        this.hiVal[j] = b;
+        this.hiPfn[j] = hiPfn;
+        this.hiOff[j] = hiOff;
       }
     }
     if (startsHere) {
@@ -387,10 +390,10 @@ class Grid {
           continue;
         }
         if (run && run.cat !== win) close(c);
-        const i: number = base + win;
-        if (!run) run = { cat: win, x: c, lo: i, hi: i, counts: new Array<number>(names.length).fill(0), bytes: 0 };
-        if ((this.loVal[i] as number) < (this.loVal[run.lo] as number)) run.lo = i;
-        if ((this.hiVal[i] as number) > (this.hiVal[run.hi] as number)) run.hi = i;
+        const j: number = lane * this.n + c;
+        if (!run) run = { cat: win, x: c, lo: j, hi: j, counts: new Array<number>(names.length).fill(0), bytes: 0 };
+        if ((this.loVal[j] as number) < (this.loVal[run.lo] as number)) run.lo = j;
+        if ((this.hiVal[j] as number) > (this.hiVal[run.hi] as number)) run.hi = j;
         for (let k = 0; k < names.length; k++) {
           run.counts[k] = (run.counts[k] as number) + (this.count[base + k] as number);
           run.bytes += this.bytes[base + k] as number;

@@ -50,7 +50,8 @@ async function cells(table: Locator): Promise<[string, string][]> {
 }
 
 async function idle(page: Page): Promise<void> {
-  await page.waitForFunction(() => document.body.dataset.ready === 'true' && document.body.dataset.busy === undefined);
+  // A string: the test is compiled without the DOM's types; the page sets these (ui/explorer.js guarded()).
+  await page.waitForFunction("document.body.dataset.ready === 'true' && document.body.dataset.busy === undefined");
 }
 
 const app = await buildApp({ logLevel: 'silent' });
