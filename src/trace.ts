@@ -103,7 +103,7 @@ export async function createSession(
   const { trace, ...input } = body;
   if (!trace) {
     const session = store.create(input);
-    await journal.created(session, input);
+    await created(store, journal, session, input);
     return { session };
   }
   const extra = Object.keys(input).filter((k) => (input as Record<string, unknown>)[k] !== undefined);
@@ -111,8 +111,18 @@ export async function createSession(
   const ops = parseTraceOps(trace.ops as TraceOpIn[], 'trace.ops'); // every op checked before anything runs
   const config = trace.session ?? {};
   const session = store.create(config);
-  await journal.created(session, config);
+  await created(store, journal, session, config);
   const r = replayTrace(session, ops);
   await journal.recordAll(session, r.calls);
   return { session, replay: { ops: ops.length, mismatches: r.mismatches } };
+}
+
+/** A session whose creation could not be made durable is not kept: the client got an error for it. */
+async function created(store: SessionStore, journal: Journal, session: Session, input: SessionCreateRequestInput): Promise<void> {
+  try {
+    await journal.created(session, input);
+  } catch (err) {
+    store.forget(session.id);
+    throw err;
+  }
 }
