@@ -32,7 +32,7 @@ export const iovaSvgPlugin: FastifyPluginAsync = async (app) => {
       const zoomed = q.start !== undefined || q.end !== undefined;
       const scale = q.scale ?? (zoomed ? 'linear' : 'log');
       const picture = iovaPicture(s.config, s.iovaState(), { start: q.start, end: q.end, columns: q.width - LEFT - RIGHT, scale });
-      const note = scale === 'log' ? 'log scale: both ends of each side of 4 GiB magnified (zoom: ?start=&end=)' : 'linear scale';
+      const note = scale === 'log' ? 'log scale: both ends of each side of 4 GiB magnified' : 'linear scale';
       const svg = pictureToSvg(picture, {
         title: `${s.config.layout}${s.config.iommu ? '' : ' (no IOMMU)'}: ${picture.mappings} live, ${picture.drawn} in ${picture.window.start}–${picture.window.end}`,
         tooltip: `IOVA space of session ${s.id}`,
