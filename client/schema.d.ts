@@ -70,6 +70,60 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/ui": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The session explorer (HTML): create a session, map a scatterlist, see segments, pages, the IOVA picture, findings, faults, three layouts side by side */
+        get: operations["ui"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/ui/explorer.js": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The explorer's script (an ES module) */
+        get: operations["ui_script"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/compare": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Replay a trace (or one scatterlist) under linux, linux-4.4, arm-legacy and no IOMMU, side by side
+         * @description One row per op with each column's answer and `differs`, the fields that are not the same everywhere. map_sg answers carry `explain` (why each segment break happened). Nothing is stored: the four sessions live for this request only. See docs/explain.md.
+         */
+        post: operations["compare"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/sessions": {
         parameters: {
             query?: never;
@@ -136,7 +190,7 @@ export interface paths {
         put?: never;
         /**
          * Several calls in order; {"ref": i} stands for the handle op i returned
-         * @description One result per op, each the single call's answer or its error body.
+         * @description One result per op, each the single call's answer or its error body. A map_sg op's `sg` entries may be `[phys, length]` tuples (the compact form, cheaper to parse and check); they decode to the same `{phys, length}` entries and give the same results.
          */
         post: operations["batch"];
         delete?: never;
@@ -281,6 +335,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/sessions/{id}/iova.svg": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The IOVA space as a picture (SVG): zoom with ?start=&end=, ?width=, ?scale=log|linear
+         * @description Rendered on the server; below a pixel, ranges are aggregated (one rect per occupied pixel column), so a million live mappings stay a small image. Each drawn range is a `rect.span` with `data-lane`, `data-cat`, `data-start`, `data-end` (exclusive).
+         */
+        get: operations["iova_svg"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/sessions/{id}/map_page": {
         parameters: {
             query?: never;
@@ -312,7 +386,7 @@ export interface paths {
         put?: never;
         /**
          * dma_map_sg: the segments the driver gets, and the IOVA behind them
-         * @description nents 0 with `error` when Linux fails the call. `?pages=true` also lists one IOVA→phys row per IOMMU granule.
+         * @description nents 0 with `error` when Linux fails the call. `?pages=true` also lists one IOVA→phys row per IOMMU granule; `?explain=true` adds `explain`: the rule behind each segment break and a verdict.
          */
         post: operations["map_sg"];
         delete?: never;
@@ -442,10 +516,12 @@ export interface components {
                  * @enum {string}
                  */
                 dir: "bidirectional" | "to_device" | "from_device" | "none";
+                /** @description As ?explain=true on map_sg */
+                explain?: boolean;
                 /** @constant */
                 op: "map_sg";
                 pages?: boolean;
-                sg: {
+                sg: (unknown | {
                     /** @description Bytes (unsigned int, ≥ 1: a zero-length entry is a caller error) */
                     length: number;
                     /**
@@ -453,7 +529,7 @@ export interface components {
                      * @example 0x80001200
                      */
                     phys: unknown;
-                }[];
+                })[];
                 /** @description DMA_ATTR_SKIP_CPU_SYNC */
                 skip_cpu_sync?: boolean;
             } | {
@@ -529,10 +605,15 @@ export interface components {
                  * @enum {string}
                  */
                 dir: "bidirectional" | "to_device" | "from_device" | "none";
+                /** @description As ?explain=true on map_sg */
+                explain?: boolean;
                 /** @constant */
                 op: "map_sg";
                 pages?: boolean;
-                sg: {
+                sg: ([
+                    string | number,
+                    number
+                ] | {
                     /** @description Bytes (unsigned int, ≥ 1: a zero-length entry is a caller error) */
                     length: number;
                     /**
@@ -540,7 +621,7 @@ export interface components {
                      * @example 0x80001200
                      */
                     phys: string | number;
-                }[];
+                })[];
                 /** @description DMA_ATTR_SKIP_CPU_SYNC */
                 skip_cpu_sync?: boolean;
             } | {
@@ -614,6 +695,666 @@ export interface components {
         };
         BatchResultInput: {
             results: (components["schemas"]["MapSgResultInput"] | components["schemas"]["MapPageResultInput"] | components["schemas"]["UnmapResultInput"] | components["schemas"]["SyncResultInput"] | components["schemas"]["AllocCoherentResultInput"] | components["schemas"]["FreeCoherentResultInput"] | components["schemas"]["FlushResultInput"] | components["schemas"]["ErrorInput"])[];
+        };
+        /**
+         * @example {
+         *       "session": {
+         *         "device": {
+         *           "max_segment_size": 65536
+         *         }
+         *       },
+         *       "dir": "to_device",
+         *       "sg": [
+         *         {
+         *           "phys": "0x90000000",
+         *           "length": 65536
+         *         },
+         *         {
+         *           "phys": "0x91000000",
+         *           "length": 16384
+         *         },
+         *         {
+         *           "phys": "0x92000000",
+         *           "length": 65536
+         *         }
+         *       ]
+         *     }
+         */
+        CompareRequest: {
+            /**
+             * @description With `sg`: the direction of the one map_sg (default to_device)
+             * @enum {string}
+             */
+            dir?: "bidirectional" | "to_device" | "from_device" | "none";
+            name?: string;
+            /** @description A trace in the format of test/vectors and GET /trace (`ref: i` = the handle op i returned); `expect` is ignored */
+            ops?: components["schemas"]["TraceOp"][];
+            rule?: string;
+            /** @description A POST /v1/sessions body; `layout` and `iommu: null` are set per column */
+            session?: components["schemas"]["SessionCreate"];
+            /** @description The common case: a single map_sg of this scatterlist instead of `ops` */
+            sg?: {
+                /** @description Bytes (unsigned int, ≥ 1: a zero-length entry is a caller error) */
+                length: number;
+                /**
+                 * @description Physical byte address below 2^52: hex string or safe integer
+                 * @example 0x80001200
+                 */
+                phys: unknown;
+            }[];
+        };
+        /**
+         * @example {
+         *       "session": {
+         *         "device": {
+         *           "max_segment_size": 65536
+         *         }
+         *       },
+         *       "dir": "to_device",
+         *       "sg": [
+         *         {
+         *           "phys": "0x90000000",
+         *           "length": 65536
+         *         },
+         *         {
+         *           "phys": "0x91000000",
+         *           "length": 16384
+         *         },
+         *         {
+         *           "phys": "0x92000000",
+         *           "length": 65536
+         *         }
+         *       ]
+         *     }
+         */
+        CompareRequestInput: {
+            /**
+             * @description With `sg`: the direction of the one map_sg (default to_device)
+             * @enum {string}
+             */
+            dir?: "bidirectional" | "to_device" | "from_device" | "none";
+            name?: string;
+            /** @description A trace in the format of test/vectors and GET /trace (`ref: i` = the handle op i returned); `expect` is ignored */
+            ops?: components["schemas"]["TraceOpInput"][];
+            rule?: string;
+            /** @description A POST /v1/sessions body; `layout` and `iommu: null` are set per column */
+            session?: components["schemas"]["SessionCreateInput"];
+            /** @description The common case: a single map_sg of this scatterlist instead of `ops` */
+            sg?: {
+                /** @description Bytes (unsigned int, ≥ 1: a zero-length entry is a caller error) */
+                length: number;
+                /**
+                 * @description Physical byte address below 2^52: hex string or safe integer
+                 * @example 0x80001200
+                 */
+                phys: string | number;
+            }[];
+        };
+        CompareResult: {
+            columns: {
+                /** @enum {string} */
+                column: "linux" | "linux-4.4" | "arm-legacy" | "no-iommu";
+                config: components["schemas"]["SessionConfig"] | null;
+                /** @description Why this column could not be set up (e.g. arm-legacy maps at most 4 GiB of aperture) */
+                error?: components["schemas"]["Error"];
+            }[];
+            ops: {
+                /** @description Fields whose values are not the same in every column (debug by check and message; explain.verdict for map_sg) */
+                differs: string[];
+                name: string;
+                /** @description Index of the op */
+                op: number;
+                results: {
+                    /** @description The op's answer in that column; null when the column's config was refused */
+                    "arm-legacy": {
+                        /** @description Some entry goes through swiotlb */
+                        bounced?: boolean;
+                        /** @description Bytes copied between swiotlb and the original buffer */
+                        bounced_bytes?: number;
+                        /**
+                         * @description Cache maintenance performed
+                         * @enum {string}
+                         */
+                        cache?: "clean" | "invalidate" | "clean+invalidate" | "none";
+                        code?: string;
+                        data?: string;
+                        debug?: components["schemas"]["DebugFinding"][];
+                        /**
+                         * @description 0xffffffffffffffff (DMA_MAPPING_ERROR) on failure
+                         * @example 0xffffc000
+                         */
+                        dma_address?: string;
+                        /** @example 0xffffc000 */
+                        dma_handle?: string;
+                        error?: {
+                            /** @enum {string} */
+                            errno: "ENOMEM" | "EIO" | "EINVAL";
+                            message: string;
+                        } | string;
+                        explain?: components["schemas"]["MapSgExplain"];
+                        fault?: components["schemas"]["Fault"];
+                        /** @description IOVAs taken out of the flush queue */
+                        flushed?: number;
+                        handle?: number | null;
+                        /** @description The IOVA allocation (the first one for arm-legacy); null without an IOMMU */
+                        iova?: {
+                            /** @description Bytes */
+                            size: number;
+                            /** @example 0xffffc000 */
+                            start: string;
+                        } | null;
+                        /** @description Every IOVA allocation this mapping holds */
+                        iova_ranges?: {
+                            /** @description Bytes */
+                            size: number;
+                            /** @example 0xffffc000 */
+                            start: string;
+                        }[];
+                        message?: string;
+                        nents?: number;
+                        pages?: {
+                            /** @example 0xffffc000 */
+                            iova: string;
+                            /** @example 0xffffc000 */
+                            phys: string;
+                        }[];
+                        /** @description The physical pages, in order */
+                        phys?: string[];
+                        /** @description IOVAs returned from the rcache to the tree */
+                        rcache_freed?: number;
+                        segments?: {
+                            /** @example 0xffffc000 */
+                            dma_address: string;
+                            dma_length: number;
+                        }[];
+                        size?: number;
+                        statusCode?: number;
+                        written?: number;
+                    } | null;
+                    /** @description The op's answer in that column; null when the column's config was refused */
+                    linux: {
+                        /** @description Some entry goes through swiotlb */
+                        bounced?: boolean;
+                        /** @description Bytes copied between swiotlb and the original buffer */
+                        bounced_bytes?: number;
+                        /**
+                         * @description Cache maintenance performed
+                         * @enum {string}
+                         */
+                        cache?: "clean" | "invalidate" | "clean+invalidate" | "none";
+                        code?: string;
+                        data?: string;
+                        debug?: components["schemas"]["DebugFinding"][];
+                        /**
+                         * @description 0xffffffffffffffff (DMA_MAPPING_ERROR) on failure
+                         * @example 0xffffc000
+                         */
+                        dma_address?: string;
+                        /** @example 0xffffc000 */
+                        dma_handle?: string;
+                        error?: {
+                            /** @enum {string} */
+                            errno: "ENOMEM" | "EIO" | "EINVAL";
+                            message: string;
+                        } | string;
+                        explain?: components["schemas"]["MapSgExplain"];
+                        fault?: components["schemas"]["Fault"];
+                        /** @description IOVAs taken out of the flush queue */
+                        flushed?: number;
+                        handle?: number | null;
+                        /** @description The IOVA allocation (the first one for arm-legacy); null without an IOMMU */
+                        iova?: {
+                            /** @description Bytes */
+                            size: number;
+                            /** @example 0xffffc000 */
+                            start: string;
+                        } | null;
+                        /** @description Every IOVA allocation this mapping holds */
+                        iova_ranges?: {
+                            /** @description Bytes */
+                            size: number;
+                            /** @example 0xffffc000 */
+                            start: string;
+                        }[];
+                        message?: string;
+                        nents?: number;
+                        pages?: {
+                            /** @example 0xffffc000 */
+                            iova: string;
+                            /** @example 0xffffc000 */
+                            phys: string;
+                        }[];
+                        /** @description The physical pages, in order */
+                        phys?: string[];
+                        /** @description IOVAs returned from the rcache to the tree */
+                        rcache_freed?: number;
+                        segments?: {
+                            /** @example 0xffffc000 */
+                            dma_address: string;
+                            dma_length: number;
+                        }[];
+                        size?: number;
+                        statusCode?: number;
+                        written?: number;
+                    } | null;
+                    /** @description The op's answer in that column; null when the column's config was refused */
+                    "linux-4.4": {
+                        /** @description Some entry goes through swiotlb */
+                        bounced?: boolean;
+                        /** @description Bytes copied between swiotlb and the original buffer */
+                        bounced_bytes?: number;
+                        /**
+                         * @description Cache maintenance performed
+                         * @enum {string}
+                         */
+                        cache?: "clean" | "invalidate" | "clean+invalidate" | "none";
+                        code?: string;
+                        data?: string;
+                        debug?: components["schemas"]["DebugFinding"][];
+                        /**
+                         * @description 0xffffffffffffffff (DMA_MAPPING_ERROR) on failure
+                         * @example 0xffffc000
+                         */
+                        dma_address?: string;
+                        /** @example 0xffffc000 */
+                        dma_handle?: string;
+                        error?: {
+                            /** @enum {string} */
+                            errno: "ENOMEM" | "EIO" | "EINVAL";
+                            message: string;
+                        } | string;
+                        explain?: components["schemas"]["MapSgExplain"];
+                        fault?: components["schemas"]["Fault"];
+                        /** @description IOVAs taken out of the flush queue */
+                        flushed?: number;
+                        handle?: number | null;
+                        /** @description The IOVA allocation (the first one for arm-legacy); null without an IOMMU */
+                        iova?: {
+                            /** @description Bytes */
+                            size: number;
+                            /** @example 0xffffc000 */
+                            start: string;
+                        } | null;
+                        /** @description Every IOVA allocation this mapping holds */
+                        iova_ranges?: {
+                            /** @description Bytes */
+                            size: number;
+                            /** @example 0xffffc000 */
+                            start: string;
+                        }[];
+                        message?: string;
+                        nents?: number;
+                        pages?: {
+                            /** @example 0xffffc000 */
+                            iova: string;
+                            /** @example 0xffffc000 */
+                            phys: string;
+                        }[];
+                        /** @description The physical pages, in order */
+                        phys?: string[];
+                        /** @description IOVAs returned from the rcache to the tree */
+                        rcache_freed?: number;
+                        segments?: {
+                            /** @example 0xffffc000 */
+                            dma_address: string;
+                            dma_length: number;
+                        }[];
+                        size?: number;
+                        statusCode?: number;
+                        written?: number;
+                    } | null;
+                    /** @description The op's answer in that column; null when the column's config was refused */
+                    "no-iommu": {
+                        /** @description Some entry goes through swiotlb */
+                        bounced?: boolean;
+                        /** @description Bytes copied between swiotlb and the original buffer */
+                        bounced_bytes?: number;
+                        /**
+                         * @description Cache maintenance performed
+                         * @enum {string}
+                         */
+                        cache?: "clean" | "invalidate" | "clean+invalidate" | "none";
+                        code?: string;
+                        data?: string;
+                        debug?: components["schemas"]["DebugFinding"][];
+                        /**
+                         * @description 0xffffffffffffffff (DMA_MAPPING_ERROR) on failure
+                         * @example 0xffffc000
+                         */
+                        dma_address?: string;
+                        /** @example 0xffffc000 */
+                        dma_handle?: string;
+                        error?: {
+                            /** @enum {string} */
+                            errno: "ENOMEM" | "EIO" | "EINVAL";
+                            message: string;
+                        } | string;
+                        explain?: components["schemas"]["MapSgExplain"];
+                        fault?: components["schemas"]["Fault"];
+                        /** @description IOVAs taken out of the flush queue */
+                        flushed?: number;
+                        handle?: number | null;
+                        /** @description The IOVA allocation (the first one for arm-legacy); null without an IOMMU */
+                        iova?: {
+                            /** @description Bytes */
+                            size: number;
+                            /** @example 0xffffc000 */
+                            start: string;
+                        } | null;
+                        /** @description Every IOVA allocation this mapping holds */
+                        iova_ranges?: {
+                            /** @description Bytes */
+                            size: number;
+                            /** @example 0xffffc000 */
+                            start: string;
+                        }[];
+                        message?: string;
+                        nents?: number;
+                        pages?: {
+                            /** @example 0xffffc000 */
+                            iova: string;
+                            /** @example 0xffffc000 */
+                            phys: string;
+                        }[];
+                        /** @description The physical pages, in order */
+                        phys?: string[];
+                        /** @description IOVAs returned from the rcache to the tree */
+                        rcache_freed?: number;
+                        segments?: {
+                            /** @example 0xffffc000 */
+                            dma_address: string;
+                            dma_length: number;
+                        }[];
+                        size?: number;
+                        statusCode?: number;
+                        written?: number;
+                    } | null;
+                };
+                same: boolean;
+            }[];
+        };
+        CompareResultInput: {
+            columns: {
+                /** @enum {string} */
+                column: "linux" | "linux-4.4" | "arm-legacy" | "no-iommu";
+                config: components["schemas"]["SessionConfigInput"] | null;
+                /** @description Why this column could not be set up (e.g. arm-legacy maps at most 4 GiB of aperture) */
+                error?: components["schemas"]["ErrorInput"];
+            }[];
+            ops: {
+                /** @description Fields whose values are not the same in every column (debug by check and message; explain.verdict for map_sg) */
+                differs: string[];
+                name: string;
+                /** @description Index of the op */
+                op: number;
+                results: {
+                    /** @description The op's answer in that column; null when the column's config was refused */
+                    "arm-legacy": {
+                        /** @description Some entry goes through swiotlb */
+                        bounced?: boolean;
+                        /** @description Bytes copied between swiotlb and the original buffer */
+                        bounced_bytes?: number;
+                        /**
+                         * @description Cache maintenance performed
+                         * @enum {string}
+                         */
+                        cache?: "clean" | "invalidate" | "clean+invalidate" | "none";
+                        code?: string;
+                        data?: string;
+                        debug?: components["schemas"]["DebugFindingInput"][];
+                        /**
+                         * @description 0xffffffffffffffff (DMA_MAPPING_ERROR) on failure
+                         * @example 0xffffc000
+                         */
+                        dma_address?: string;
+                        /** @example 0xffffc000 */
+                        dma_handle?: string;
+                        error?: {
+                            /** @enum {string} */
+                            errno: "ENOMEM" | "EIO" | "EINVAL";
+                            message: string;
+                        } | string;
+                        explain?: components["schemas"]["MapSgExplainInput"];
+                        fault?: components["schemas"]["FaultInput"];
+                        /** @description IOVAs taken out of the flush queue */
+                        flushed?: number;
+                        handle?: number | null;
+                        /** @description The IOVA allocation (the first one for arm-legacy); null without an IOMMU */
+                        iova?: {
+                            /** @description Bytes */
+                            size: number;
+                            /** @example 0xffffc000 */
+                            start: string;
+                        } | null;
+                        /** @description Every IOVA allocation this mapping holds */
+                        iova_ranges?: {
+                            /** @description Bytes */
+                            size: number;
+                            /** @example 0xffffc000 */
+                            start: string;
+                        }[];
+                        message?: string;
+                        nents?: number;
+                        pages?: {
+                            /** @example 0xffffc000 */
+                            iova: string;
+                            /** @example 0xffffc000 */
+                            phys: string;
+                        }[];
+                        /** @description The physical pages, in order */
+                        phys?: string[];
+                        /** @description IOVAs returned from the rcache to the tree */
+                        rcache_freed?: number;
+                        segments?: {
+                            /** @example 0xffffc000 */
+                            dma_address: string;
+                            dma_length: number;
+                        }[];
+                        size?: number;
+                        statusCode?: number;
+                        written?: number;
+                    } | null;
+                    /** @description The op's answer in that column; null when the column's config was refused */
+                    linux: {
+                        /** @description Some entry goes through swiotlb */
+                        bounced?: boolean;
+                        /** @description Bytes copied between swiotlb and the original buffer */
+                        bounced_bytes?: number;
+                        /**
+                         * @description Cache maintenance performed
+                         * @enum {string}
+                         */
+                        cache?: "clean" | "invalidate" | "clean+invalidate" | "none";
+                        code?: string;
+                        data?: string;
+                        debug?: components["schemas"]["DebugFindingInput"][];
+                        /**
+                         * @description 0xffffffffffffffff (DMA_MAPPING_ERROR) on failure
+                         * @example 0xffffc000
+                         */
+                        dma_address?: string;
+                        /** @example 0xffffc000 */
+                        dma_handle?: string;
+                        error?: {
+                            /** @enum {string} */
+                            errno: "ENOMEM" | "EIO" | "EINVAL";
+                            message: string;
+                        } | string;
+                        explain?: components["schemas"]["MapSgExplainInput"];
+                        fault?: components["schemas"]["FaultInput"];
+                        /** @description IOVAs taken out of the flush queue */
+                        flushed?: number;
+                        handle?: number | null;
+                        /** @description The IOVA allocation (the first one for arm-legacy); null without an IOMMU */
+                        iova?: {
+                            /** @description Bytes */
+                            size: number;
+                            /** @example 0xffffc000 */
+                            start: string;
+                        } | null;
+                        /** @description Every IOVA allocation this mapping holds */
+                        iova_ranges?: {
+                            /** @description Bytes */
+                            size: number;
+                            /** @example 0xffffc000 */
+                            start: string;
+                        }[];
+                        message?: string;
+                        nents?: number;
+                        pages?: {
+                            /** @example 0xffffc000 */
+                            iova: string;
+                            /** @example 0xffffc000 */
+                            phys: string;
+                        }[];
+                        /** @description The physical pages, in order */
+                        phys?: string[];
+                        /** @description IOVAs returned from the rcache to the tree */
+                        rcache_freed?: number;
+                        segments?: {
+                            /** @example 0xffffc000 */
+                            dma_address: string;
+                            dma_length: number;
+                        }[];
+                        size?: number;
+                        statusCode?: number;
+                        written?: number;
+                    } | null;
+                    /** @description The op's answer in that column; null when the column's config was refused */
+                    "linux-4.4": {
+                        /** @description Some entry goes through swiotlb */
+                        bounced?: boolean;
+                        /** @description Bytes copied between swiotlb and the original buffer */
+                        bounced_bytes?: number;
+                        /**
+                         * @description Cache maintenance performed
+                         * @enum {string}
+                         */
+                        cache?: "clean" | "invalidate" | "clean+invalidate" | "none";
+                        code?: string;
+                        data?: string;
+                        debug?: components["schemas"]["DebugFindingInput"][];
+                        /**
+                         * @description 0xffffffffffffffff (DMA_MAPPING_ERROR) on failure
+                         * @example 0xffffc000
+                         */
+                        dma_address?: string;
+                        /** @example 0xffffc000 */
+                        dma_handle?: string;
+                        error?: {
+                            /** @enum {string} */
+                            errno: "ENOMEM" | "EIO" | "EINVAL";
+                            message: string;
+                        } | string;
+                        explain?: components["schemas"]["MapSgExplainInput"];
+                        fault?: components["schemas"]["FaultInput"];
+                        /** @description IOVAs taken out of the flush queue */
+                        flushed?: number;
+                        handle?: number | null;
+                        /** @description The IOVA allocation (the first one for arm-legacy); null without an IOMMU */
+                        iova?: {
+                            /** @description Bytes */
+                            size: number;
+                            /** @example 0xffffc000 */
+                            start: string;
+                        } | null;
+                        /** @description Every IOVA allocation this mapping holds */
+                        iova_ranges?: {
+                            /** @description Bytes */
+                            size: number;
+                            /** @example 0xffffc000 */
+                            start: string;
+                        }[];
+                        message?: string;
+                        nents?: number;
+                        pages?: {
+                            /** @example 0xffffc000 */
+                            iova: string;
+                            /** @example 0xffffc000 */
+                            phys: string;
+                        }[];
+                        /** @description The physical pages, in order */
+                        phys?: string[];
+                        /** @description IOVAs returned from the rcache to the tree */
+                        rcache_freed?: number;
+                        segments?: {
+                            /** @example 0xffffc000 */
+                            dma_address: string;
+                            dma_length: number;
+                        }[];
+                        size?: number;
+                        statusCode?: number;
+                        written?: number;
+                    } | null;
+                    /** @description The op's answer in that column; null when the column's config was refused */
+                    "no-iommu": {
+                        /** @description Some entry goes through swiotlb */
+                        bounced?: boolean;
+                        /** @description Bytes copied between swiotlb and the original buffer */
+                        bounced_bytes?: number;
+                        /**
+                         * @description Cache maintenance performed
+                         * @enum {string}
+                         */
+                        cache?: "clean" | "invalidate" | "clean+invalidate" | "none";
+                        code?: string;
+                        data?: string;
+                        debug?: components["schemas"]["DebugFindingInput"][];
+                        /**
+                         * @description 0xffffffffffffffff (DMA_MAPPING_ERROR) on failure
+                         * @example 0xffffc000
+                         */
+                        dma_address?: string;
+                        /** @example 0xffffc000 */
+                        dma_handle?: string;
+                        error?: {
+                            /** @enum {string} */
+                            errno: "ENOMEM" | "EIO" | "EINVAL";
+                            message: string;
+                        } | string;
+                        explain?: components["schemas"]["MapSgExplainInput"];
+                        fault?: components["schemas"]["FaultInput"];
+                        /** @description IOVAs taken out of the flush queue */
+                        flushed?: number;
+                        handle?: number | null;
+                        /** @description The IOVA allocation (the first one for arm-legacy); null without an IOMMU */
+                        iova?: {
+                            /** @description Bytes */
+                            size: number;
+                            /** @example 0xffffc000 */
+                            start: string;
+                        } | null;
+                        /** @description Every IOVA allocation this mapping holds */
+                        iova_ranges?: {
+                            /** @description Bytes */
+                            size: number;
+                            /** @example 0xffffc000 */
+                            start: string;
+                        }[];
+                        message?: string;
+                        nents?: number;
+                        pages?: {
+                            /** @example 0xffffc000 */
+                            iova: string;
+                            /** @example 0xffffc000 */
+                            phys: string;
+                        }[];
+                        /** @description The physical pages, in order */
+                        phys?: string[];
+                        /** @description IOVAs returned from the rcache to the tree */
+                        rcache_freed?: number;
+                        segments?: {
+                            /** @example 0xffffc000 */
+                            dma_address: string;
+                            dma_length: number;
+                        }[];
+                        size?: number;
+                        statusCode?: number;
+                        written?: number;
+                    } | null;
+                };
+                same: boolean;
+            }[];
         };
         CpuReadRequest: {
             /** @description Bytes, at most 1 MiB per call */
@@ -989,6 +1730,156 @@ export interface components {
             /** @description Pass as `after` for the next page; null on the last page (extension) */
             next?: number | null;
         };
+        /**
+         * @description With ?explain=true: the rule behind each segment break
+         * @example {
+         *       "breaks": [
+         *         {
+         *           "before_entry": 1,
+         *           "segment": 1,
+         *           "rule": "max_segment_size",
+         *           "kernel": "__finalise_sg",
+         *           "message": "max_segment_size 65536 − cur_len 65536 < length 16384",
+         *           "values": {
+         *             "max_segment_size": 65536,
+         *             "cur_len": 65536,
+         *             "length": 16384
+         *           }
+         *         },
+         *         {
+         *           "before_entry": 2,
+         *           "segment": 2,
+         *           "rule": "max_segment_size",
+         *           "kernel": "__finalise_sg",
+         *           "message": "max_segment_size 65536 − cur_len 16384 < length 65536",
+         *           "values": {
+         *             "max_segment_size": 65536,
+         *             "cur_len": 16384,
+         *             "length": 65536
+         *           }
+         *         }
+         *       ],
+         *       "contiguous_iova": true,
+         *       "one_segment": false,
+         *       "would_merge_with": {
+         *         "max_segment_size": 147456
+         *       },
+         *       "verdict": "one contiguous IOVA range, not one segment (3 segments); max_segment_size ≥ 147456 would give one segment"
+         *     }
+         */
+        MapSgExplain: {
+            breaks: {
+                /** @description The input entry that starts a new segment */
+                before_entry: number;
+                /** @description arm-legacy: which of __iommu_map_sg's tests started the chunk (offset, chunk_not_page_multiple, max_segment_size) */
+                condition?: string;
+                /** @description The kernel function whose test it is */
+                kernel: string;
+                message: string;
+                /** @enum {string} */
+                rule: "max_segment_size" | "segment_boundary" | "entry_offset" | "previous_partial" | "arm_new_chunk" | "v4.4_never_merges" | "no_iommu" | "swiotlb_bounce";
+                /** @description Index of the segment it starts */
+                segment: number;
+                /** @description The numbers the rule compared (addresses and masks as hex strings) */
+                values: {
+                    [key: string]: number | string;
+                };
+            }[];
+            /** @description The segments lie back to back in IOVA space */
+            contiguous_iova: boolean;
+            /** @description Why the mapping failed: which allocation, how big, under what limit */
+            failure?: {
+                kernel: string;
+                message: string;
+                /** @description The numbers the rule compared (addresses and masks as hex strings) */
+                values: {
+                    [key: string]: number | string;
+                };
+            };
+            one_segment: boolean;
+            verdict: string;
+            /** @description Device parameters that would give one segment (at least these values); null when none would or it already is one */
+            would_merge_with: {
+                max_segment_size?: number;
+                /** @example 0xffffc000 */
+                segment_boundary_mask?: string;
+            } | null;
+        };
+        /**
+         * @description With ?explain=true: the rule behind each segment break
+         * @example {
+         *       "breaks": [
+         *         {
+         *           "before_entry": 1,
+         *           "segment": 1,
+         *           "rule": "max_segment_size",
+         *           "kernel": "__finalise_sg",
+         *           "message": "max_segment_size 65536 − cur_len 65536 < length 16384",
+         *           "values": {
+         *             "max_segment_size": 65536,
+         *             "cur_len": 65536,
+         *             "length": 16384
+         *           }
+         *         },
+         *         {
+         *           "before_entry": 2,
+         *           "segment": 2,
+         *           "rule": "max_segment_size",
+         *           "kernel": "__finalise_sg",
+         *           "message": "max_segment_size 65536 − cur_len 16384 < length 65536",
+         *           "values": {
+         *             "max_segment_size": 65536,
+         *             "cur_len": 16384,
+         *             "length": 65536
+         *           }
+         *         }
+         *       ],
+         *       "contiguous_iova": true,
+         *       "one_segment": false,
+         *       "would_merge_with": {
+         *         "max_segment_size": 147456
+         *       },
+         *       "verdict": "one contiguous IOVA range, not one segment (3 segments); max_segment_size ≥ 147456 would give one segment"
+         *     }
+         */
+        MapSgExplainInput: {
+            breaks: {
+                /** @description The input entry that starts a new segment */
+                before_entry: number;
+                /** @description arm-legacy: which of __iommu_map_sg's tests started the chunk (offset, chunk_not_page_multiple, max_segment_size) */
+                condition?: string;
+                /** @description The kernel function whose test it is */
+                kernel: string;
+                message: string;
+                /** @enum {string} */
+                rule: "max_segment_size" | "segment_boundary" | "entry_offset" | "previous_partial" | "arm_new_chunk" | "v4.4_never_merges" | "no_iommu" | "swiotlb_bounce";
+                /** @description Index of the segment it starts */
+                segment: number;
+                /** @description The numbers the rule compared (addresses and masks as hex strings) */
+                values: {
+                    [key: string]: number | string;
+                };
+            }[];
+            /** @description The segments lie back to back in IOVA space */
+            contiguous_iova: boolean;
+            /** @description Why the mapping failed: which allocation, how big, under what limit */
+            failure?: {
+                kernel: string;
+                message: string;
+                /** @description The numbers the rule compared (addresses and masks as hex strings) */
+                values: {
+                    [key: string]: number | string;
+                };
+            };
+            one_segment: boolean;
+            verdict: string;
+            /** @description Device parameters that would give one segment (at least these values); null when none would or it already is one */
+            would_merge_with: {
+                max_segment_size?: number;
+                /** @example 0xffffc000 */
+                segment_boundary_mask?: string;
+            } | null;
+        };
         MapSgRequest: {
             /**
              * @description DMA_BIDIRECTIONAL, DMA_TO_DEVICE, DMA_FROM_DEVICE, DMA_NONE
@@ -1035,6 +1926,7 @@ export interface components {
                 errno: "ENOMEM" | "EIO" | "EINVAL";
                 message: string;
             };
+            explain?: components["schemas"]["MapSgExplain"];
             /** @description null when the kernel call failed (nents 0) */
             handle: number | null;
             /** @description The IOVA allocation (the first one for arm-legacy); null without an IOMMU */
@@ -1074,6 +1966,7 @@ export interface components {
                 errno: "ENOMEM" | "EIO" | "EINVAL";
                 message: string;
             };
+            explain?: components["schemas"]["MapSgExplainInput"];
             /** @description null when the kernel call failed (nents 0) */
             handle: number | null;
             /** @description The IOVA allocation (the first one for arm-legacy); null without an IOMMU */
@@ -1828,6 +2721,97 @@ export interface operations {
                     "application/json": {
                         [key: string]: unknown;
                     };
+                };
+            };
+        };
+    };
+    ui: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description index.html (text/html) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+        };
+    };
+    ui_script: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description explorer.js (application/javascript) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/javascript": string;
+                };
+            };
+        };
+    };
+    compare: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CompareRequestInput"];
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CompareResult"];
+                };
+            };
+            /** @description Invalid request; `message` names the field (DMAEMU_INVALID_ARGUMENT, DMAEMU_MALFORMED_BODY) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE) */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over a limit (DMAEMU_TOO_MANY_*, DMAEMU_MEMORY_LIMIT) */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -2611,6 +3595,55 @@ export interface operations {
             };
         };
     };
+    iova_svg: {
+        parameters: {
+            query?: {
+                /** @description Last IOVA shown, inclusive (default: the aperture end; dma_mask without an IOMMU) */
+                end?: string;
+                /** @description log: both ends of each side of 4 GiB magnified (the default without start/end); linear: the default for a zoom window */
+                scale?: "log" | "linear";
+                /** @description First IOVA shown (default: the aperture start; 0 without an IOMMU) */
+                start?: string;
+                /** @description Image width in pixels (320..8192, default 1200) */
+                width?: number;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description An SVG image: the aperture as a bar, live mappings by direction and kind, reserved, rcache-held and flush-queue ranges, cached nodes, the 4 GiB line */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/svg+xml": string;
+                };
+            };
+            /** @description Invalid request; `message` names the field (DMAEMU_INVALID_ARGUMENT, DMAEMU_MALFORMED_BODY) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/svg+xml": components["schemas"]["Error"];
+                };
+            };
+            /** @description Unknown session or handle (DMAEMU_SESSION_NOT_FOUND, DMAEMU_HANDLE_NOT_FOUND) */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "image/svg+xml": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     map_page: {
         parameters: {
             query?: {
@@ -2688,6 +3721,8 @@ export interface operations {
     map_sg: {
         parameters: {
             query?: {
+                /** @description Also say why each segment break happened and whether a device parameter would give one segment (docs/explain.md) */
+                explain?: "0" | "1" | "true" | "false";
                 /** @description Also list the IOVA→phys page rows */
                 pages?: "0" | "1" | "true" | "false";
             };
