@@ -149,6 +149,7 @@ export function iovaPicture(config: SessionConfig, state: IovaState, view: Pictu
   let drawn = 0;
   for (const m of state.mappings) {
     mappings++;
+    if (m.iovaGone) continue; // linux-4.4: another handle's unmap freed this one's range
     const dirCat = DIR_INDEX[m.dir] ?? 2;
     const kindCat = KIND_INDEX[m.kind];
     let any = false;

@@ -187,6 +187,25 @@ t.test('allocator lane: reserved regions, rcache-held and flush-queue ranges', a
   t.same(after.map((x) => x.cat), ['rcache']);
 });
 
+t.test('linux-4.4: the range an unmap left allocated is drawn as a stray; the handle whose range it freed is not drawn', async (t) => {
+  // page 64 KiB, granule 4 KiB (test/layout-rules.test.ts works the same case): A 0x80000000 →
+  // pfn 0xfffff; B 0x80001000 → pfn 0xffffe, handle 0xffffe000 + the CPU-page offset 0x1000 =
+  // 0xfffff000. Unmapping B frees the range holding pfn 0xfffff — A's — and leaves B's
+  // [0xffffe000, 0xfffff000) allocated and mapped with no live handle.
+  const s = await c.session({ layout: 'linux-4.4', page_size: 65536, device: { coherent: true }, iommu: { granule: 4096 } });
+  const a = await c.post(`${s.url}/map_sg`, { dir: 'to_device', sg: [{ phys: '0x80000000', length: 4096 }] });
+  const b = await c.post(`${s.url}/map_sg`, { dir: 'to_device', sg: [{ phys: '0x80001000', length: 4096 }] });
+  t.same([a.body.iova, b.body.iova], [{ start: '0xfffff000', size: 4096 }, { start: '0xffffe000', size: 4096 }]);
+  await c.post(`${s.url}/unmap`, { handle: b.body.handle });
+  const svg = await svgOf(s.url, 'start=0xfff00000&end=0xffffffff');
+  t.same(
+    svg.rects.map((r) => [r.lane, r.cat, r.start, r.end]),
+    [['allocator', 'stray', '0xffffe000', '0xfffff000']],
+  );
+  t.equal(svg.attrs['data-mappings'], '1', 'A is still a live handle');
+  t.equal(svg.attrs['data-drawn'], '0', 'but it holds no IOVA any more');
+});
+
 t.test('arm-legacy and no-IOMMU sessions are drawn too', async (t) => {
   const arm = await c.session({ layout: 'arm-legacy' });
   await c.post(`${arm.url}/map_sg`, { dir: 'to_device', sg: THREAD });
