@@ -49,6 +49,7 @@ for (const compact of [false, true]) {
       t.teardown(() => app2.close());
       const c2 = client(app2);
       t.same(await observe(c2, s.url), await observe(c, s.url), 'summary, mappings, debug findings and faults');
+      if (!compact) t.same((await c2.get(`${s.url}/trace`)).body, (await c.get(`${s.url}/trace`)).body, 'the trace read back from disk is the live one');
       t.same(await readRegion(c2, s.url), await readRegion(c, s.url), 'the CPU reads the same bytes');
       const next = { phys: '0x90000000', size: 20480, dir: 'bidirectional' };
       const [a, b] = [(await c.post(`${s.url}/map_page`, next)).body, (await c2.post(`${s.url}/map_page`, next)).body];
