@@ -3,13 +3,20 @@
 //   (a) hello:  a minimal Fastify GET with the same logger settings (context)
 //   (b) stub:   map_sg + unmap bodies validated by the same schemas, precomputed answers
 //   (c) pairs:  map_sg of 8 scattered 4 KiB entries, then unmap of the handle it returned
-//   (d) batch:  /batch of 32 map_sg + 32 unmap ops (64 ops per request)
+//   (d) batch:  /batch of 512 map_sg + 512 unmap ops (1024 ops per request, DMAEMU_MAX_BATCH_OPS'
+//               default), scatterlists in the compact form ([phys, length] tuples)
+//   (e) batch, object form: 32 map_sg + 32 unmap ops with {phys, length} entries (64 ops per
+//               request: the request (d) was before the compact form), for comparison
+// ops/s = results/s (every op answers one result); half map_sg of the 8 entries of (c), half
+// unmap of the handle the map_sg before it returned ({"ref": i}).
 // (b) and (c) run with the same connections, no pipelining: each unmap needs the handle its
 // map_sg answered, so a connection alternates the two requests.
 // Last line, exactly:
 // load: hello_rps=<a> stub_rps=<s> mapunmap_pairs_per_s=<b> ratio=<2b/s> ratio_hello=<2b/a> batch_ops_per_s=<c>
+//       batch_ratio_hello=<c/a> batch_object_ops_per_s=<e> batch_ops_per_server_cpu_s=<(d) ops per CPU second of the server>
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
@@ -28,6 +35,8 @@ interface AcResult {
   errors: number;
   timeouts: number;
   duration: number;
+  /** CPU seconds the server process spent over the measured run (Linux /proc), when asked. */
+  serverCpuS?: number;
 }
 type Autocannon = (opts: Record<string, unknown>) => Promise<AcResult>;
 const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
@@ -84,11 +93,32 @@ const WARMUP_S = Number(process.env.LOAD_WARMUP_S ?? 3);
 
 const SLICES = SMOKE ? 1 : 3;
 
-async function run(title: string, opts: Record<string, unknown>, warm = false): Promise<AcResult> {
+/** Ops per compact /batch request (DMAEMU_MAX_BATCH_OPS's default). */
+const BATCH_OPS = 1024;
+
+/**
+ * utime + stime of a process in seconds, from /proc/<pid>/stat (fields 14 and 15, in USER_HZ =
+ * 100 ticks per second); undefined where there is no /proc. What the server spent, whatever else
+ * the machine was running: a figure a shared machine distorts much less than requests per second.
+ */
+function cpuSeconds(child: ChildProcess): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${child.pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' '); // fields from 3 (state) on
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+async function run(title: string, opts: Record<string, unknown>, warm = false, server?: ChildProcess): Promise<AcResult> {
   // Each phase first runs unmeasured, so the JIT has compiled the route it is about to measure.
   if (!SMOKE && !warm) await autocannon({ duration: WARMUP_S, connections: CONNECTIONS, pipelining: 1, ...opts });
   const slice = title.includes('slice') ? { duration: DURATION_S / SLICES } : {};
+  const cpu0 = server && cpuSeconds(server);
   const r = await autocannon({ ...bounds(), ...slice, pipelining: 1, ...opts });
+  const cpu1 = server && cpuSeconds(server);
+  if (cpu0 !== undefined && cpu1 !== undefined) r.serverCpuS = cpu1 - cpu0;
   return report(title, r);
 }
 
@@ -96,7 +126,8 @@ function report(title: string, r: AcResult): AcResult {
   const bad = r.non2xx + r.errors + r.timeouts;
   // Requests over the whole bounded run (autocannon's `average` is of per-second buckets).
   r.requests.average = r.requests.total / r.duration;
-  console.log(`${title.padEnd(40)} ${String(Math.round(r.requests.average)).padStart(8)} req/s  (${r.requests.total} requests, ${bad} failed)`);
+  const cpu = r.serverCpuS === undefined ? '' : `, server CPU ${r.serverCpuS.toFixed(2)} s of ${r.duration.toFixed(1)} s`;
+  console.log(`${title.padEnd(40)} ${String(Math.round(r.requests.average)).padStart(8)} req/s  (${r.requests.total} requests, ${bad} failed${cpu})`);
   if (bad > 0) throw new Error(`${title}: ${bad} requests failed`);
   return r;
 }
@@ -170,21 +201,28 @@ async function main(): Promise<void> {
     const summary = (await (await fetch(`${svc.url}/v1/sessions/${id}`)).json()) as { live_mappings: number };
     if (summary.live_mappings > CONNECTIONS * (SLICES + 1)) throw new Error(`${summary.live_mappings} mappings left live after the pairs phase: unmap is failing`);
 
-    const ops: unknown[] = [];
-    for (let i = 0; i < 32; i++) ops.push({ op: 'map_sg', dir: 'to_device', sg: SG }, { op: 'unmap', handle: { ref: 2 * i } });
-    const d = await run('(d) /batch of 64 ops (requests)', {
-      url: svc.url,
-      requests: [{ method: 'POST', path: `/v1/sessions/${id}/batch`, headers: JSON_HEADERS, body: JSON.stringify({ ops }) }],
-    });
+    const batchBody = (pairs: number, sg: unknown): string => {
+      const ops: unknown[] = [];
+      for (let i = 0; i < pairs; i++) ops.push({ op: 'map_sg', dir: 'to_device', sg }, { op: 'unmap', handle: { ref: 2 * i } });
+      return JSON.stringify({ ops });
+    };
+    const batch = (title: string, body: string): Promise<AcResult> =>
+      run(title, { url: svc.url, requests: [{ method: 'POST', path: `/v1/sessions/${id}/batch`, headers: JSON_HEADERS, body }] }, false, svc.child);
+    const d = await batch(`(d) /batch of ${BATCH_OPS} ops, compact (requests)`, batchBody(BATCH_OPS / 2, SG.map((e) => [e.phys, e.length])));
+    const e = await batch('(e) /batch of 64 ops, objects (requests)', batchBody(32, SG));
 
     const helloRps = a.requests.average;
     const stubRps = s.requests.average;
     const pairs = c.requests.average / 2;
-    const batchOps = d.requests.average * 64;
+    const batchOps = d.requests.average * BATCH_OPS;
+    const batchObjectOps = e.requests.average * 64;
+    // Ops per second of server CPU (0 without /proc): what one core would give with nothing else running.
+    const batchOpsPerCpu = d.serverCpuS ? (d.requests.total * BATCH_OPS) / d.serverCpuS : 0;
     const f = (x: number, digits = 0): string => x.toFixed(digits);
     console.log(`connections=${SMOKE ? 4 : CONNECTIONS} pipelining=1 duration=${SMOKE ? 'amount 200' : `${DURATION_S}s`} per phase, LOG_LEVEL=${process.env.LOG_LEVEL ?? 'info'} (logs to a pipe drained and dropped)`);
     console.log(
-      `load: hello_rps=${f(helloRps)} stub_rps=${f(stubRps)} mapunmap_pairs_per_s=${f(pairs)} ratio=${f((2 * pairs) / stubRps, 3)} ratio_hello=${f((2 * pairs) / helloRps, 3)} batch_ops_per_s=${f(batchOps)}`,
+      `load: hello_rps=${f(helloRps)} stub_rps=${f(stubRps)} mapunmap_pairs_per_s=${f(pairs)} ratio=${f((2 * pairs) / stubRps, 3)} ratio_hello=${f((2 * pairs) / helloRps, 3)} batch_ops_per_s=${f(batchOps)}` +
+        ` batch_ratio_hello=${f(batchOps / helloRps, 2)} batch_object_ops_per_s=${f(batchObjectOps)} batch_ops_per_server_cpu_s=${f(batchOpsPerCpu)}`,
     );
   } finally {
     await stop(svc.child);

@@ -3,6 +3,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import * as S from '../schemas/index.js';
 import { sessionPost } from './route-kit.js';
+import { batchValidatorCompiler } from '../src/http-batch-validator.js';
 
 export const dmaPlugin: FastifyPluginAsync = async (app) => {
   sessionPost(
@@ -76,10 +77,13 @@ export const dmaPlugin: FastifyPluginAsync = async (app) => {
       path: 'batch',
       tag: 'dma',
       summary: 'Several calls in order; {"ref": i} stands for the handle op i returned',
-      description: "One result per op, each the single call's answer or its error body.",
+      description:
+        "One result per op, each the single call's answer or its error body. A map_sg op's `sg` entries may be `[phys, length]` tuples " +
+        '(the compact form, cheaper to parse and check); they decode to the same `{phys, length}` entries and give the same results.',
       body: S.BatchBody,
       result: S.BatchResult,
       wire: S.BatchResultWire,
+      validatorCompiler: batchValidatorCompiler(),
     },
     (s, body) => s.batch(body),
   );

@@ -1,7 +1,7 @@
 // What every route plugin shares: the documented error responses and a typed helper for the
 // session-scoped POST routes (parse → call the core → serialize; nothing else happens here).
 
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifySchema, FastifySchemaCompiler } from 'fastify';
 import { z } from 'zod';
 import { ErrorBody, SessionParams } from '../schemas/index.js';
 import type { Session } from '../src/session.js';
@@ -33,6 +33,8 @@ export interface SessionPostDef<B extends z.ZodType, R extends z.ZodType, Q exte
   querystring?: Q;
   /** A schema the 200 answer is serialized with instead of `result` (same JSON, faster shape). */
   wire?: z.ZodType;
+  /** A route-level validator compiler instead of the app's zod one (same schemas, compiled; see src/http-batch-validator.ts). */
+  validatorCompiler?: FastifySchemaCompiler<FastifySchema>;
 }
 
 export function sessionPost<B extends z.ZodType, R extends z.ZodType, Q extends z.ZodType | undefined = undefined>(
@@ -48,6 +50,7 @@ export function sessionPost<B extends z.ZodType, R extends z.ZodType, Q extends 
     `/v1/sessions/:id/${def.path}`,
     {
       ...(def.wire ? { serializerCompiler: wireSerializer(def.wire) } : {}),
+      ...(def.validatorCompiler ? { validatorCompiler: def.validatorCompiler } : {}),
       schema: {
         tags: [def.tag],
         operationId: def.path.replace('/', '_'),
