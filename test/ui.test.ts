@@ -101,6 +101,19 @@ for (const layout of Object.keys(EXPECTED)) {
     }
     if (layout === 'linux') {
       t.same(spans, [{ cat: 'to_device', start: '0xfffc0000', end: '0xfffe4000' }], 'linux: exactly one drawn range, the 144 KiB allocation');
+      // Clicking the range zooms the picture to exactly it (linear scale, the range filling the bar).
+      await page.locator('#picture svg rect.span[data-lane="dir"]').click();
+      await idle(page);
+      const svg = page.locator('#picture svg');
+      t.same(
+        [await svg.getAttribute('data-window-start'), await svg.getAttribute('data-window-end'), await svg.getAttribute('data-scale')],
+        ['0xfffc0000', '0xfffe3fff', 'linear'],
+        'zoomed to the clicked range',
+      );
+      await page.screenshot({ path: path.join(outDir, 'ui-linux-zoomed.png'), fullPage: true });
+      await page.click('#zoom-reset');
+      await idle(page);
+      t.equal(await svg.getAttribute('data-window-end'), '0xffffffffffff', 'back to the whole aperture');
       // A device read of an unmapped IOVA: a translation fault, listed under faults.
       await page.fill('#device-access input[name=dma_address]', '0x10000');
       await page.click('#device-read');

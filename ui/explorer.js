@@ -227,4 +227,22 @@ $('#zoom').addEventListener(
     if (state.id) await drawPicture($('#picture'), state.id, zoomValues());
   }),
 );
+$('#zoom-reset').addEventListener(
+  'click',
+  guarded(async () => {
+    const f = $('#zoom').elements;
+    f.start.value = '';
+    f.end.value = '';
+    if (state.id) await drawPicture($('#picture'), state.id, zoomValues());
+  }),
+);
+// Clicking a drawn range zooms to it (its data-start and data-end are exact hex addresses).
+$('#picture').addEventListener('click', (ev) => {
+  const span = ev.target instanceof Element ? ev.target.closest('rect.span') : null;
+  if (!span || !state.id) return;
+  const f = $('#zoom').elements;
+  f.start.value = span.getAttribute('data-start');
+  f.end.value = '0x' + (BigInt(span.getAttribute('data-end')) - 1n).toString(16);
+  void guarded(() => drawPicture($('#picture'), state.id, zoomValues()))();
+});
 document.body.dataset.ready = 'true';
