@@ -575,6 +575,8 @@ export interface components {
                     /** @description Index of an earlier op in this batch */
                     ref: number;
                 };
+                /** @description dma_sync_sg_*: the entry count the driver passes; checked against the mapping like dma-debug (extension) */
+                nents?: number;
                 offset?: number;
                 /** @constant */
                 op: "sync";
@@ -667,6 +669,8 @@ export interface components {
                     /** @description Index of an earlier op in this batch */
                     ref: number;
                 };
+                /** @description dma_sync_sg_*: the entry count the driver passes; checked against the mapping like dma-debug (extension) */
+                nents?: number;
                 offset?: number;
                 /** @constant */
                 op: "sync";
@@ -2460,6 +2464,8 @@ export interface components {
             for: "cpu" | "device";
             /** @description A handle returned by a map or alloc call */
             handle: number;
+            /** @description dma_sync_sg_*: the entry count the driver passes; checked against the mapping like dma-debug (extension) */
+            nents?: number;
             offset?: number;
             size?: number;
         };
@@ -2473,6 +2479,8 @@ export interface components {
             for: "cpu" | "device";
             /** @description A handle returned by a map or alloc call */
             handle: number;
+            /** @description dma_sync_sg_*: the entry count the driver passes; checked against the mapping like dma-debug (extension) */
+            nents?: number;
             offset?: number;
             size?: number;
         };

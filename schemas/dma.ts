@@ -151,6 +151,13 @@ export const SyncBody = z
     offset: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
     size: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
     dir: Direction.optional().meta({ description: "Defaults to the mapping's direction" }),
+    nents: z
+      .number()
+      .int()
+      .min(1)
+      .max(0xffffffff)
+      .optional()
+      .meta({ description: 'dma_sync_sg_*: the entry count the driver passes; checked against the mapping like dma-debug (extension)' }),
   })
   .meta({ id: 'SyncRequest' });
 

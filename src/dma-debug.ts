@@ -56,6 +56,11 @@ export class DmaDebug {
     else this.dropped++;
   }
 
+  /** Findings kept for GET /debug (the memory budget charges them). */
+  get keptCount(): number {
+    return this.kept.length;
+  }
+
   /** Findings produced since the last call, or undefined (the common case costs nothing). */
   takeFresh(): DebugFinding[] | undefined {
     const f = this.fresh;
@@ -147,6 +152,12 @@ export class DmaDebug {
     if (!toCpu && m.dir !== 'to_device' && dir !== 'from_device') {
       this.report('sync_write_only_to_device', m.handle, `device driver syncs device write-only DMA memory to device [device address=${addr16(addr())}] [size=${size} bytes] [mapped with ${mapped}] [synced with ${synced}]`);
     }
+  }
+
+  /** check_sync, last test: dma_sync_sg_* with another nents than dma_map_sg was given (sg mappings only, as ref->type must be sg). */
+  checkSyncNents(m: Mapping, nents: number): void {
+    if (m.kind !== 'map_sg' || nents === m.sg.length) return;
+    this.report('sync_nents', m.handle, `device driver syncs DMA sg list with different entry count [map count=${m.sg.length}] [sync count=${nents}]`);
   }
 
   freeCoherentUnknown(handle: number): void {

@@ -49,6 +49,7 @@ import type {
 } from '../schemas/index.js';
 import { runBatch } from './batch.js';
 import { SILENT_OBSERVER, type DmaObserver } from './observer.js';
+import { FOOTPRINT, UNLIMITED_BUDGET, type MemoryBudget } from './memory-budget.js';
 
 export interface SessionLimits {
   /** Live mappings + coherent buffers per session. */
@@ -100,9 +101,21 @@ export class Session {
   };
 
   private readonly observer: DmaObserver;
+  /** The process-wide memory budget (src/memory-budget.ts); `charged` is this session's share of it. */
+  private readonly budget: MemoryBudget;
+  private charged = 0;
+  /** The part of `charged` that is derived state (RAM, cache, findings, faults, handle pages): see settle. */
+  private derived = 0;
 
-  constructor(id: string, config: SessionConfig, limits: SessionLimits = DEFAULT_SESSION_LIMITS, observer: DmaObserver = SILENT_OBSERVER) {
+  constructor(
+    id: string,
+    config: SessionConfig,
+    limits: SessionLimits = DEFAULT_SESSION_LIMITS,
+    observer: DmaObserver = SILENT_OBSERVER,
+    budget: MemoryBudget = UNLIMITED_BUDGET,
+  ) {
     this.observer = observer;
+    this.budget = budget;
     this.id = id;
     this.config = config;
     this.wireConfig = configToWire(config);
@@ -117,7 +130,7 @@ export class Session {
     // The device sees live mappings and the strays a linux-4.4 unmap left mapped.
     const strays = this.strays;
     const mappings = this.mappings;
-    this.memory = new DeviceView(config, { *values() { yield* mappings.values(); yield* strays; } }, this.debug);
+    this.memory = new DeviceView(config, { *values() { yield* mappings.values(); yield* strays; } }, this.debug, (bytes) => budget.check(bytes));
   }
 
   // ---- streaming mappings -------------------------------------------------------------
@@ -130,7 +143,7 @@ export class Session {
     }
     for (let i = 0; i < input.sg.length; i++) checkPhys(input.sg[i] as SgEntry, `sg.${i}`);
     if (withPages) this.checkPageRows(input.sg);
-    this.checkRoom();
+    this.checkRoom(input.sg.length);
     this.counters.map_sg++;
     const why = explain ? new SgExplainer() : undefined;
     const r = this.ops.mapSg(input.sg, dir, why);
@@ -162,7 +175,7 @@ export class Session {
     const dir = mappingDirection(input.dir);
     checkPhys({ phys: input.phys, length: input.size }, 'phys');
     if (withPages) this.checkPageRows([{ phys: input.phys, length: input.size }]);
-    this.checkRoom();
+    this.checkRoom(1);
     this.counters.map_page++;
     const r = this.ops.mapPage(input.phys, input.size, dir);
     if (isFailure(r)) {
@@ -213,6 +226,7 @@ export class Session {
     const dir = input.dir === undefined ? m.dir : mappingDirection(input.dir);
     this.counters.sync++;
     const r = this.memory.sync(m, input.for, offset, size, dir, () => this.addr(m.segments[0]));
+    if (input.nents !== undefined) this.debug.checkSyncNents(m, input.nents);
     this.observer.call('sync', null);
     return this.withDebug({ handle: m.handle, cache: r.cache, bounced_bytes: r.bounced });
   }
@@ -221,7 +235,7 @@ export class Session {
 
   allocCoherent(input: AllocCoherentInput): AllocCoherentOut {
     this.debug.discardFresh();
-    this.checkRoom();
+    this.checkRoom(1);
     this.counters.alloc_coherent++;
     const size = Math.ceil(input.size / this.config.pageSize) * this.config.pageSize;
     const phys = this.pages.alloc(size);
@@ -378,9 +392,44 @@ export class Session {
 
   // ---- internals ----------------------------------------------------------------------
 
-  private checkRoom(): void {
+  /** Room for one more mapping of `entries` scatterlist entries: the per-session limit, then the budget (charged in adopt). */
+  private checkRoom(entries: number): void {
     if (this.mappings.size >= this.limits.maxMappings) {
       throw new DmaemuError('DMAEMU_TOO_MANY_MAPPINGS', `the session already holds ${this.limits.maxMappings} live mappings`);
+    }
+    this.budget.check(mappingCost(entries));
+  }
+
+  /** Bytes this session holds of the process-wide memory budget. */
+  get budgetBytes(): number {
+    return this.charged;
+  }
+
+  /** A new session's fixed footprint, charged by the store before it registers the session (throws DMAEMU_MEMORY_BUDGET). */
+  chargeCreation(): void {
+    this.budget.charge(FOOTPRINT.session);
+    this.charged += FOOTPRINT.session;
+  }
+
+  /** Gives the session's whole share back (it is deleted, expired or dropped); idempotent. */
+  releaseBudget(): void {
+    this.budget.release(this.charged);
+    this.charged = 0;
+    this.derived = 0;
+  }
+
+  /**
+   * Charges the derived state as it now stands: emulated RAM and cache chunks, kept findings,
+   * faults and handle-table pages. Called as every answer leaves (withDebug): what a call
+   * produced that could not be refused beforehand is charged here, after the fact.
+   */
+  private settle(): void {
+    const now = this.memory.footprint() + this.debug.keptCount * FOOTPRINT.finding + this.mappings.pageCount * FOOTPRINT.handlePage;
+    const d = now - this.derived;
+    if (d !== 0) {
+      this.derived = now;
+      this.charged += d;
+      this.budget.add(d);
     }
   }
 
@@ -423,6 +472,9 @@ export class Session {
       cpuOwned: false,
     };
     this.mappings.set(m.handle, m);
+    const cost = mappingCost(r.sg.length);
+    this.budget.add(cost); // checkRoom checked it fits
+    this.charged += cost;
     this.iovaInUse += this.ops.iovaBytes(m);
     this.memory.syncForDeviceOnMap(m, skipCpuSync);
     return m;
@@ -434,6 +486,14 @@ export class Session {
     if (typeof freed === 'number' && (m.iovaGone || freed !== m.allocs[0]?.pfn)) this.releaseOther(m, freed);
     else this.iovaInUse -= this.ops.iovaBytes(m);
     this.memory.released(m);
+    // A linux-4.4 stray (pushed last by releaseOther) is still held; its share goes back when its range is freed.
+    if (this.strays.length === 0 || this.strays[this.strays.length - 1] !== m) this.refund(m); // (strays[-1] would be a slow property lookup)
+  }
+
+  private refund(m: Mapping): void {
+    const cost = mappingCost(m.sg.length);
+    this.budget.release(cost);
+    this.charged -= cost;
   }
 
   /**
@@ -446,7 +506,10 @@ export class Session {
     let owner: Mapping | undefined;
     for (const x of this.mappings.values()) if (!x.iovaGone && x.allocs[0]?.pfn === freedPfn) owner = x;
     const k = this.strays.findIndex((x) => x !== m && x.allocs[0]?.pfn === freedPfn);
-    if (!owner && k >= 0) owner = this.strays.splice(k, 1)[0];
+    if (!owner && k >= 0) {
+      owner = this.strays.splice(k, 1)[0];
+      if (owner) this.refund(owner);
+    }
     if (owner) {
       owner.iovaGone = true;
       this.iovaInUse -= this.ops.iovaBytes(owner);
@@ -516,6 +579,7 @@ export class Session {
 
   /** Attaches the findings this call produced. */
   private withDebug<T extends object>(out: T): T {
+    this.settle();
     const fresh = this.debug.takeFresh();
     if (fresh) (out as { debug?: DebugFinding[] }).debug = fresh;
     return out;
@@ -526,6 +590,11 @@ export class Session {
 function mappingDirection(dir: DmaDirection): DmaDirection {
   if (dir === 'none') throw invalid('dir', 'DMA_NONE is not a valid direction for a mapping (BUG_ON(!valid_dma_direction(dir)))');
   return dir;
+}
+
+/** The budget charge of a live mapping of `entries` scatterlist entries (memory-budget.ts FOOTPRINT). */
+function mappingCost(entries: number): number {
+  return FOOTPRINT.mapping + FOOTPRINT.sgEntry * (entries - 1);
 }
 
 function checkPhys(s: SgEntry, field: string): void {

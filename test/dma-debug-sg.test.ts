@@ -8,7 +8,7 @@ import t from 'tap';
 import { MapPageBody, MapSgBody } from '../schemas/dma.js';
 import type { DebugFindingOut } from '../schemas/index.js';
 import type { Session } from '../src/session.js';
-import { IOMMU_48, allocCoherent, mapPage, mapSg, session, unmap, type Dir } from './helpers/dma-core.js';
+import { IOMMU_48, allocCoherent, mapPage, mapSg, session, sync, unmap, type Dir } from './helpers/dma-core.js';
 
 const linux = (device: Record<string, unknown> = {}) => session({ device, iommu: IOMMU_48, layout: 'linux' });
 const EEXIST = "DMA-API: cacheline tracking EEXIST, overlapping mappings aren't supported";
@@ -148,4 +148,17 @@ t.test('cacheline overlap limit: the saturated count forgets the extra mappings,
   for (let k = 1; k <= 9; k++) handles.push(page(s, '0x80000000').handle as number);
   for (const h of handles.slice(0, 8)) unmap(s, h);
   t.equal(page(s, '0x80000000').debug, undefined);
+});
+
+// ---- check_sync: entry count ------------------------------------------------------------------
+
+t.test('check_sync nents: dma_sync_sg_* with another entry count than the map is reported with both counts', async (t) => {
+  const s = linux();
+  const r = mapSg(s, [{ phys: '0x81000000', length: 4096 }, { phys: '0x82000000', length: 4096 }], 'bidirectional');
+  const h = r.handle as number;
+  t.equal(sync(s, h, 'cpu', { nents: 2 }).debug, undefined, 'the count dma_map_sg was given (not the 1 it returned)');
+  t.same(checks(sync(s, h, 'cpu', { nents: 1 }).debug), [['sync_nents', 'DMA-API: device driver syncs DMA sg list with different entry count [map count=2] [sync count=1]']]);
+  // A single mapping is synced with dma_sync_single_*: no entry count to compare.
+  const p = mapPage(s, '0x83000000', 4096, 'bidirectional');
+  t.equal(sync(s, p.handle as number, 'cpu', { nents: 3 }).debug, undefined);
 });
