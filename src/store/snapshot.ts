@@ -7,8 +7,10 @@
 //
 // Rules: data (primitives, arrays, typed arrays, Maps, Sets, plain objects, class instances)
 // is copied; shared references and cycles stay shared (V8's serializer keeps identity);
-// functions and the objects the Session was given (config, limits, observer) are not state —
-// the fresh Session's own are kept. Class instances travel with their class name and get their
+// functions are not state (the fresh Session's own, at the same place, are kept); the objects
+// a session shares with the service (config, limits, observer, budget: `externals`, listed in
+// the same order by every process of this version) are written as their position in that list
+// and come back as the restoring process's own. Class instances travel with their class name and get their
 // prototype back from the fresh Session's graph; a snapshot whose graph holds something this
 // cannot represent (a class the fresh graph does not know, or knows twice) is refused at encode
 // time, so a compaction never writes a snapshot it could not read back.
