@@ -84,6 +84,11 @@ const plugin: FastifyPluginAsync = async (fastify) => {
   new Gauge({ name: 'dmaemu_sessions_live', help: 'Live sessions', registers: [register], collect() { this.set(store.size); } });
   new Gauge({ name: 'dmaemu_mappings_live', help: 'Live mappings and coherent buffers, all sessions', registers: [register], collect() { this.set(sum((s) => s.liveMappings)); } });
   new Gauge({ name: 'dmaemu_iova_bytes_in_use', help: 'IOVA bytes held by live mappings, all sessions', registers: [register], collect() { this.set(sum((s) => s.iovaBytesInUse)); } });
+  // The process-wide memory budget (src/memory-budget.ts): its limit, what sessions hold of it, and refusals since start.
+  const budget = store.budget;
+  new Gauge({ name: 'dmaemu_memory_budget_bytes', help: 'The memory budget all sessions share (DMAEMU_MEMORY_BUDGET)', registers: [register], collect() { this.set(budget.limit); } });
+  new Gauge({ name: 'dmaemu_memory_accounted_bytes', help: 'Estimated bytes all sessions hold of the memory budget', registers: [register], collect() { this.set(budget.used); } });
+  new Gauge({ name: 'dmaemu_memory_budget_refusals', help: 'Calls refused with DMAEMU_MEMORY_BUDGET since start', registers: [register], collect() { this.set(budget.refusals); } });
 
   fastify.addHook('onResponse', async (req, reply) => {
     duration.observe({ method: req.method, route: req.routeOptions.url ?? 'unmatched', status_code: reply.statusCode }, reply.elapsedTime / 1000);

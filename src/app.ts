@@ -103,7 +103,10 @@ export async function buildApp(opts: AppOptions = {}): Promise<FastifyInstance> 
   await app.register(tracePlugin);
   await app.register(comparePlugin);
   // Last: restored sessions get the observer the plugins installed.
-  const restored = await journal.restore();
+  // Restored work was acknowledged before: the budget admits it all, then counts what it holds (docs/memory-budget.md).
+  store.budget.admitAll(true);
+  const restored = await journal.restore().finally(() => store.budget.admitAll(false));
+  store.budget.resync(store.values());
   app.log.info({ store: journal.store.description, ...restored, ms: Math.round(restored.ms) }, 'op store opened');
   return app;
 }

@@ -12,6 +12,8 @@ export const ERROR_CODES = {
   DMAEMU_TOO_MANY_SG_ENTRIES: { status: 429, doc: 'A scatterlist longer than DMAEMU_MAX_SG_ENTRIES' },
   DMAEMU_TOO_MANY_BATCH_OPS: { status: 429, doc: 'A batch longer than DMAEMU_MAX_BATCH_OPS' },
   DMAEMU_MEMORY_LIMIT: { status: 429, doc: "The session's touched emulated RAM would exceed its memory_limit" },
+  // 507, not 429: the whole service is full, not this client too fast; retrying (what 429 invites) cannot help until some session frees memory.
+  DMAEMU_MEMORY_BUDGET: { status: 507, doc: "The service-wide memory budget (DMAEMU_MEMORY_BUDGET) cannot hold the call's footprint; nothing was done. Unmap, free or delete sessions" },
   DMAEMU_MALFORMED_BODY: { status: 400, doc: 'The body is not valid JSON (or carries __proto__ / constructor.prototype keys)' },
   DMAEMU_ROUTE_NOT_FOUND: { status: 404, doc: 'No such endpoint (see /openapi.json)' },
   DMAEMU_BODY_TOO_LARGE: { status: 413, doc: 'The body exceeds DMAEMU_BODY_LIMIT bytes (default 8 MiB)' },
@@ -32,6 +34,7 @@ const STATUS_TEXT: Record<number, string> = {
   429: 'Too Many Requests',
   500: 'Internal Server Error',
   503: 'Service Unavailable',
+  507: 'Insufficient Storage',
 };
 
 export class DmaemuError extends Error {

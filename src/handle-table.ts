@@ -27,6 +27,11 @@ export class HandleTable<T> {
     return this.count;
   }
 
+  /** Pages held (each costs PAGE slots, however few are live): the memory budget charges them. */
+  get pageCount(): number {
+    return this.pages.size;
+  }
+
   get(handle: number): T | undefined {
     return this.pages.get(Math.floor(handle / PAGE))?.slots[handle & MASK];
   }

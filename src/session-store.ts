@@ -9,6 +9,7 @@ import { resolveConfig } from './config.js';
 import { DmaemuError } from './errors.js';
 import { DEFAULT_SESSION_LIMITS, Session, type SessionLimits } from './session.js';
 import { SILENT_OBSERVER, type DmaObserver } from './observer.js';
+import { BUDGET_ENV, BUDGET_SHARE, MemoryBudget, budgetFromEnv, defaultBudgetBytes } from './memory-budget.js';
 import type { LeakReportOut, SessionCreateInput } from '../schemas/index.js';
 
 export interface StoreLimits extends SessionLimits {
@@ -17,6 +18,8 @@ export interface StoreLimits extends SessionLimits {
   ttlMs: number;
   /** Default memory_limit of a session (bytes of emulated RAM it may touch). */
   memoryLimit: number;
+  /** Bytes all sessions together may hold (DMAEMU_MEMORY_BUDGET; src/memory-budget.ts). */
+  memoryBudget: number;
 }
 
 export const DEFAULT_STORE_LIMITS: StoreLimits = {
@@ -24,6 +27,7 @@ export const DEFAULT_STORE_LIMITS: StoreLimits = {
   maxSessions: 1000,
   ttlMs: 60 * 60 * 1000,
   memoryLimit: 256 * 1024 * 1024,
+  memoryBudget: defaultBudgetBytes(),
 };
 
 /** Limits from DMAEMU_* environment variables, defaults otherwise; nonsense is refused at startup. */
@@ -44,6 +48,7 @@ export function limitsFromEnv(env: NodeJS.ProcessEnv = process.env): StoreLimits
     maxPageRows: pick('DMAEMU_MAX_PAGE_ROWS', d.maxPageRows),
     maxBatchOps: pick('DMAEMU_MAX_BATCH_OPS', d.maxBatchOps),
     memoryLimit: pick('DMAEMU_MEMORY_LIMIT', d.memoryLimit),
+    memoryBudget: budgetFromEnv(env),
   };
 }
 
@@ -55,10 +60,16 @@ export class SessionStore {
   /** Told of each session dropped for idling past ttlMs (the journal logs its end). */
   onExpired: ((id: string) => void) | undefined;
 
+  /** The process-wide memory budget every session of this store is charged to. */
+  readonly budget: MemoryBudget;
+
   constructor(
     readonly limits: StoreLimits = DEFAULT_STORE_LIMITS,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    const derived = limits.memoryBudget === defaultBudgetBytes();
+    this.budget = new MemoryBudget(limits.memoryBudget, derived ? `${BUDGET_ENV} unset: ${BUDGET_SHARE * 100}% of the V8 heap limit or of memory` : `${BUDGET_ENV}=${limits.memoryBudget}`);
+  }
 
   /** Starts the idle sweep (unref'd: it never keeps the process alive). */
   startSweeping(everyMs = Math.min(60_000, this.limits.ttlMs)): void {
@@ -78,6 +89,7 @@ export class SessionStore {
     const config = resolveConfig(input, { memoryLimit: this.limits.memoryLimit });
     const id = randomBytes(16).toString('base64url');
     const s = this.construct(id, config);
+    s.chargeCreation(); // may refuse: the session is not registered yet
     s.lastUsed = this.now();
     this.sessions.set(id, s);
     return s;
@@ -86,12 +98,14 @@ export class SessionStore {
   /** A session rebuilt after a restart (src/journal.ts): its old id, its logged creation input; no limit applies. */
   restore(id: string, input: SessionCreateInput): Session {
     const s = this.construct(id, resolveConfig(input, { memoryLimit: this.limits.memoryLimit }));
+    s.chargeCreation(); // never refused while the app restores (budget.admitAll)
     this.sessions.set(id, s);
     return s;
   }
 
   /** Drops a session without ending it (a restore that failed half-way). */
   forget(id: string): void {
+    this.sessions.get(id)?.releaseBudget();
     this.sessions.delete(id);
   }
 
@@ -129,7 +143,7 @@ export class SessionStore {
   }
 
   private construct(id: string, config: ReturnType<typeof resolveConfig>): Session {
-    return new Session(id, config, this.limits, this.observer);
+    return new Session(id, config, this.limits, this.observer, this.budget);
   }
 
   get(id: string): Session {
@@ -137,6 +151,7 @@ export class SessionStore {
     if (!s || this.expired(s)) {
       if (s) {
         this.sessions.delete(id);
+        s.releaseBudget();
         this.onExpired?.(id);
       }
       throw new DmaemuError('DMAEMU_SESSION_NOT_FOUND', 'no live session has this id (never created, deleted, or idle past DMAEMU_SESSION_TTL_MS)');
@@ -148,6 +163,7 @@ export class SessionStore {
   delete(id: string): LeakReportOut {
     const s = this.get(id);
     this.sessions.delete(id);
+    s.releaseBudget();
     return s.close();
   }
 
@@ -165,6 +181,7 @@ export class SessionStore {
     for (const [id, s] of this.sessions) {
       if (this.expired(s)) {
         this.sessions.delete(id);
+        s.releaseBudget();
         this.onExpired?.(id);
         n++;
       }
@@ -173,6 +190,7 @@ export class SessionStore {
   }
 
   clear(): void {
+    for (const s of this.sessions.values()) s.releaseBudget();
     this.sessions.clear();
   }
 

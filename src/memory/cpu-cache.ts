@@ -37,6 +37,18 @@ export class CpuCache {
     return this.lineCount * LINE;
   }
 
+  /** Chunks held: one line present costs a whole chunk (the memory budget charges these). */
+  get chunkCount(): number {
+    return this.chunks.size;
+  }
+
+  /** Chunks an access to [phys, phys + length) would create. */
+  missingChunks(phys: number, length: number): number {
+    let missing = 0;
+    for (let c = Math.floor(phys / CHUNK); c * CHUNK < phys + length; c++) if (!this.chunks.has(c)) missing++;
+    return missing;
+  }
+
   /** Lines an access to [phys, phys + length) would allocate. */
   missingLines(phys: number, length: number): number {
     let missing = 0;

@@ -22,6 +22,7 @@ import type { DmaDirection, Mapping } from '../mapping.js';
 import { CpuCache, LINE } from './cpu-cache.js';
 import { PageTable, permits, type Permission } from './page-table.js';
 import { CHUNK, Ram } from './ram.js';
+import { FOOTPRINT } from '../memory-budget.js';
 
 export type CacheOp = 'none' | 'clean' | 'invalidate' | 'clean+invalidate';
 
@@ -66,6 +67,8 @@ export class DeviceView {
     private readonly config: SessionConfig,
     private readonly mappings: { values(): Iterable<Mapping> },
     private readonly debug: DmaDebug,
+    /** Throws DMAEMU_MEMORY_BUDGET unless the process-wide budget has room for `bytes` more. */
+    private readonly budgetCheck: (bytes: number) => void = () => undefined,
   ) {
     this.ram = new Ram();
     this.cache = config.coherent ? null : new CpuCache(this.ram);
@@ -80,9 +83,14 @@ export class DeviceView {
     return this.ram.bytesTouched + (this.cache?.bytes ?? 0);
   }
 
+  /** What RAM chunks, cache chunks and the fault log cost the memory budget (src/memory-budget.ts). */
+  footprint(): number {
+    return this.ram.chunkCount * FOOTPRINT.ramChunk + (this.cache ? this.cache.chunkCount * FOOTPRINT.cacheChunk : 0) + this.faultLog.length * FOOTPRINT.fault;
+  }
+
   /**
    * Refuses, before any effect, a caller-driven access that would grow memory past the
-   * session's memory_limit. Internal copies (cache write-back, swiotlb bounces) are never
+   * session's memory_limit or the process-wide memory budget. Internal copies (cache write-back, swiotlb bounces) are never
    * refused mid-call; they can add at most the bytes already counted for the lines and the
    * bounce pool.
    */
@@ -98,6 +106,8 @@ export class DeviceView {
         write ? 'data' : 'length',
       );
     }
+    // The session's own quota first (its tenant's business), then the whole service's room.
+    if (more > 0) this.budgetCheck(cached && this.cache ? this.cache.missingChunks(phys, length) * FOOTPRINT.cacheChunk : this.ram.missingChunks(phys, length) * FOOTPRINT.ramChunk);
   }
 
   faults(): Fault[] {

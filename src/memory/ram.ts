@@ -26,6 +26,10 @@ export class Ram {
     return this.chunks.size * CHUNK;
   }
 
+  get chunkCount(): number {
+    return this.chunks.size;
+  }
+
   /** Chunks a write of [phys, phys + length) would create. */
   missingChunks(phys: number, length: number): number {
     let missing = 0;
