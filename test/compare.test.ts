@@ -108,6 +108,19 @@ t.test('compare', async (t) => {
     t.equal(unknown.status, 400);
   });
 
+  t.test('map_sg ?explain=true over HTTP: the explanation survives validation and serialization', async (t) => {
+    const s = await c.session({});
+    const r = await c.post(`${s.url}/map_sg`, { dir: 'to_device', sg: THREAD }, { query: 'explain=true' });
+    const why = r.body.explain as Obj;
+    t.same(((why.breaks as Obj[])[0] as Obj).values, { max_segment_size: 65536, cur_len: 65536, length: 16384 });
+    t.same(why.would_merge_with, { max_segment_size: 147456 });
+    const plain = await c.post(`${s.url}/map_sg`, { dir: 'to_device', sg: THREAD });
+    t.equal(plain.body.explain, undefined, 'absent unless asked');
+    const bad = await c.post(`${s.url}/map_sg`, { dir: 'to_device', sg: THREAD }, { query: 'explain=yes' });
+    t.equal(bad.status, 400);
+    t.match(bad.body.message, /explain/);
+  });
+
   t.test('the sessions a compare uses are temporary: the store holds none afterwards', async (t) => {
     const before = app.store.size;
     await c.post('/v1/compare', { sg: THREAD });
