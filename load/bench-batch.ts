@@ -58,6 +58,7 @@ for (const [name, text, ops, path] of [
   ['objects, compiled', body(32, SG), 64, compiled],
   ['compact, compiled', body(32, SG.map((e) => [e.phys, e.length])), 64, compiled],
   ['compact, compiled', body(512, SG.map((e) => [e.phys, e.length])), 1024, compiled],
+  ['compact, int phys', body(512, SG.map((e) => [Number(e.phys), e.length])), 1024, compiled],
 ] as const) {
   const parse = time(() => JSON.parse(text));
   const check = time(() => path(text)) - parse;
