@@ -2438,6 +2438,8 @@ export interface components {
             iova_ranges: number;
             live_coherent: number;
             live_mappings: number;
+            /** @description Estimated bytes this session holds of the service's memory budget (DMAEMU_MEMORY_BUDGET) */
+            memory_budget_bytes: number;
             memory_bytes_touched: number;
         };
         SessionSummaryInput: {
@@ -2452,6 +2454,8 @@ export interface components {
             iova_ranges: number;
             live_coherent: number;
             live_mappings: number;
+            /** @description Estimated bytes this session holds of the service's memory budget (DMAEMU_MEMORY_BUDGET) */
+            memory_budget_bytes: number;
             memory_bytes_touched: number;
         };
         SyncRequest: {

@@ -90,6 +90,7 @@ export const SessionSummary = z
     iova_ranges: z.number().int().meta({ description: 'Ranges in the IOVA allocator (reserved and cached included)' }),
     counters: Counters,
     memory_bytes_touched: z.number().int(),
+    memory_budget_bytes: z.number().int().meta({ description: "Estimated bytes this session holds of the service's memory budget (DMAEMU_MEMORY_BUDGET)" }),
   })
   .meta({ id: 'SessionSummary' });
 

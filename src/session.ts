@@ -353,6 +353,7 @@ export class Session {
       iova_ranges: this.ops.rangeCount(),
       counters: { ...this.counters },
       memory_bytes_touched: this.memory.bytesTouched(),
+      memory_budget_bytes: this.charged,
     };
   }
 
