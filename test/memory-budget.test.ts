@@ -150,7 +150,9 @@ for (const compact of [false, true]) {
     const small = await buildApp({ logLevel: 'silent', dataDir: dir, journal, limits: { memoryBudget: SESSION + FIRST_PAGE + 2 * MAP1 } });
     t.teardown(() => small.close());
     const c2 = client(small);
-    t.equal((await c2.get(`/v1/sessions/${id}`)).body.live_mappings, 8, 'all 8 acknowledged mappings are back');
+    const summary = (await c2.get(`/v1/sessions/${id}`)).body;
+    t.equal(summary.live_mappings, 8, 'all 8 acknowledged mappings are back');
+    t.equal(summary.memory_budget_bytes, SESSION + FIRST_PAGE + 8 * MAP1, "the summary shows the session's share: session + handle page + 8 mappings");
     const metrics = (await c2.get('/metrics')).text;
     t.match(metrics, new RegExp(`dmaemu_memory_budget_bytes ${SESSION + FIRST_PAGE + 2 * MAP1}\\b`));
     t.match(metrics, new RegExp(`dmaemu_memory_accounted_bytes ${SESSION + FIRST_PAGE + 8 * MAP1}\\b`), 'the restored state is counted in full');
