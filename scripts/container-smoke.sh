@@ -260,7 +260,7 @@ EOF
 pm run --rm --network none --no-healthcheck "${RUN_FLAGS[@]}" "$IMAGE" node -e '
   const fs = require("fs"); const p = [];
   const top = fs.readdirSync("/app").sort().join(",");
-  if (top !== "dist,node_modules,package.json") p.push("/app holds " + top);
+  if (top !== "dist,node_modules,package.json,ui") p.push("/app holds " + top); // ui/: the explorer pages (GET /ui)
   for (const d of ["typescript", "tap", "eslint", "tsx", "@types/node"])
     if (fs.existsSync("/app/node_modules/" + d)) p.push("dev dependency " + d + " present");
   if (!fs.existsSync("/app/node_modules/fastify")) p.push("fastify missing");
