@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../src/app.js';
 import { ERROR_CODES } from '../src/errors.js';
+import { FOOTPRINT } from '../src/memory-budget.js';
 import { DEFAULT_STORE_LIMITS, SessionStore } from '../src/session-store.js';
 import { client, type Client, type Obj } from './helpers/http.js';
 
@@ -641,6 +642,22 @@ t.test(
     expectError(t, await c2.post(`${m.url}/cpu/read`, { phys: '0x40000000', length: 1 << 20 }), 429, 'DMAEMU_MEMORY_LIMIT');
   },
 );
+
+t.test('507 DMAEMU_MEMORY_BUDGET: work past the process-wide budget is refused before it maps, the session still answers', async (t) => {
+  // Room for one session (its fixed cost), the handle-table page its first handle opens, and two
+  // one-entry mappings plus half of a third: the third map_page must be refused.
+  const limit = FOOTPRINT.session + FOOTPRINT.handlePage + 2.5 * FOOTPRINT.mapping;
+  const cb = await appWith(t, { limits: { memoryBudget: limit } });
+  const s = await cb.session({ layout: 'linux' });
+  const page = { phys: '0x80000000', size: 4096, dir: 'to_device' };
+  t.equal((await cb.post(`${s.url}/map_page`, page)).body.dma_address, '0xfffff000', 'first map: the top pfn below 4 GiB');
+  t.equal((await cb.post(`${s.url}/map_page`, page)).body.dma_address, '0xffffe000', 'second map: the next pfn down');
+  const r = await cb.post(`${s.url}/map_page`, page);
+  expectError(t, r, 507, 'DMAEMU_MEMORY_BUDGET', 'DMAEMU_MEMORY_BUDGET');
+  t.equal((await cb.get(s.url)).body.live_mappings, 2, 'the refused call mapped nothing');
+  t.equal((await cb.post(`${s.url}/unmap`, { handle: 2 })).status, 200, 'the session still answers');
+  t.equal((await cb.post(`${s.url}/map_page`, page)).body.dma_address, '0xffffe000', 'the freed room (and pfn, via the rcache) is used again');
+});
 
 t.test('500 DMAEMU_INTERNAL hides the exception: generic message, no stack, no internals', async (t) => {
   const r = await c.get('/test-only/throws');
