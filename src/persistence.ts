@@ -31,7 +31,7 @@ export function journalOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Jou
 }
 
 export function openJournal(dataDir: string | null, sessions: SessionStore, log: StoreLog, opts: JournalOptions = journalOptionsFromEnv()): Journal {
-  const store = dataDir === null ? new MemoryOpStore() : new FileOpStore(dataDir, log);
+  const store = dataDir === null ? new MemoryOpStore((id, bytes) => sessions.holdTrace(id, bytes)) : new FileOpStore(dataDir, log);
   const journal = new Journal(store, sessions, log, opts);
   sessions.onExpired = (id) => {
     journal.ended(id, 'expired').catch((err: unknown) => log.error({ session: id, err }, 'could not log the expiry of a session'));

@@ -167,6 +167,11 @@ export class SessionStore {
     return s.close();
   }
 
+  /** The memory-only trace buffer's bytes for session `id`, charged to (or given back from) its budget share. */
+  holdTrace(id: string, bytes: number): boolean {
+    return this.sessions.get(id)?.holdBytes(bytes) ?? false;
+  }
+
   get size(): number {
     return this.sessions.size;
   }

@@ -106,6 +106,8 @@ export class Session {
   private charged = 0;
   /** The part of `charged` that is derived state (RAM, cache, findings, faults, handle pages): see settle. */
   private derived = 0;
+  /** Budget bytes held for the session outside its state (holdBytes); not part of its summary, which describes state. */
+  private heldBytes = 0;
 
   constructor(
     id: string,
@@ -403,7 +405,7 @@ export class Session {
 
   /** Bytes this session holds of the process-wide memory budget. */
   get budgetBytes(): number {
-    return this.charged;
+    return this.charged + this.heldBytes;
   }
 
   /** A new session's fixed footprint, charged by the store before it registers the session (throws DMAEMU_MEMORY_BUDGET). */
@@ -412,10 +414,23 @@ export class Session {
     this.charged += FOOTPRINT.session;
   }
 
+  /**
+   * Bytes held for this session outside its own state (the memory-only trace buffer): charged when
+   * the budget has room (false, nothing charged, otherwise: keeping a trace never refuses a call),
+   * given back when negative.
+   */
+  holdBytes(bytes: number): boolean {
+    if (bytes > 0 && this.budget.used + bytes > this.budget.limit) return false;
+    this.budget.add(bytes);
+    this.heldBytes += bytes;
+    return true;
+  }
+
   /** Gives the session's whole share back (it is deleted, expired or dropped); idempotent. */
   releaseBudget(): void {
-    this.budget.release(this.charged);
+    this.budget.release(this.charged + this.heldBytes);
     this.charged = 0;
+    this.heldBytes = 0;
     this.derived = 0;
   }
 
