@@ -143,7 +143,12 @@ export class Session {
     if (input.sg.length > this.limits.maxSgEntries) {
       throw new DmaemuError('DMAEMU_TOO_MANY_SG_ENTRIES', `a scatterlist may hold at most ${this.limits.maxSgEntries} entries`, 'sg');
     }
-    for (let i = 0; i < input.sg.length; i++) checkPhys(input.sg[i] as SgEntry, `sg.${i}`);
+    let longest = 0;
+    for (let i = 0; i < input.sg.length; i++) {
+      const e = input.sg[i] as SgEntry;
+      checkPhys(e, `sg.${i}`);
+      if (e.length > longest) longest = e.length;
+    }
     if (withPages) this.checkPageRows(input.sg);
     this.checkRoom(input.sg.length);
     this.counters.map_sg++;
@@ -156,7 +161,7 @@ export class Session {
     }
     const m = this.adopt(r, 'map_sg', dir, input.skip_cpu_sync === true);
     // debug_dma_map_sg: check_sg_segment per mapped entry, then add_dma_entry's cacheline tracking.
-    this.debug.checkSgSegments(m, this.config.maxSegmentSize, this.config.segmentBoundaryBits, 2 ** this.ops.shift);
+    this.debug.checkSgSegments(m, longest, this.config.maxSegmentSize, this.config.segmentBoundaryBits, this.ops.shift);
     this.cachelines.insert(m, input.skip_cpu_sync === true);
     const out: MapSgOut = {
       handle: m.handle,
