@@ -15,11 +15,10 @@
 // load: hello_rps=<a> stub_rps=<s> mapunmap_pairs_per_s=<b> ratio=<2b/s> ratio_hello=<2b/a> batch_ops_per_s=<c>
 //       batch_ratio_hello=<c/a> batch_object_ops_per_s=<e> batch_ops_per_server_cpu_s=<(d) ops per CPU second of the server>
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
-import path from 'node:path';
+import { startServer, stop } from './load-server-process.js';
 
 interface AcRequest {
   method?: string;
@@ -44,46 +43,8 @@ const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
 const SMOKE = process.env.LOAD_SMOKE === '1';
 const DURATION_S = Number(process.env.LOAD_DURATION_S ?? 10);
 const CONNECTIONS = Number(process.env.LOAD_CONNECTIONS ?? 16);
-const here = path.dirname(fileURLToPath(import.meta.url));
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
-function startServer(env: Record<string, string>): Promise<{ url: string; child: ChildProcess }> {
-  // Runs the compiled server when there is one (npm run load builds first), else through tsx.
-  const isTs = import.meta.url.endsWith('.ts');
-  const script = path.join(here, isTs ? 'load-server.ts' : 'load-server.js');
-  // LOAD_PROFILE_DIR: the server writes a V8 CPU profile there when it stops (npm run load -- profiling).
-  const prof = process.env.LOAD_PROFILE_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.LOAD_PROFILE_DIR}`] : [];
-  // The same V8 flags `npm start` and the image use (see load/README.md, "pretenuring").
-  const args = ['--max-semi-space-size=64', '--no-allocation-site-pretenuring', ...prof, ...(isTs ? ['--import', 'tsx', script] : [script])];
-  const child = spawn(process.execPath, args, { env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info', ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const onData = (d: Buffer): void => {
-      out += d.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m?.[1]) {
-        // From here on the server's per-request log lines go nowhere, as they would to a file.
-        child.stdout?.off('data', onData);
-        child.stdout?.resume();
-        resolve({ url: m[1], child });
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`load server exited early (${code}): ${out}`)));
-  });
-}
-
-function stop(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null) return resolve();
-    const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-    child.once('exit', () => {
-      clearTimeout(t);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
-}
 
 function bounds(): Record<string, unknown> {
   return SMOKE ? { amount: 200, connections: 4 } : { duration: DURATION_S, connections: CONNECTIONS };

@@ -6,12 +6,11 @@
 // Last line, exactly:
 // persist: pairs_per_s_off=<a> pairs_per_s_on=<b> ratio=<b/a>
 
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { startServer, stop } from './load-server-process.js';
 
 interface AcRequest {
   method?: string;
@@ -36,41 +35,8 @@ const DURATION_S = Number(process.env.LOAD_DURATION_S ?? 10);
 const CONNECTIONS = Number(process.env.LOAD_CONNECTIONS ?? 16);
 const WARMUP_S = Number(process.env.LOAD_WARMUP_S ?? 3);
 const SLICES = SMOKE ? 1 : 4;
-const here = path.dirname(fileURLToPath(import.meta.url));
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
-function startServer(env: Record<string, string>): Promise<{ url: string; child: ChildProcess }> {
-  const isTs = import.meta.url.endsWith('.ts');
-  const script = path.join(here, isTs ? 'load-server.ts' : 'load-server.js');
-  const args = ['--max-semi-space-size=64', '--no-allocation-site-pretenuring', ...(isTs ? ['--import', 'tsx', script] : [script])];
-  const child = spawn(process.execPath, args, { env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info', ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const onData = (d: Buffer): void => {
-      out += d.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(out);
-      if (m?.[1]) {
-        child.stdout?.off('data', onData);
-        child.stdout?.resume(); // request log lines are drained and dropped, as to a file
-        resolve({ url: m[1], child });
-      }
-    };
-    child.stdout?.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`load server exited early (${code}): ${out}`)));
-  });
-}
-
-function stop(child: ChildProcess): Promise<void> {
-  return new Promise((resolve) => {
-    if (child.exitCode !== null) return resolve();
-    const t = setTimeout(() => child.kill('SIGKILL'), 5000);
-    child.once('exit', () => {
-      clearTimeout(t);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
-}
 
 const SG = Array.from({ length: 8 }, (_, i) => ({ phys: `0x${(0x90000000 + i * 0x200000 + (i % 2) * 0x1000).toString(16)}`, length: 4096 }));
 const MAP_BODY = JSON.stringify({ dir: 'to_device', sg: SG });

@@ -6,7 +6,7 @@
 // unless they pass a dir, so a test never writes outside the tmp dir it chose.
 
 import { DEFAULT_JOURNAL_OPTIONS, Journal, type JournalOptions } from './journal.js';
-import type { SessionStore } from './session-store.js';
+import { positiveIntFromEnv, type SessionStore } from './session-store.js';
 import { FileOpStore, type StoreLog } from './store/file-op-store.js';
 import { MemoryOpStore } from './store/memory-op-store.js';
 
@@ -17,13 +17,7 @@ export function dataDirFromEnv(env: NodeJS.ProcessEnv = process.env): string | n
 }
 
 export function journalOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): JournalOptions {
-  const pick = (name: string, dflt: number): number => {
-    const raw = env[name];
-    if (raw === undefined || raw === '') return dflt;
-    const v = Number(raw);
-    if (!Number.isSafeInteger(v) || v < 1) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
-    return v;
-  };
+  const pick = (name: string, dflt: number): number => positiveIntFromEnv(env, name, dflt);
   return {
     compactMinBytes: pick('DMAEMU_COMPACT_MIN_BYTES', DEFAULT_JOURNAL_OPTIONS.compactMinBytes),
     compactRatio: pick('DMAEMU_COMPACT_RATIO', DEFAULT_JOURNAL_OPTIONS.compactRatio),

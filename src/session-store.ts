@@ -30,15 +30,18 @@ export const DEFAULT_STORE_LIMITS: StoreLimits = {
   memoryBudget: defaultBudgetBytes(),
 };
 
+/** A positive integer from the environment variable `name`, `dflt` when unset; nonsense is refused at startup. */
+export function positiveIntFromEnv(env: NodeJS.ProcessEnv, name: string, dflt: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return dflt;
+  const v = Number(raw);
+  if (!Number.isSafeInteger(v) || v < 1) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
+  return v;
+}
+
 /** Limits from DMAEMU_* environment variables, defaults otherwise; nonsense is refused at startup. */
 export function limitsFromEnv(env: NodeJS.ProcessEnv = process.env): StoreLimits {
-  const pick = (name: string, dflt: number): number => {
-    const raw = env[name];
-    if (raw === undefined || raw === '') return dflt;
-    const v = Number(raw);
-    if (!Number.isSafeInteger(v) || v < 1) throw new Error(`${name} must be a positive integer, got ${JSON.stringify(raw)}`);
-    return v;
-  };
+  const pick = (name: string, dflt: number): number => positiveIntFromEnv(env, name, dflt);
   const d = DEFAULT_STORE_LIMITS;
   return {
     maxSessions: pick('DMAEMU_MAX_SESSIONS', d.maxSessions),

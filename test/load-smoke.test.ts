@@ -33,3 +33,10 @@ test('npm run load (smoke): hello, stub, pairs and batch over loopback, last lin
   t.match(lastLine(r.out), /^load: hello_rps=\d+ stub_rps=\d+ mapunmap_pairs_per_s=\d+ ratio=[\d.]+ ratio_hello=[\d.]+ batch_ops_per_s=\d+ batch_ratio_hello=[\d.]+ batch_object_ops_per_s=\d+ batch_ops_per_server_cpu_s=\d+$/);
   t.match(r.out, /\(c\) map_sg\(8\)\+unmap .* 0 failed/, 'no request failed');
 });
+
+test('npm run load:persist (smoke): map/unmap pairs with persistence off and on, last line', async (t) => {
+  const r = await runScript('load/load-persist.ts', { LOAD_SMOKE: '1', LOG_LEVEL: 'warn' });
+  t.equal(r.code, 0, r.out);
+  t.match(lastLine(r.out), /^persist: pairs_per_s_off=\d+ pairs_per_s_on=\d+ ratio=[\d.]+$/);
+  t.notMatch(r.out, /[1-9]\d* failed/, 'no request failed');
+});
