@@ -17,33 +17,13 @@
 
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import { autocannon, createSession, JSON_HEADERS, pairRequests, SG, type AcResult } from './load-kit.js';
 import { startServer, stop } from './load-server-process.js';
 
-interface AcRequest {
-  method?: string;
-  path?: string;
-  body?: string;
-  headers?: Record<string, string>;
-  setupRequest?: (req: AcRequest, ctx: Record<string, unknown>) => AcRequest;
-  onResponse?: (status: number, body: string, ctx: Record<string, unknown>) => void;
-}
-interface AcResult {
-  requests: { average: number; total: number };
-  non2xx: number;
-  errors: number;
-  timeouts: number;
-  duration: number;
-  /** CPU seconds the server process spent over the measured run (Linux /proc), when asked. */
-  serverCpuS?: number;
-}
-type Autocannon = (opts: Record<string, unknown>) => Promise<AcResult>;
-const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
 
 const SMOKE = process.env.LOAD_SMOKE === '1';
 const DURATION_S = Number(process.env.LOAD_DURATION_S ?? 10);
 const CONNECTIONS = Number(process.env.LOAD_CONNECTIONS ?? 16);
-const JSON_HEADERS = { 'content-type': 'application/json' };
 
 
 function bounds(): Record<string, unknown> {
@@ -105,35 +85,6 @@ function add(sum: AcResult, r: AcResult): void {
   sum.timeouts += r.timeouts;
 }
 
-const SG = Array.from({ length: 8 }, (_, i) => ({ phys: `0x${(0x90000000 + i * 0x200000 + (i % 2) * 0x1000).toString(16)}`, length: 4096 }));
-const MAP_BODY = JSON.stringify({ dir: 'to_device', sg: SG });
-
-/** map_sg then unmap of the handle it returned, on every connection. */
-function pairRequests(base: string): AcRequest[] {
-  return [
-    {
-      method: 'POST',
-      path: `${base}/map_sg`,
-      headers: JSON_HEADERS,
-      body: MAP_BODY,
-      onResponse: (_status, body, ctx) => {
-        ctx.handle = (JSON.parse(body) as { handle: number }).handle;
-      },
-    },
-    {
-      method: 'POST',
-      path: `${base}/unmap`,
-      headers: JSON_HEADERS,
-      setupRequest: (req, ctx) => ({ ...req, body: JSON.stringify({ handle: ctx.handle }) }),
-    },
-  ];
-}
-
-async function createSession(url: string): Promise<string> {
-  const res = await fetch(`${url}/v1/sessions`, { method: 'POST', headers: JSON_HEADERS, body: '{}' });
-  if (res.status !== 201) throw new Error(`session create answered ${res.status}`);
-  return ((await res.json()) as { id: string }).id;
-}
 
 async function main(): Promise<void> {
   const hello = await startServer({ HELLO: '1' });

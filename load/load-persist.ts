@@ -7,60 +7,19 @@
 // persist: pairs_per_s_off=<a> pairs_per_s_on=<b> ratio=<b/a>
 
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { autocannon, createSession, pairRequests, type AcResult } from './load-kit.js';
 import { startServer, stop } from './load-server-process.js';
 
-interface AcRequest {
-  method?: string;
-  path?: string;
-  body?: string;
-  headers?: Record<string, string>;
-  setupRequest?: (req: AcRequest, ctx: Record<string, unknown>) => AcRequest;
-  onResponse?: (status: number, body: string, ctx: Record<string, unknown>) => void;
-}
-interface AcResult {
-  requests: { total: number };
-  non2xx: number;
-  errors: number;
-  timeouts: number;
-  duration: number;
-}
-type Autocannon = (opts: Record<string, unknown>) => Promise<AcResult>;
-const autocannon = createRequire(import.meta.url)('autocannon') as Autocannon;
 
 const SMOKE = process.env.LOAD_SMOKE === '1';
 const DURATION_S = Number(process.env.LOAD_DURATION_S ?? 10);
 const CONNECTIONS = Number(process.env.LOAD_CONNECTIONS ?? 16);
 const WARMUP_S = Number(process.env.LOAD_WARMUP_S ?? 3);
 const SLICES = SMOKE ? 1 : 4;
-const JSON_HEADERS = { 'content-type': 'application/json' };
 
 
-const SG = Array.from({ length: 8 }, (_, i) => ({ phys: `0x${(0x90000000 + i * 0x200000 + (i % 2) * 0x1000).toString(16)}`, length: 4096 }));
-const MAP_BODY = JSON.stringify({ dir: 'to_device', sg: SG });
-
-function pairRequests(base: string): AcRequest[] {
-  return [
-    {
-      method: 'POST',
-      path: `${base}/map_sg`,
-      headers: JSON_HEADERS,
-      body: MAP_BODY,
-      onResponse: (_status, body, ctx) => {
-        ctx.handle = (JSON.parse(body) as { handle: number }).handle;
-      },
-    },
-    { method: 'POST', path: `${base}/unmap`, headers: JSON_HEADERS, setupRequest: (req, ctx) => ({ ...req, body: JSON.stringify({ handle: ctx.handle }) }) },
-  ];
-}
-
-async function createSession(url: string): Promise<string> {
-  const res = await fetch(`${url}/v1/sessions`, { method: 'POST', headers: JSON_HEADERS, body: '{}' });
-  if (res.status !== 201) throw new Error(`session create answered ${res.status}`);
-  return ((await res.json()) as { id: string }).id;
-}
 
 async function slice(title: string, url: string, id: string, seconds: number | null): Promise<AcResult> {
   const bounds = seconds === null ? { amount: 200, connections: 4 } : { duration: seconds, connections: CONNECTIONS };
