@@ -5,7 +5,7 @@
 // Usage: tsx conformance/compare.ts RECORDING(.jsonl[.gz] or console log) [TRACE]
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
-import { conformanceLine, coreCall, coreSession, loadRecording, parseTrace, replayDevice, traceDisagreements, type Mismatch } from '../test/helpers/kernel-replay.js';
+import { conformanceLine, loadRecording, parseTrace, replayCore, traceDisagreements } from '../test/helpers/kernel-replay.js';
 
 const [recording, tracePath] = process.argv.slice(2);
 if (!recording) {
@@ -13,14 +13,9 @@ if (!recording) {
   process.exit(2);
 }
 const recs = loadRecording(recording);
-let ops = 0;
-const all: Mismatch[] = [];
-for (const r of recs) {
-  const res = await replayDevice(r, coreCall(coreSession(r.device)));
-  ops += res.ops;
-  all.push(...res.mismatches);
-  process.stdout.write(`  ${r.device.seq.padEnd(22)} ${String(res.ops).padStart(5)} ops ${res.mismatches.length} mismatches\n`);
-}
+const { ops, mismatches: all } = await replayCore(recs, (seq, n, bad) => {
+  process.stdout.write(`  ${seq.padEnd(22)} ${String(n).padStart(5)} ops ${bad} mismatches\n`);
+});
 for (const m of all.slice(0, 20)) {
   process.stdout.write(`mismatch ${m.seq} call ${m.call} (${m.op} id ${m.id}): kernel ${JSON.stringify(m.want)} dmaemu ${JSON.stringify(m.got)}\n`);
 }

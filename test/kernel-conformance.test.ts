@@ -11,10 +11,9 @@ import { buildApp } from '../src/app.js';
 import { client } from './helpers/http.js';
 import {
   conformanceLine,
-  coreCall,
-  coreSession,
   loadRecording,
   parseTrace,
+  replayCore,
   replayDevice,
   sessionBody,
   traceDisagreements,
@@ -64,13 +63,7 @@ t.test('the printed lines agree with the kernel\'s own dma tracepoints', async (
 });
 
 t.test('replayed through the core (Session), every answer equals the kernel\'s', async (t) => {
-  let ops = 0;
-  const all: Mismatch[] = [];
-  for (const r of recs) {
-    const res = await replayDevice(r, coreCall(coreSession(r.device)));
-    ops += res.ops;
-    all.push(...res.mismatches);
-  }
+  const { ops, mismatches: all } = await replayCore(recs);
   const line = conformanceLine(ops, all.length);
   t.comment(line);
   process.stderr.write(`${line}\n`);

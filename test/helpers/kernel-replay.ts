@@ -206,6 +206,22 @@ export async function replayDevice(
   return { ops, mismatches };
 }
 
+/** Every device of a recording through the core, each on a fresh session; `each` hears every device's count. */
+export async function replayCore(
+  recs: readonly DeviceRecording[],
+  each: (seq: string, ops: number, mismatches: number) => void = () => {},
+): Promise<{ ops: number; mismatches: Mismatch[] }> {
+  let ops = 0;
+  const mismatches: Mismatch[] = [];
+  for (const r of recs) {
+    const res = await replayDevice(r, coreCall(coreSession(r.device)));
+    ops += res.ops;
+    mismatches.push(...res.mismatches);
+    each(r.device.seq, res.ops, res.mismatches.length);
+  }
+  return { ops, mismatches };
+}
+
 /** The summary line the issue asks for. */
 export function conformanceLine(ops: number, mismatches: number, kernel = 'linux 6.12 intel-iommu'): string {
   return `conformance: ${ops} ops, ${mismatches} mismatches (${kernel})`;
