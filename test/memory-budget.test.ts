@@ -18,6 +18,7 @@ import { buildApp } from '../src/app.js';
 import { client } from './helpers/http.js';
 import { decodeFrames } from '../src/store/frames.js';
 import { mapPage, mapSg } from './helpers/dma-core.js';
+import { listeningUrl } from './helpers/server-process.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -182,15 +183,7 @@ test('a real server with a 256 MiB heap and the derived budget refuses a leaking
   t.teardown(() => {
     if (child.exitCode === null) child.kill('SIGKILL');
   });
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
-      if (m?.[1]) resolve(m[1]);
-    });
-    child.once('exit', (code) => reject(new Error(`exited early with ${code}: ${out}${stderr}`)));
-  });
+  const url = await listeningUrl(child, () => stderr);
   const post = async (p: string, body: unknown): Promise<{ status: number; body: Record<string, unknown> }> => {
     const res = await fetch(`${url}${p}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     return { status: res.status, body: (await res.json()) as Record<string, unknown> };

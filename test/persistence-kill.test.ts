@@ -18,6 +18,7 @@ import { CpuReadBody, CpuWriteBody, MapPageBody, SessionCreateBody, UnmapBody } 
 import type { Session } from '../src/session.js';
 import { SessionStore } from '../src/session-store.js';
 import { rng } from './helpers/workload.js';
+import { listeningUrl } from './helpers/server-process.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const dataDir = mkdtempSync(path.join(tmpdir(), 'dmaemu-kill-'));
@@ -30,15 +31,7 @@ function startServer(): Promise<{ url: string; child: ChildProcess }> {
     env: { ...process.env, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'warn', DMAEMU_DATA_DIR: dataDir },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  return new Promise((resolve, reject) => {
-    let out = '';
-    child.stdout?.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
-      if (m?.[1]) resolve({ url: m[1], child });
-    });
-    child.once('exit', (code) => reject(new Error(`server exited early (${String(code)}): ${out}`)));
-  });
+  return listeningUrl(child).then((url) => ({ url, child }));
 }
 
 async function post(url: string, body: unknown): Promise<{ status: number; body: Json }> {
