@@ -1,9 +1,9 @@
 // GET /metrics in Prometheus text through prom-client: request durations by route; the
 // emulator's own gauges (live sessions, live mappings, IOVA bytes in use), computed at scrape;
 // and counters of what the core did (src/observer.ts): DMA calls by op and kernel result,
-// dma-debug findings by check, device faults by reason. The counters sit on the hot path of
-// every call (a /batch makes a thousand), so each label set's child is looked up once and kept:
-// a call costs an array index and an inc, never a label hash.
+// dma-debug findings by check, device faults by reason. The call counters sit on the hot path of
+// every call (a /batch makes a thousand), so a call costs an array increment, published to
+// prom-client at scrape.
 import type { FastifyPluginAsync } from 'fastify';
 import fp from 'fastify-plugin';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
@@ -29,26 +29,43 @@ export function faultClass(reason: string): string {
 
 /** Counters for the core's observer, with every child handle cached. */
 function coreCounters(register: Registry): DmaObserver {
+  // A call only bumps a plain number; the Counter takes what was added since the last scrape
+  // in its collect(). prom-client's inc() (label checks, hashing) cost ~6 % of a 1024-op /batch.
+  const tally = new Float64Array(DMA_CALLS.length * RESULTS.length);
+  const published = new Float64Array(tally.length);
+  const children: { inc(v: number): void }[] = [];
   const calls = new Counter({
     name: 'dmaemu_dma_calls_total',
     help: 'DMA-API calls completed, by op and kernel result (ok, or the errno Linux returns); /batch ops included',
     labelNames: ['op', 'result'] as const,
     registers: [register],
+    collect() {
+      for (let i = 0; i < tally.length; i++) {
+        const delta = (tally[i] as number) - (published[i] as number);
+        if (delta > 0) children[i]?.inc(delta);
+        published[i] = tally[i] as number;
+      }
+    },
   });
   const findings = new Counter({ name: 'dmaemu_debug_findings_total', help: 'dma-debug findings, by check', labelNames: ['check'] as const, registers: [register] });
   const faults = new Counter({ name: 'dmaemu_device_faults_total', help: 'Device accesses that faulted, by reason', labelNames: ['reason'] as const, registers: [register] });
   // Children made up front: every (op, result) series exists from the first scrape, at 0.
-  const child = (op: DmaCall, result: string) => {
-    const c = calls.labels(op, result);
-    c.inc(0); // a child is exposed only once it has a value
-    return c;
-  };
-  const byCall = new Map(DMA_CALLS.map((op) => [op, RESULTS.map((r) => child(op, r))] as const));
+  for (const op of DMA_CALLS) {
+    for (const r of RESULTS) {
+      const c = calls.labels(op, r);
+      c.inc(0); // a child is exposed only once it has a value
+      children.push(c);
+    }
+  }
+  const base = new Map(DMA_CALLS.map((op, i) => [op, i * RESULTS.length] as const));
   const byCheck = new Map<string, ReturnType<typeof findings.labels>>();
   const byFault = new Map<string, ReturnType<typeof faults.labels>>();
   return {
     call(op: DmaCall, errno: KernelErrno | null) {
-      byCall.get(op)?.[errno === null ? 0 : RESULTS.indexOf(errno)]?.inc();
+      const b = base.get(op);
+      if (b === undefined) return;
+      const i = b + (errno === null ? 0 : RESULTS.indexOf(errno));
+      tally[i] = (tally[i] as number) + 1;
     },
     finding(check: string) {
       let c = byCheck.get(check);
