@@ -3,9 +3,14 @@
 import type { FastifyPluginAsync } from 'fastify';
 import * as S from '../schemas/index.js';
 import { sessionPost } from './route-kit.js';
-import { batchValidatorCompiler } from '../src/http-batch-validator.js';
+import { serializerCompiler } from '../src/http-serializer.js';
+import { batchValidatorCompiler, parseBinaryBatch } from '../src/http-batch-validator.js';
+import { BATCH_BINARY_TYPE, BATCH_RESULTS_BINARY_TYPE, encodeBatchResults } from '../schemas/batch-binary.js';
 
 export const dmaPlugin: FastifyPluginAsync = async (app) => {
+  const stringifyResult = serializerCompiler({ schema: S.BatchResultWire.shape.results.element });
+  // Scoped to this plugin: only its routes see the binary type, and only /batch accepts it.
+  app.addContentTypeParser(BATCH_BINARY_TYPE, { parseAs: 'buffer' }, parseBinaryBatch);
   sessionPost(
     app,
     {
@@ -79,11 +84,18 @@ export const dmaPlugin: FastifyPluginAsync = async (app) => {
       summary: 'Several calls in order; {"ref": i} stands for the handle op i returned',
       description:
         "One result per op, each the single call's answer or its error body. A map_sg op's `sg` entries may be `[phys, length]` tuples " +
-        '(the compact form, cheaper to parse and check); they decode to the same `{phys, length}` entries and give the same results.',
+        '(the compact form, cheaper to parse and check); they decode to the same `{phys, length}` entries and give the same results. ' +
+        `The same ops may come packed in binary (Content-Type: ${BATCH_BINARY_TYPE}), and the answer is packed (${BATCH_RESULTS_BINARY_TYPE}) when Accept names that type: ` +
+        'the format is in docs/api.md ("Binary /batch"); client/ encodes and decodes it. Errors stay JSON.',
       body: S.BatchBody,
       result: S.BatchResult,
       wire: S.BatchResultWire,
       validatorCompiler: batchValidatorCompiler(),
+      respond: (out, body, req, reply) => {
+        if (!req.headers.accept?.includes(BATCH_RESULTS_BINARY_TYPE)) return out;
+        void reply.type(BATCH_RESULTS_BINARY_TYPE);
+        return encodeBatchResults(body.ops, out.results, stringifyResult);
+      },
     },
     (s, body) => s.batch(body),
   );

@@ -1,7 +1,7 @@
 // What every route plugin shares: the documented error responses and a typed helper for the
 // session-scoped POST routes (parse → call the core → serialize; nothing else happens here).
 
-import type { FastifyInstance, FastifySchema, FastifySchemaCompiler } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema, FastifySchemaCompiler } from 'fastify';
 import { z } from 'zod';
 import { ErrorBody, SessionParams } from '../schemas/index.js';
 import type { Session } from '../src/session.js';
@@ -33,6 +33,8 @@ export interface SessionPostDef<B extends z.ZodType, R extends z.ZodType, Q exte
   querystring?: Q;
   /** A schema the 200 answer is serialized with instead of `result` (same JSON, faster shape). */
   wire?: z.ZodType;
+  /** Turns the call's answer into what is sent (e.g. another encoding the client asked for); default: the answer. */
+  respond?: (out: z.output<R>, body: z.output<B>, req: FastifyRequest, reply: FastifyReply) => unknown;
   /** A route-level validator compiler instead of the app's zod one (same schemas, compiled; see src/http-batch-validator.ts). */
   validatorCompiler?: FastifySchemaCompiler<FastifySchema>;
 }
@@ -62,12 +64,12 @@ export function sessionPost<B extends z.ZodType, R extends z.ZodType, Q extends 
         response: { 200: def.result, ...SESSION_ERRORS },
       },
     },
-    async (req) => {
+    async (req, reply) => {
       const s = app.store.get(req.params.id);
       const body = req.body as z.output<B>;
       const query = req.query as Q extends z.ZodType ? z.output<Q> : undefined;
-      if (!journaled) return call(s, body, query);
-      return app.journal.call(s, journaled, body, def.querystring ? query : undefined, () => call(s, body, query));
+      const out = journaled ? await app.journal.call(s, journaled, body, def.querystring ? query : undefined, () => call(s, body, query)) : call(s, body, query);
+      return def.respond ? def.respond(out, body, req, reply) : out;
     },
   );
 }

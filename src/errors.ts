@@ -17,7 +17,7 @@ export const ERROR_CODES = {
   DMAEMU_MALFORMED_BODY: { status: 400, doc: 'The body is not valid JSON (or carries __proto__ / constructor.prototype keys)' },
   DMAEMU_ROUTE_NOT_FOUND: { status: 404, doc: 'No such endpoint (see /openapi.json)' },
   DMAEMU_BODY_TOO_LARGE: { status: 413, doc: 'The body exceeds DMAEMU_BODY_LIMIT bytes (default 8 MiB)' },
-  DMAEMU_UNSUPPORTED_MEDIA_TYPE: { status: 415, doc: 'Bodies must be application/json' },
+  DMAEMU_UNSUPPORTED_MEDIA_TYPE: { status: 415, doc: 'Bodies must be application/json (POST /batch also takes application/vnd.dmaemu.batch)' },
   DMAEMU_TRACE_UNAVAILABLE: { status: 409, doc: "The session's history was compacted into a snapshot: no trace from creation exists any more" },
   DMAEMU_PERSISTENCE_FAILED: { status: 503, doc: "The session's op log could not be written (disk full, I/O error): the call is not durable and the session refuses further calls" },
   DMAEMU_INTERNAL: { status: 500, doc: 'An invariant of the emulator broke: a bug in dmaemu, never silent' },
