@@ -15,6 +15,7 @@
 
 import createClient, { type Client } from 'openapi-fetch';
 import type { components, paths } from './schema.js';
+import { BATCH_BINARY_TYPE, BATCH_RESULTS_BINARY_TYPE, decodeBatchResults, encodeBatchRequest, type BatchOpIn } from '../schemas/batch-binary.js';
 
 export type { components, paths };
 export type Schemas = components['schemas'];
@@ -86,6 +87,21 @@ export function sessionClient(http: Client<paths>, id: string) {
     freeCoherent: async (body: RequestBody<Op<'free_coherent'>>) => ok(await http.POST('/v1/sessions/{id}/free_coherent', { params: { path }, body })),
     flush: async (body: RequestBody<Op<'flush'>> = {}) => ok(await http.POST('/v1/sessions/{id}/flush', { params: { path }, body })),
     batch: async (body: RequestBody<Op<'batch'>>) => ok(await http.POST('/v1/sessions/{id}/batch', { params: { path }, body })),
+    /**
+     * The same call packed both ways (docs/api.md "Binary /batch"): the same ops in, the same
+     * results out as batch(), at a fraction of the service's CPU per op.
+     */
+    batchBinary: async (body: RequestBody<Op<'batch'>>): Promise<PostAnswer<Op<'batch'>>> => {
+      const r = await http.POST('/v1/sessions/{id}/batch', {
+        params: { path },
+        body,
+        bodySerializer: (b) => encodeBatchRequest(b.ops as BatchOpIn[]),
+        headers: { 'content-type': BATCH_BINARY_TYPE, accept: BATCH_RESULTS_BINARY_TYPE },
+        parseAs: 'arrayBuffer',
+      });
+      if (!r.response.ok || r.data === undefined) throw new DmaemuHttpError(r.response.status, r.error);
+      return { results: decodeBatchResults(new Uint8Array(r.data)) as PostAnswer<Op<'batch'>>['results'] };
+    },
     cpuWrite: async (body: RequestBody<Op<'cpu/write'>>) => ok(await http.POST('/v1/sessions/{id}/cpu/write', { params: { path }, body })),
     cpuRead: async (body: RequestBody<Op<'cpu/read'>>) => ok(await http.POST('/v1/sessions/{id}/cpu/read', { params: { path }, body })),
     deviceWrite: async (body: RequestBody<Op<'device/write'>>) => ok(await http.POST('/v1/sessions/{id}/device/write', { params: { path }, body })),

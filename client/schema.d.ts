@@ -190,7 +190,7 @@ export interface paths {
         put?: never;
         /**
          * Several calls in order; {"ref": i} stands for the handle op i returned
-         * @description One result per op, each the single call's answer or its error body. A map_sg op's `sg` entries may be `[phys, length]` tuples (the compact form, cheaper to parse and check); they decode to the same `{phys, length}` entries and give the same results.
+         * @description One result per op, each the single call's answer or its error body. A map_sg op's `sg` entries may be `[phys, length]` tuples (the compact form, cheaper to parse and check); they decode to the same `{phys, length}` entries and give the same results. The same ops may come packed in binary (Content-Type: application/vnd.dmaemu.batch), and the answer is packed (application/vnd.dmaemu.batch-results) when Accept names that type: the format is in docs/api.md ("Binary /batch"); client/ encodes and decodes it. Errors stay JSON.
          */
         post: operations["batch"];
         delete?: never;

@@ -62,3 +62,29 @@ t.test('batch with refs and the tables, through the wrapper', async (t) => {
   t.same((await s.close()).leaks, []);
   t.match(await dmaemu.healthz(), { status: 'ok' });
 });
+
+t.test('batchBinary: the thread list through the binary /batch gives what batch() gives', async (t) => {
+  const ops = [
+    { op: 'map_sg' as const, dir: 'to_device' as const, sg: THREAD_SG },
+    { op: 'unmap' as const, handle: { ref: 0 } },
+    { op: 'unmap' as const, handle: 99 },
+  ];
+  const a = await dmaemu.createSession({ layout: 'linux' });
+  const b = await dmaemu.createSession({ layout: 'linux' });
+  const packed = await a.batchBinary({ ops });
+  t.same(packed, await b.batch({ ops }), 'same results, op for op');
+  // Worked by hand as above: three 64/16/64 KiB segments from 0xfffc0000.
+  t.same((packed.results[0] as { segments: unknown }).segments, [
+    { dma_address: '0xfffc0000', dma_length: 65536 },
+    { dma_address: '0xfffd0000', dma_length: 16384 },
+    { dma_address: '0xfffd4000', dma_length: 65536 },
+  ]);
+  t.match(packed.results[2], { code: 'DMAEMU_HANDLE_NOT_FOUND' }, 'an op error travels as its JSON record');
+  const err = await dmaemu.session('no-such-session').batchBinary({ ops }).then(
+    () => null,
+    (e: unknown) => e,
+  );
+  t.ok(err instanceof DmaemuHttpError && err.code === 'DMAEMU_SESSION_NOT_FOUND', 'an HTTP error is still DmaemuHttpError with its code');
+  await a.close();
+  await b.close();
+});
