@@ -4,7 +4,9 @@
 //   (b) stub:   map_sg + unmap bodies validated by the same schemas, precomputed answers
 //   (c) pairs:  map_sg of 8 scattered 4 KiB entries, then unmap of the handle it returned
 //   (d) batch:  /batch of 512 map_sg + 512 unmap ops (1024 ops per request, DMAEMU_MAX_BATCH_OPS'
-//               default), scatterlists in the compact form ([phys, length] tuples)
+//               default) in the binary form, both ways (schemas/batch-binary.ts: the body
+//               application/vnd.dmaemu.batch, Accept application/vnd.dmaemu.batch-results)
+//   (f) batch, JSON: the same ops as JSON, scatterlists in the compact form ([phys, length] tuples)
 //   (e) batch, object form: 32 map_sg + 32 unmap ops with {phys, length} entries (64 ops per
 //               request: the request (d) was before the compact form), for comparison
 // ops/s = results/s (every op answers one result); half map_sg of the 8 entries of (c), half
@@ -14,11 +16,13 @@
 // Last line, exactly:
 // load: hello_rps=<a> stub_rps=<s> mapunmap_pairs_per_s=<b> ratio=<2b/s> ratio_hello=<2b/a> batch_ops_per_s=<c>
 //       batch_ratio_hello=<c/a> batch_object_ops_per_s=<e> batch_ops_per_server_cpu_s=<(d) ops per CPU second of the server>
+//       batch_json_ops_per_s=<f>
 
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { autocannon, createSession, JSON_HEADERS, pairRequests, SG, type AcResult } from './load-kit.js';
 import { startServer, stop } from './load-server-process.js';
+import { BATCH_BINARY_TYPE, BATCH_RESULTS_BINARY_TYPE, decodeBatchResults, encodeBatchRequest, type BatchOpIn } from '../schemas/batch-binary.js';
 
 
 const SMOKE = process.env.LOAD_SMOKE === '1';
@@ -86,6 +90,15 @@ function add(sum: AcResult, r: AcResult): void {
 }
 
 
+/** One binary request before the run: autocannon counts statuses only, so check the answer is whole once. */
+async function checkBinaryAnswer(url: string, body: Buffer, headers: Record<string, string>): Promise<void> {
+  const r = await fetch(url, { method: 'POST', headers, body });
+  if (r.status !== 200) throw new Error(`binary /batch answered ${r.status}: ${await r.text()}`);
+  const results = decodeBatchResults(new Uint8Array(await r.arrayBuffer()));
+  const failed = results.filter((x) => !('handle' in x) || x.handle === null);
+  if (results.length !== BATCH_OPS || failed.length > 0) throw new Error(`binary /batch: ${results.length} results, ${failed.length} failed: ${JSON.stringify(failed[0])}`);
+}
+
 async function main(): Promise<void> {
   const hello = await startServer({ HELLO: '1' });
   let a: AcResult;
@@ -113,14 +126,20 @@ async function main(): Promise<void> {
     const summary = (await (await fetch(`${svc.url}/v1/sessions/${id}`)).json()) as { live_mappings: number };
     if (summary.live_mappings > CONNECTIONS * (SLICES + 1)) throw new Error(`${summary.live_mappings} mappings left live after the pairs phase: unmap is failing`);
 
-    const batchBody = (pairs: number, sg: unknown): string => {
+    const batchOpsOf = (pairs: number, sg: unknown): BatchOpIn[] => {
       const ops: unknown[] = [];
       for (let i = 0; i < pairs; i++) ops.push({ op: 'map_sg', dir: 'to_device', sg }, { op: 'unmap', handle: { ref: 2 * i } });
-      return JSON.stringify({ ops });
+      return ops as BatchOpIn[];
     };
-    const batch = (title: string, body: string): Promise<AcResult> =>
-      run(title, { url: svc.url, requests: [{ method: 'POST', path: `/v1/sessions/${id}/batch`, headers: JSON_HEADERS, body }] }, false, svc.child);
-    const d = await batch(`(d) /batch of ${BATCH_OPS} ops, compact (requests)`, batchBody(BATCH_OPS / 2, SG.map((e) => [e.phys, e.length])));
+    const batchBody = (pairs: number, sg: unknown): string => JSON.stringify({ ops: batchOpsOf(pairs, sg) });
+    const batch = (title: string, body: string | Buffer, headers: Record<string, string> = JSON_HEADERS): Promise<AcResult> =>
+      run(title, { url: svc.url, requests: [{ method: 'POST', path: `/v1/sessions/${id}/batch`, headers, body }] }, false, svc.child);
+    const compact = SG.map((e) => [e.phys, e.length]);
+    const binary = encodeBatchRequest(batchOpsOf(BATCH_OPS / 2, compact));
+    const binaryHeaders = { 'content-type': BATCH_BINARY_TYPE, accept: BATCH_RESULTS_BINARY_TYPE };
+    await checkBinaryAnswer(`${svc.url}/v1/sessions/${id}/batch`, binary, binaryHeaders);
+    const d = await batch(`(d) /batch of ${BATCH_OPS} ops, binary (requests)`, binary, binaryHeaders);
+    const fJson = await batch(`(f) /batch of ${BATCH_OPS} ops, JSON compact (requests)`, batchBody(BATCH_OPS / 2, compact));
     const e = await batch('(e) /batch of 64 ops, objects (requests)', batchBody(32, SG));
 
     const helloRps = a.requests.average;
@@ -128,13 +147,15 @@ async function main(): Promise<void> {
     const pairs = c.requests.average / 2;
     const batchOps = d.requests.average * BATCH_OPS;
     const batchObjectOps = e.requests.average * 64;
+    const batchJsonOps = fJson.requests.average * BATCH_OPS;
     // Ops per second of server CPU (0 without /proc): what one core would give with nothing else running.
     const batchOpsPerCpu = d.serverCpuS ? (d.requests.total * BATCH_OPS) / d.serverCpuS : 0;
     const f = (x: number, digits = 0): string => x.toFixed(digits);
     console.log(`connections=${SMOKE ? 4 : CONNECTIONS} pipelining=1 duration=${SMOKE ? 'amount 200' : `${DURATION_S}s`} per phase, LOG_LEVEL=${process.env.LOG_LEVEL ?? 'info'} (logs to a pipe drained and dropped)`);
     console.log(
       `load: hello_rps=${f(helloRps)} stub_rps=${f(stubRps)} mapunmap_pairs_per_s=${f(pairs)} ratio=${f((2 * pairs) / stubRps, 3)} ratio_hello=${f((2 * pairs) / helloRps, 3)} batch_ops_per_s=${f(batchOps)}` +
-        ` batch_ratio_hello=${f(batchOps / helloRps, 2)} batch_object_ops_per_s=${f(batchObjectOps)} batch_ops_per_server_cpu_s=${f(batchOpsPerCpu)}`,
+        ` batch_ratio_hello=${f(batchOps / helloRps, 2)} batch_object_ops_per_s=${f(batchObjectOps)} batch_ops_per_server_cpu_s=${f(batchOpsPerCpu)}` +
+        ` batch_json_ops_per_s=${f(batchJsonOps)}`,
     );
   } finally {
     await stop(svc.child);

@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 export interface AcRequest {
   method?: string;
   path?: string;
-  body?: string;
+  body?: string | Buffer;
   headers?: Record<string, string>;
   setupRequest?: (req: AcRequest, ctx: Record<string, unknown>) => AcRequest;
   onResponse?: (status: number, body: string, ctx: Record<string, unknown>) => void;

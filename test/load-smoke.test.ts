@@ -30,7 +30,7 @@ test('npm run bench (smoke): map_sg(8)+unmap pairs in-process, last line', async
 test('npm run load (smoke): hello, stub, pairs and batch over loopback, last line', async (t) => {
   const r = await runScript('load/load-http.ts', { LOAD_SMOKE: '1', LOG_LEVEL: 'warn' });
   t.equal(r.code, 0, r.out);
-  t.match(lastLine(r.out), /^load: hello_rps=\d+ stub_rps=\d+ mapunmap_pairs_per_s=\d+ ratio=[\d.]+ ratio_hello=[\d.]+ batch_ops_per_s=\d+ batch_ratio_hello=[\d.]+ batch_object_ops_per_s=\d+ batch_ops_per_server_cpu_s=\d+$/);
+  t.match(lastLine(r.out), /^load: hello_rps=\d+ stub_rps=\d+ mapunmap_pairs_per_s=\d+ ratio=[\d.]+ ratio_hello=[\d.]+ batch_ops_per_s=\d+ batch_ratio_hello=[\d.]+ batch_object_ops_per_s=\d+ batch_ops_per_server_cpu_s=\d+ batch_json_ops_per_s=\d+$/);
   t.match(r.out, /\(c\) map_sg\(8\)\+unmap .* 0 failed/, 'no request failed');
 });
 
