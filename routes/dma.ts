@@ -1,6 +1,6 @@
 // The DMA-API calls (API.md "DMA operations"). Failures Linux itself reports are results
 // (200 with `error`), not HTTP errors; see the core in src/session.ts.
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import * as S from '../schemas/index.js';
 import { sessionPost } from './route-kit.js';
 import { serializerCompiler } from '../src/http-serializer.js';
@@ -8,9 +8,6 @@ import { batchValidatorCompiler, parseBinaryBatch } from '../src/http-batch-vali
 import { BATCH_BINARY_TYPE, BATCH_RESULTS_BINARY_TYPE, encodeBatchResults } from '../schemas/batch-binary.js';
 
 export const dmaPlugin: FastifyPluginAsync = async (app) => {
-  const stringifyResult = serializerCompiler({ schema: S.BatchResultWire.shape.results.element });
-  // Scoped to this plugin: only its routes see the binary type, and only /batch accepts it.
-  app.addContentTypeParser(BATCH_BINARY_TYPE, { parseAs: 'buffer' }, parseBinaryBatch);
   sessionPost(
     app,
     {
@@ -76,6 +73,14 @@ export const dmaPlugin: FastifyPluginAsync = async (app) => {
     },
     (s, body) => s.flush(body),
   );
+  // /batch in a scope of its own, so its binary parser is seen by no other route: there the type
+  // is refused (415) like every type that is not JSON.
+  await app.register(async (scope) => batchRoute(scope));
+};
+
+async function batchRoute(app: FastifyInstance): Promise<void> {
+  const stringifyResult = serializerCompiler({ schema: S.BatchResultWire.shape.results.element });
+  app.addContentTypeParser(BATCH_BINARY_TYPE, { parseAs: 'buffer' }, parseBinaryBatch);
   sessionPost(
     app,
     {
@@ -99,4 +104,4 @@ export const dmaPlugin: FastifyPluginAsync = async (app) => {
     },
     (s, body) => s.batch(body),
   );
-};
+}

@@ -167,7 +167,7 @@ class Reader {
 
 function readHeader(r: Reader, magic: number, what: string): number {
   r.need(12, 'body');
-  if (r.u32() !== magic) throw new BatchBinaryError('body', `not a binary ${what} (the first 4 bytes must be "${what === 'batch' ? 'DMAB' : 'DMAR'}")`);
+  if (r.u32() !== magic) throw new BatchBinaryError('body', `not a binary ${what} (the first 4 bytes must be "${Buffer.from(new Uint32Array([magic]).buffer).toString('latin1')}")`);
   const version = r.u8();
   if (version !== VERSION) throw new BatchBinaryError('body', `format version ${version} is not supported (this service speaks ${VERSION})`);
   r.pos += 3;

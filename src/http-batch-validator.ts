@@ -10,7 +10,7 @@ import { validatorCompiler as zodValidatorCompiler } from 'fastify-type-provider
 import { z } from 'zod';
 import { BatchBody, BatchOp, decodeBatchBody } from '../schemas/batch.js';
 import { BatchBinaryError, decodeBatchRequest, type BatchOps } from '../schemas/batch-binary.js';
-import { DmaemuError, invalid } from './errors.js';
+import { invalid } from './errors.js';
 
 type Json = Record<string, unknown>;
 
@@ -83,13 +83,8 @@ function jsonOp(value: unknown, prefix: string): BatchOps[number] {
 /**
  * The content-type parser of binary /batch bodies (schemas/batch-binary.ts): decoded and checked
  * here, whole, before the route runs; a bad body is a 400 naming the field, as in the JSON form.
- * Only /batch takes it: on any other route the type is refused as every non-JSON type is.
  */
-export function parseBinaryBatch(req: { routeOptions: { url?: string } }, body: Buffer, done: (err: Error | null, value?: unknown) => void): void {
-  if (!req.routeOptions.url?.endsWith('/batch')) {
-    done(new DmaemuError('DMAEMU_UNSUPPORTED_MEDIA_TYPE', 'application/vnd.dmaemu.batch is a /batch body; this route takes application/json'));
-    return;
-  }
+export function parseBinaryBatch(_req: unknown, body: Buffer, done: (err: Error | null, value?: unknown) => void): void {
   try {
     done(null, new DecodedBinaryBatch(decodeBatchRequest(body, jsonOp)));
   } catch (err) {
