@@ -152,13 +152,13 @@ export function iovaPicture(config: SessionConfig, state: IovaState, view: Pictu
     if (m.iovaGone) continue; // linux-4.4: another handle's unmap freed this one's range
     const dirCat = DIR_INDEX[m.dir] ?? 2;
     const kindCat = KIND_INDEX[m.kind];
-    let any = false;
+    let drewDir = false;
     for (const r of rangesOf(m)) {
       const hiOff = r.off + r.bytes;
-      if (place('dir', dirCat, r.pfn, r.off, r.pfn, hiOff, r.bytes)) any = true;
+      if (place('dir', dirCat, r.pfn, r.off, r.pfn, hiOff, r.bytes)) drewDir = true;
       place('kind', kindCat, r.pfn, r.off, r.pfn, hiOff, r.bytes);
     }
-    if (any) drawn++;
+    if (drewDir) drawn++;
   }
   for (const m of state.strays) {
     if (m.iovaGone) continue;

@@ -26,15 +26,15 @@ async function twoSessions(config: Record<string, unknown> = {}): Promise<{ app:
 const postBinary = (app: FastifyInstance, id: string, payload: Buffer, headers: Record<string, string> = BIN) =>
   app.inject({ method: 'POST', url: `/v1/sessions/${id}/batch`, headers, payload });
 
-/** A body written field by field from the format's description (not through the encoder). */
+/** A little-endian u32 as its four bytes. */
+const word = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff];
+
+/** A body written byte by byte from the format's description (not through the encoder): header, then each record's bytes. */
 function handPacked(records: number[][]): Buffer {
-  const bytes: number[] = [0x44, 0x4d, 0x41, 0x42, 1, 0, 0, 0]; // "DMAB", version 1
-  const u32 = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff];
-  bytes.push(...u32(records.length));
-  for (const r of records) for (const x of r) bytes.push(...(x > 255 || x < 0 ? u32(x) : [x]));
+  const bytes = [0x44, 0x4d, 0x41, 0x42, 1, 0, 0, 0, ...word(records.length), ...records.flat()]; // "DMAB", version 1, count
+  if (bytes.some((b) => !Number.isInteger(b) || b < 0 || b > 255)) throw new Error('handPacked takes bytes: write wider fields with word()');
   return Buffer.from(bytes);
 }
-const word = (v: number): number[] => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff];
 /** map_sg record: header [1, dir, flags, 0], u32 nents, per entry u32 phys_lo, u32 phys_hi, u32 length. */
 const mapSgRecord = (dir: number, entries: [number, number][]): number[] => [
   1, dir, 0, 0, ...word(entries.length), ...entries.flatMap(([phys, len]) => [...word(phys % 2 ** 32), ...word(Math.floor(phys / 2 ** 32)), ...word(len)]),
