@@ -88,4 +88,4 @@ HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
 # straight into old space, and full GCs would cost 10x per map/unmap pair; a 64 MB young
 # generation makes scavenges of the per-request garbage rarer).
 STOPSIGNAL SIGTERM
-CMD ["node", "--max-semi-space-size=64", "--no-allocation-site-pretenuring", "dist/src/server.js"]
+CMD ["node", "--max-semi-space-size=64", "--no-allocation-site-pretenuring", "dist/src/service/server.js"]

@@ -9,9 +9,9 @@
 import { parseArgs } from 'node:util';
 import { ZodError } from 'zod';
 import { MapSgBody, SessionCreateBody, type MapSgOut } from '../schemas/index.js';
-import { DmaemuError } from '../src/errors.js';
-import { SessionStore } from '../src/session-store.js';
-import { VERSION } from '../src/version.js';
+import { DmaemuError } from '../src/core/errors.js';
+import { SessionStore } from '../src/service/session-store.js';
+import { VERSION } from '../src/service/version.js';
 import { createDmaemuClient, DmaemuHttpError, type RequestBody } from './index.js';
 
 const LAYOUTS = ['linux', 'linux-4.4', 'arm-legacy'] as const;

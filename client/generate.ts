@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import openapiTS, { astToString } from 'openapi-typescript';
-import { buildApp } from '../src/app.js';
+import { buildApp } from '../src/service/app.js';
 
 export const SCHEMA_FILE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'schema.d.ts');
 

@@ -1,4 +1,4 @@
-// npm run bench:allocator — the `linux` IOVA allocator (src/iova/linux-iova.ts) against the
+// npm run bench:allocator — the `linux` IOVA allocator (src/core/iova/linux-iova.ts) against the
 // literal kernel walk (test/model/linux-iova-model.ts), at 1k, 100k and 1M live ranges, on:
 //  (a) steady: 4-pfn alloc/free pairs under a 48-bit limit above a dense pack of 1-pfn ranges;
 //      after the first pair every alloc is an rcache hit. One op = one alloc + its free.
@@ -18,8 +18,8 @@
 // jobs on a shared box steal far less of; the table shows it and a `# cpu:` line gives the same
 // three figures from it, just above the last line.
 import { pathToFileURL } from 'node:url';
-import type { LinuxIovaAllocator, LinuxIovaConfig } from '../src/iova/iova-allocator.js';
-import { createLinuxIova } from '../src/iova/linux-iova.js';
+import type { LinuxIovaAllocator, LinuxIovaConfig } from '../src/core/iova/iova-allocator.js';
+import { createLinuxIova } from '../src/core/iova/linux-iova.js';
 import { createLinuxIovaModel } from '../test/model/linux-iova-model.js';
 
 const SHIFT = 12;

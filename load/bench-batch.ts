@@ -8,10 +8,10 @@
 import { performance } from 'node:perf_hooks';
 import type { z } from 'zod';
 import { BatchBody, BatchResultWire } from '../schemas/batch.js';
-import { batchValidatorCompiler } from '../src/http-batch-validator.js';
+import { batchValidatorCompiler } from '../src/service/http-batch-validator.js';
 import { decodeBatchRequest, encodeBatchRequest, encodeBatchResults } from '../schemas/batch-binary.js';
-import { serializerCompiler } from '../src/http-serializer.js';
-import { SessionStore } from '../src/session-store.js';
+import { serializerCompiler } from '../src/service/http-serializer.js';
+import { SessionStore } from '../src/service/session-store.js';
 
 const WINDOW_MS = Number(process.env.BENCH_BATCH_MS ?? 1500);
 

@@ -8,8 +8,8 @@
 
 import { SessionCreateBody } from '../schemas/session.js';
 import { MapPageBody, MapSgBody } from '../schemas/dma.js';
-import { SessionStore, DEFAULT_STORE_LIMITS } from '../src/session-store.js';
-import type { Session } from '../src/session.js';
+import { SessionStore, DEFAULT_STORE_LIMITS } from '../src/service/session-store.js';
+import type { Session } from '../src/service/session.js';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 

@@ -1,15 +1,15 @@
 // npm run bench:picture — GET /iova.svg's work at 1k, 100k and 1M live mappings, in-process:
-// the picture (src/iova-picture.ts: every live range placed in a pixel column) and the SVG
-// markup (src/iova-svg.ts), against a baseline measured in the same run: one bare walk over the
+// the picture (src/core/iova-picture.ts: every live range placed in a pixel column) and the SVG
+// markup (src/service/iova-svg.ts), against a baseline measured in the same run: one bare walk over the
 // same live mappings summing their allocation sizes (the floor any picture of them pays). Each
 // cell is the median of 7 interleaved slices. Prints a table and, last, a machine-read line:
 //   picture: ratio_1m=<picture+svg ÷ baseline at 1M> ms_1m=<picture+svg ms at 1M> bytes_1m=<svg bytes>
 import { pathToFileURL } from 'node:url';
 import { SessionCreateBody } from '../schemas/session.js';
-import { iovaPicture } from '../src/iova-picture.js';
-import { LEFT, RIGHT, pictureToSvg } from '../src/iova-svg.js';
-import { SessionStore } from '../src/session-store.js';
-import type { Session } from '../src/session.js';
+import { iovaPicture } from '../src/core/iova-picture.js';
+import { LEFT, RIGHT, pictureToSvg } from '../src/service/iova-svg.js';
+import { SessionStore } from '../src/service/session-store.js';
+import type { Session } from '../src/service/session.js';
 
 const SIZES = [1_000, 100_000, 1_000_000];
 const SLICES = 7;

@@ -5,7 +5,7 @@
 // Prints "listening on <url>" and stops on SIGTERM.
 
 import Fastify from 'fastify';
-import { buildApp } from '../src/app.js';
+import { buildApp } from '../src/service/app.js';
 import { sessionPost } from '../routes/route-kit.js';
 import { MapSgBody, MapSgResult, UnmapBody, UnmapResult } from '../schemas/index.js';
 import type { MapSgOut, UnmapOut } from '../schemas/index.js';

@@ -26,7 +26,7 @@ function rssOf(pid: number): number {
   return Number(m?.[1] ?? 0) * 1024;
 }
 
-const child = spawn(process.execPath, [`--max-old-space-size=${HEAP_MB}`, path.join(here, '../src/server.js')], {
+const child = spawn(process.execPath, [`--max-old-space-size=${HEAP_MB}`, path.join(here, '../src/service/server.js')], {
   env: { ...process.env, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'warn', DMAEMU_DATA_DIR: process.env.DMAEMU_DATA_DIR ?? 'off' },
   stdio: ['ignore', 'pipe', 'inherit'],
 });

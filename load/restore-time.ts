@@ -10,10 +10,10 @@
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { DEFAULT_JOURNAL_OPTIONS, Journal, type JournalOptions } from '../src/journal.js';
-import { SessionStore } from '../src/session-store.js';
-import { FileOpStore } from '../src/store/file-op-store.js';
-import type { Session } from '../src/session.js';
+import { DEFAULT_JOURNAL_OPTIONS, Journal, type JournalOptions } from '../src/service/journal.js';
+import { SessionStore } from '../src/service/session-store.js';
+import { FileOpStore } from '../src/service/store/file-op-store.js';
+import type { Session } from '../src/service/session.js';
 
 const OPS = Number(process.env.RESTORE_OPS ?? 1_000_000);
 const log = { info: () => {}, warn: (o: object, m: string) => console.warn(m, o), error: (o: object, m: string) => console.error(m, o) };

@@ -2,14 +2,14 @@
 // (default 1 M, RSS_MAPPINGS overrides; RSS_SG=k maps k scattered pages per map_sg instead of
 // one map_page) and never unmaps them; RSS, V8 heap and off-heap bytes
 // are taken after a full GC before and after. This is the figure the memory budget's
-// per-mapping charge is set from (src/memory-budget.ts), so rerun it when Mapping changes.
+// per-mapping charge is set from (src/core/memory-budget.ts), so rerun it when Mapping changes.
 //
 // Bounded by construction: N map_page calls, then it exits. Last line, exactly:
 // `rss: mappings=<n> rss_mb=<x> heap_used_mb=<y> bytes_per_mapping=<z>`
 
 import { SessionCreateBody } from '../schemas/session.js';
 import { MapPageBody, MapSgBody } from '../schemas/dma.js';
-import { DEFAULT_STORE_LIMITS, SessionStore } from '../src/session-store.js';
+import { DEFAULT_STORE_LIMITS, SessionStore } from '../src/service/session-store.js';
 
 const N = Number(process.env.RSS_MAPPINGS ?? 1_000_000);
 const SG = Number(process.env.RSS_SG ?? 0);

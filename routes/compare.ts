@@ -1,9 +1,9 @@
 // POST /v1/compare: a trace (or one scatterlist) under every layout and without an IOMMU, side
-// by side. Stateless: the sessions it runs in are temporary (src/compare.ts).
+// by side. Stateless: the sessions it runs in are temporary (src/service/compare.ts).
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { CompareBody, CompareResult } from '../schemas/index.js';
-import { compare } from '../src/compare.js';
+import { compare } from '../src/service/compare.js';
 import { SESSION_ERRORS } from './route-kit.js';
 
 export const comparePlugin: FastifyPluginAsync = async (fastify) => {

@@ -1,10 +1,10 @@
 // The DMA-API calls (API.md "DMA operations"). Failures Linux itself reports are results
-// (200 with `error`), not HTTP errors; see the core in src/session.ts.
+// (200 with `error`), not HTTP errors; see the core in src/service/session.ts.
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import * as S from '../schemas/index.js';
 import { sessionPost } from './route-kit.js';
-import { serializerCompiler } from '../src/http-serializer.js';
-import { batchValidatorCompiler, parseBinaryBatch } from '../src/http-batch-validator.js';
+import { serializerCompiler } from '../src/service/http-serializer.js';
+import { batchValidatorCompiler, parseBinaryBatch } from '../src/service/http-batch-validator.js';
 import { BATCH_BINARY_TYPE, BATCH_RESULTS_BINARY_TYPE, encodeBatchResults } from '../schemas/batch-binary.js';
 
 export const dmaPlugin: FastifyPluginAsync = async (app) => {

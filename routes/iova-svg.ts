@@ -1,10 +1,10 @@
 // GET /v1/sessions/{id}/iova.svg: the session's IOVA space as an SVG picture (parse → compute
-// the picture in the core → draw it; see src/iova-picture.ts for what is shown and how).
+// the picture in the core → draw it; see src/core/iova-picture.ts for what is shown and how).
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
 import { IovaSvgQuery, SessionParams, type IovaSvgQueryInput } from '../schemas/index.js';
-import { iovaPicture } from '../src/iova-picture.js';
-import { LEFT, RIGHT, pictureToSvg } from '../src/iova-svg.js';
+import { iovaPicture } from '../src/core/iova-picture.js';
+import { LEFT, RIGHT, pictureToSvg } from '../src/service/iova-svg.js';
 import { SESSION_ERRORS } from './route-kit.js';
 
 const Svg = z.string().meta({ description: 'An SVG image: the aperture as a bar, live mappings by direction and kind, reserved, rcache-held and flush-queue ranges, cached nodes, the 4 GiB line' });

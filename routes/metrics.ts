@@ -1,6 +1,6 @@
 // GET /metrics in Prometheus text through prom-client: request durations by route; the
 // emulator's own gauges (live sessions, live mappings, IOVA bytes in use), computed at scrape;
-// and counters of what the core did (src/observer.ts): DMA calls by op and kernel result,
+// and counters of what the core did (src/core/observer.ts): DMA calls by op and kernel result,
 // dma-debug findings by check, device faults by reason. The call counters sit on the hot path of
 // every call (a /batch makes a thousand), so a call costs an array increment, published to
 // prom-client at scrape.
@@ -9,8 +9,8 @@ import fp from 'fastify-plugin';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { z } from 'zod';
-import type { KernelErrno } from '../src/errors.js';
-import { DMA_CALLS, type DmaCall, type DmaObserver } from '../src/observer.js';
+import type { KernelErrno } from '../src/core/errors.js';
+import { DMA_CALLS, type DmaCall, type DmaObserver } from '../src/core/observer.js';
 
 /** The `result` label of dmaemu_dma_calls_total: "ok", or the errno Linux would return. */
 const RESULTS = ['ok', 'ENOMEM', 'EIO', 'EINVAL'] as const satisfies readonly ('ok' | KernelErrno)[];
@@ -101,7 +101,7 @@ const plugin: FastifyPluginAsync = async (fastify) => {
   new Gauge({ name: 'dmaemu_sessions_live', help: 'Live sessions', registers: [register], collect() { this.set(store.size); } });
   new Gauge({ name: 'dmaemu_mappings_live', help: 'Live mappings and coherent buffers, all sessions', registers: [register], collect() { this.set(sum((s) => s.liveMappings)); } });
   new Gauge({ name: 'dmaemu_iova_bytes_in_use', help: 'IOVA bytes held by live mappings, all sessions', registers: [register], collect() { this.set(sum((s) => s.iovaBytesInUse)); } });
-  // The process-wide memory budget (src/memory-budget.ts): its limit, what sessions hold of it, and refusals since start.
+  // The process-wide memory budget (src/core/memory-budget.ts): its limit, what sessions hold of it, and refusals since start.
   const budget = store.budget;
   new Gauge({ name: 'dmaemu_memory_budget_bytes', help: 'The memory budget all sessions share (DMAEMU_MEMORY_BUDGET)', registers: [register], collect() { this.set(budget.limit); } });
   new Gauge({ name: 'dmaemu_memory_accounted_bytes', help: 'Estimated bytes all sessions hold of the memory budget', registers: [register], collect() { this.set(budget.used); } });

@@ -4,9 +4,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema, FastifySchemaCompiler } from 'fastify';
 import { z } from 'zod';
 import { ErrorBody, SessionParams } from '../schemas/index.js';
-import type { Session } from '../src/session.js';
-import { serializerCompiler } from '../src/http-serializer.js';
-import { CALLS, type CallName } from '../src/store/op-store.js';
+import type { Session } from '../src/service/session.js';
+import { serializerCompiler } from '../src/service/http-serializer.js';
+import { CALLS, type CallName } from '../src/service/store/op-store.js';
 
 function wireSerializer(wire: z.ZodType) {
   return (ctx: { schema: unknown; httpStatus?: string }) => serializerCompiler({ schema: ctx.httpStatus === '200' ? wire : ctx.schema });
@@ -35,7 +35,7 @@ export interface SessionPostDef<B extends z.ZodType, R extends z.ZodType, Q exte
   wire?: z.ZodType;
   /** Turns the call's answer into what is sent (e.g. another encoding the client asked for); default: the answer. */
   respond?: (out: z.output<R>, body: z.output<B>, req: FastifyRequest, reply: FastifyReply) => unknown;
-  /** A route-level validator compiler instead of the app's zod one (same schemas, compiled; see src/http-batch-validator.ts). */
+  /** A route-level validator compiler instead of the app's zod one (same schemas, compiled; see src/service/http-batch-validator.ts). */
   validatorCompiler?: FastifySchemaCompiler<FastifySchema>;
 }
 
@@ -44,7 +44,7 @@ export function sessionPost<B extends z.ZodType, R extends z.ZodType, Q extends 
   def: SessionPostDef<B, R, Q>,
   call: (s: Session, body: z.output<B>, query: Q extends z.ZodType ? z.output<Q> : undefined) => z.output<R>,
 ): void {
-  // The DMA-API and memory calls are journaled (src/journal.ts): answered once durable.
+  // The DMA-API and memory calls are journaled (src/service/journal.ts): answered once durable.
   const journaled = (CALLS as readonly string[]).includes(def.path) ? (def.path as CallName) : null;
   // Plain route generics: the zod provider cannot infer through this helper's own generics,
   // so the types come from `call`'s signature instead (validation still runs on the schemas).

@@ -2,7 +2,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { ErrorBody, LeakReport, SessionCreatedReplay, SessionCreateRequest, SessionParams, SessionSummary } from '../schemas/index.js';
-import { createSession } from '../src/trace.js';
+import { createSession } from '../src/service/trace.js';
 import { SESSION_ERRORS } from './route-kit.js';
 
 export const sessionsPlugin: FastifyPluginAsync = async (fastify) => {

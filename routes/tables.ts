@@ -2,7 +2,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { z } from 'zod';
 import { DebugResult, FaultsResult, MappingsQuery, MappingsResult, SessionParams } from '../schemas/index.js';
-import type { Session } from '../src/session.js';
+import type { Session } from '../src/service/session.js';
 import { SESSION_ERRORS } from './route-kit.js';
 
 export const tablesPlugin: FastifyPluginAsync = async (fastify) => {

@@ -1,11 +1,11 @@
-// GET /v1/sessions/{id}/trace: the session as a replayable document (src/trace.ts); POST it
+// GET /v1/sessions/{id}/trace: the session as a replayable document (src/service/trace.ts); POST it
 // back to /v1/sessions as `trace` to rebuild the session (routes/sessions.ts).
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { ErrorBody, SessionParams, TraceDocument } from '../schemas/index.js';
-import { internal } from '../src/errors.js';
-import { traceOf } from '../src/trace.js';
-import { VERSION } from '../src/version.js';
+import { internal } from '../src/core/errors.js';
+import { traceOf } from '../src/service/trace.js';
+import { VERSION } from '../src/service/version.js';
 import { SESSION_ERRORS } from './route-kit.js';
 
 export const tracePlugin: FastifyPluginAsync = async (fastify) => {

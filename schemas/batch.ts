@@ -80,7 +80,7 @@ const physOf = (v: string | number): number => (typeof v === 'number' ? v : Numb
 
 /**
  * BatchBody's transforms as one pass, in place, over a body already checked against BatchBody's
- * JSON Schema (the compiled fast path in src/http-batch-validator.ts): hex `phys` → number,
+ * JSON Schema (the compiled fast path in src/service/http-batch-validator.ts): hex `phys` → number,
  * `[phys, length]` → `{phys, length}`. test/batch-compact.test.ts checks that the result equals
  * zod's output on random bodies and that these are the only transforms BatchBody holds.
  */

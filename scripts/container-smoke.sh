@@ -247,7 +247,7 @@ const env = Object.fromEntries((c.Env ?? []).map((e) => [e.slice(0, e.indexOf('=
 for (const [k, v] of Object.entries({ HOST: '0.0.0.0', PORT: '3000', NODE_ENV: 'production', DMAEMU_DATA_DIR: '/data' }))
   if (env[k] !== v) problems.push(`ENV ${k}=${env[k]} (want ${v})`);
 // Exec form, node first and the server last (V8 flags in between are the image's business).
-if (!Array.isArray(c.Cmd) || c.Cmd[0] !== 'node' || c.Cmd[c.Cmd.length - 1] !== 'dist/src/server.js' || (c.Entrypoint ?? []).length)
+if (!Array.isArray(c.Cmd) || c.Cmd[0] !== 'node' || c.Cmd[c.Cmd.length - 1] !== 'dist/src/service/server.js' || (c.Entrypoint ?? []).length)
   problems.push(`CMD/ENTRYPOINT ${JSON.stringify(c.Entrypoint)} ${JSON.stringify(c.Cmd)}`);
 const labels = c.Labels ?? {};
 for (const l of ['title', 'description', 'source', 'licenses', 'version'])

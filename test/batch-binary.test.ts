@@ -4,7 +4,7 @@
 import { test } from 'tap';
 import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../src/app.js';
+import { buildApp } from '../src/service/app.js';
 import { BatchBody } from '../schemas/batch.js';
 import {
   BATCH_BINARY_TYPE,

@@ -1,5 +1,5 @@
 // /batch's compact scatterlists (`[phys, length]` tuples) and its compiled validator
-// (src/http-batch-validator.ts): the compact form answers exactly what the object form answers,
+// (src/service/http-batch-validator.ts): the compact form answers exactly what the object form answers,
 // a malformed compact body is a 400 naming the field, refs and limits behave as before, and the
 // compiled check accepts exactly the bodies zod's BatchBody accepts, decoding them to zod's output.
 import { test } from 'tap';
@@ -7,11 +7,11 @@ import { isDeepStrictEqual } from 'node:util';
 import fc from 'fast-check';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import { buildApp } from '../src/app.js';
-import { compileBatchCheck } from '../src/http-batch-validator.js';
+import { buildApp } from '../src/service/app.js';
+import { compileBatchCheck } from '../src/service/http-batch-validator.js';
 import { BatchBody, SgTuple, decodeBatchBody } from '../schemas/batch.js';
 import { PhysIn } from '../schemas/common.js';
-import type { StoreLimits } from '../src/session-store.js';
+import type { StoreLimits } from '../src/service/session-store.js';
 import { client, type Obj } from './helpers/http.js';
 
 async function session(limits: Partial<StoreLimits> = {}): Promise<{ app: FastifyInstance; post: (body: unknown) => Promise<{ status: number; body: Obj }> }> {

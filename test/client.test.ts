@@ -2,7 +2,7 @@
 // thread's {64k, 16k, 64k} list through map_sg, a Linux-reported failure as an answer, an HTTP
 // error as DmaemuHttpError with its code, and the leak report on close.
 import t from 'tap';
-import { buildApp } from '../src/app.js';
+import { buildApp } from '../src/service/app.js';
 import { createDmaemuClient, DmaemuHttpError } from '../client/index.js';
 
 const app = await buildApp({ logLevel: 'silent' });

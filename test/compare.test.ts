@@ -3,7 +3,7 @@
 // README's table); a trace with `ref`; the differences marked; malformed bodies answered with a
 // 400 naming the field; and nothing left in the session store.
 import t from 'tap';
-import { buildApp } from '../src/app.js';
+import { buildApp } from '../src/service/app.js';
 import { client, type Obj } from './helpers/http.js';
 
 const THREAD = [

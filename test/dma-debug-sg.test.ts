@@ -7,7 +7,7 @@
 import t from 'tap';
 import { MapPageBody, MapSgBody } from '../schemas/dma.js';
 import type { DebugFindingOut } from '../schemas/index.js';
-import type { Session } from '../src/session.js';
+import type { Session } from '../src/service/session.js';
 import { IOMMU_48, allocCoherent, mapPage, mapSg, session, sync, unmap, type Dir } from './helpers/dma-core.js';
 
 const linux = (device: Record<string, unknown> = {}) => session({ device, iommu: IOMMU_48, layout: 'linux' });

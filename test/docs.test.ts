@@ -5,8 +5,8 @@ import t from 'tap';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildApp } from '../src/app.js';
-import { ERROR_CODES } from '../src/errors.js';
+import { buildApp } from '../src/service/app.js';
+import { ERROR_CODES } from '../src/core/errors.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const apiMd = readFileSync(path.join(root, 'docs/api.md'), 'utf8');

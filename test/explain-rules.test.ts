@@ -8,7 +8,7 @@ import t from 'tap';
 import { MapSgBody } from '../schemas/dma.js';
 import { BatchBody } from '../schemas/batch.js';
 import type { MapSgOut } from '../schemas/index.js';
-import type { Session } from '../src/session.js';
+import type { Session } from '../src/service/session.js';
 import { FOUR_PAGES, IOMMU_48, session, type Entry } from './helpers/dma-core.js';
 
 type Explain = NonNullable<MapSgOut['explain']>;

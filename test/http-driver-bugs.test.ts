@@ -16,7 +16,7 @@
 
 import t, { type Test } from 'tap';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../src/app.js';
+import { buildApp } from '../src/service/app.js';
 import { client, type Client, type Obj } from './helpers/http.js';
 
 const BUF = '0x81000000';

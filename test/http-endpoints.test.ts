@@ -14,10 +14,10 @@ import { mkdtempSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { buildApp } from '../src/app.js';
-import { ERROR_CODES } from '../src/errors.js';
-import { FOOTPRINT } from '../src/memory-budget.js';
-import { DEFAULT_STORE_LIMITS, SessionStore } from '../src/session-store.js';
+import { buildApp } from '../src/service/app.js';
+import { ERROR_CODES } from '../src/core/errors.js';
+import { FOOTPRINT } from '../src/core/memory-budget.js';
+import { DEFAULT_STORE_LIMITS, SessionStore } from '../src/service/session-store.js';
 import { client, type Client, type Obj } from './helpers/http.js';
 
 const DMA_MAPPING_ERROR = '0xffffffffffffffff';
@@ -35,7 +35,7 @@ t.before(async () => {
   app = await buildApp({ logLevel: 'silent' });
   // A route that breaks an invariant the way a bug would, to see what a client gets back.
   app.get('/test-only/throws', async () => {
-    throw new Error('secret internal detail at /srv/dmaemu/src/session.ts:42:7');
+    throw new Error('secret internal detail at /srv/dmaemu/src/service/session.ts:42:7');
   });
   await app.ready();
   c = client(app, { seenCodes });

@@ -1,4 +1,4 @@
-// The service as `npm start` runs it (src/server.ts in a child process) on 127.0.0.1 with an
+// The service as `npm start` runs it (src/service/server.ts in a child process) on 127.0.0.1 with an
 // ephemeral port: the end-to-end flow over a real socket with fetch, the Prometheus text at
 // /metrics, and graceful shutdown — a request in flight when SIGTERM arrives still completes
 // with 200 and the process then exits 0 (API.md "Service", issue: in-flight requests finish).
@@ -19,7 +19,7 @@ interface Server {
 }
 
 async function startServer(): Promise<Server> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/server.ts')], {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/service/server.ts')], {
     env: { ...process.env, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info' },
     stdio: ['pipe', 'pipe', 'pipe'],
   });

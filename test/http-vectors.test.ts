@@ -3,7 +3,7 @@
 // to the same expectations as the core. `ref: i` at the top level of an op names the handle op
 // i returned, as the vectors README says; here it is resolved by the test, not by /batch.
 import t from 'tap';
-import { buildApp } from '../src/app.js';
+import { buildApp } from '../src/service/app.js';
 import { client, type Obj } from './helpers/http.js';
 import { loadVectors, type VectorOp } from './helpers/vectors.js';
 

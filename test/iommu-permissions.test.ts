@@ -5,7 +5,7 @@
 import t from 'tap';
 import { SessionCreateBody } from '../schemas/session.js';
 import { MapPageBody } from '../schemas/dma.js';
-import { SessionStore } from '../src/session-store.js';
+import { SessionStore } from '../src/service/session-store.js';
 
 function session(body: Record<string, unknown>) {
   return new SessionStore().create(SessionCreateBody.parse({ device: { coherent: true }, ...body }));

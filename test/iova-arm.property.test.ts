@@ -1,4 +1,4 @@
-// The `arm-legacy` allocator (src/iova/arm-iova.ts, word-at-a-time bitmap scans) must hand back
+// The `arm-legacy` allocator (src/core/iova/arm-iova.ts, word-at-a-time bitmap scans) must hand back
 // exactly what arch/arm's __alloc_iova over bitmap_find_next_zero_area hands back: fast-check
 // drives it and the bit-at-a-time model (test/model/arm-iova-model.ts) with the same random
 // sequences and requires the same address or DMA_MAPPING_ERROR from every call and the same
@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { test } from 'tap';
-import type { ArmIovaAllocator, ArmIovaConfig } from '../src/iova/iova-allocator.js';
-import { createArmIova } from '../src/iova/arm-iova.js';
+import type { ArmIovaAllocator, ArmIovaConfig } from '../src/core/iova/iova-allocator.js';
+import { createArmIova } from '../src/core/iova/arm-iova.js';
 import { createArmIovaModel } from './model/arm-iova-model.js';
 
 type Op = { k: 'alloc'; size: number } | { k: 'free'; idx: number };

@@ -1,4 +1,4 @@
-// The `linux` allocator (src/iova/linux-iova.ts, an augmented AVL tree that never walks) must
+// The `linux` allocator (src/core/iova/linux-iova.ts, an augmented AVL tree that never walks) must
 // hand back exactly what the kernel's linear walk hands back. fast-check drives it and the
 // literal model (test/model/linux-iova-model.ts) with the same random operation sequences and
 // requires the same pfn (or the same failure) from every call and the same snapshot — ranges,
@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { test } from 'tap';
-import type { LinuxIovaAllocator, LinuxIovaConfig, LinuxIovaSnapshot } from '../src/iova/iova-allocator.js';
-import { createLinuxIova } from '../src/iova/linux-iova.js';
+import type { LinuxIovaAllocator, LinuxIovaConfig, LinuxIovaSnapshot } from '../src/core/iova/iova-allocator.js';
+import { createLinuxIova } from '../src/core/iova/linux-iova.js';
 import { createLinuxIovaModel } from './model/linux-iova-model.js';
 
 interface Scenario {

@@ -3,11 +3,11 @@
 // from the rule in a comment. Every linux and linux-4.4 case runs on the fast allocator *and* on
 // the reference model, so a hand-worked number that disagrees with either is caught here.
 import { test, type Test } from 'tap';
-import { DmaemuError } from '../src/errors.js';
-import type { Iova44Allocator, Iova44Config, LinuxIovaAllocator, LinuxIovaConfig } from '../src/iova/iova-allocator.js';
-import { createArmIova } from '../src/iova/arm-iova.js';
-import { createIova44 } from '../src/iova/iova44.js';
-import { createLinuxIova } from '../src/iova/linux-iova.js';
+import { DmaemuError } from '../src/core/errors.js';
+import type { Iova44Allocator, Iova44Config, LinuxIovaAllocator, LinuxIovaConfig } from '../src/core/iova/iova-allocator.js';
+import { createArmIova } from '../src/core/iova/arm-iova.js';
+import { createIova44 } from '../src/core/iova/iova44.js';
+import { createLinuxIova } from '../src/core/iova/linux-iova.js';
 import { createArmIovaModel } from './model/arm-iova-model.js';
 import { createIova44Model } from './model/iova44-model.js';
 import { createLinuxIovaModel } from './model/linux-iova-model.js';

@@ -4,9 +4,9 @@
 // validation; and a million live mappings aggregated into a small picture.
 import t from 'tap';
 import { XMLParser } from 'fast-xml-parser';
-import { buildApp } from '../src/app.js';
-import { iovaPicture } from '../src/iova-picture.js';
-import { LEFT, RIGHT, pictureToSvg } from '../src/iova-svg.js';
+import { buildApp } from '../src/service/app.js';
+import { iovaPicture } from '../src/core/iova-picture.js';
+import { LEFT, RIGHT, pictureToSvg } from '../src/service/iova-svg.js';
 import { client, type Obj } from './helpers/http.js';
 import { session } from './helpers/dma-core.js';
 

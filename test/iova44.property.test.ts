@@ -1,4 +1,4 @@
-// The `linux-4.4` allocator (src/iova/iova44.ts) must hand back exactly what v4.4's walk hands
+// The `linux-4.4` allocator (src/core/iova/iova44.ts) must hand back exactly what v4.4's walk hands
 // back: fast-check drives it and the literal model (test/model/iova44-model.ts) with the same
 // random sequences and requires the same pfn or failure from every call and the same ranges and
 // cached32_node after every operation — including the quirks: cached32_node only for requests
@@ -7,8 +7,8 @@
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { test } from 'tap';
-import type { Iova44Allocator, Iova44Config } from '../src/iova/iova-allocator.js';
-import { createIova44 } from '../src/iova/iova44.js';
+import type { Iova44Allocator, Iova44Config } from '../src/core/iova/iova-allocator.js';
+import { createIova44 } from '../src/core/iova/iova44.js';
 import { createIova44Model } from './model/iova44-model.js';
 
 interface Scenario {

@@ -7,7 +7,7 @@ import t from 'tap';
 import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
-import { buildApp } from '../src/app.js';
+import { buildApp } from '../src/service/app.js';
 import { client } from './helpers/http.js';
 import {
   conformanceLine,
@@ -20,7 +20,7 @@ import {
   type DeviceLine,
   type Mismatch,
 } from './helpers/kernel-replay.js';
-import { SessionStore } from '../src/session-store.js';
+import { SessionStore } from '../src/service/session-store.js';
 import { SessionCreateBody } from '../schemas/session.js';
 
 const dir = fileURLToPath(new URL('kernel-recordings/', import.meta.url));

@@ -3,7 +3,7 @@
 import t from 'tap';
 import { mapPage, mapSg, session, unmap } from './helpers/dma-core.js';
 import { FlushBody } from '../schemas/dma.js';
-import type { Session } from '../src/session.js';
+import type { Session } from '../src/service/session.js';
 
 t.test('pci_device_add: a PCI device has dma_parms with max_segment_size 65536 and segment_boundary_mask 0xffffffff', async (t) => {
   // The 6.12 recording's "defaults" for every edu device: 65536 and 0xffffffff, before the

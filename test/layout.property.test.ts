@@ -21,7 +21,7 @@
 import fc from 'fast-check';
 import t from 'tap';
 import type { MapSgOut } from '../schemas/index.js';
-import type { Session } from '../src/session.js';
+import type { Session } from '../src/service/session.js';
 import { hx, mapSg, session, unmap, type Entry } from './helpers/dma-core.js';
 
 type Layout = 'linux' | 'linux-4.4' | 'arm-legacy' | 'none';

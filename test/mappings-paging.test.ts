@@ -1,7 +1,7 @@
 // GET /mappings pages through live mappings in handle order (extension: a session may hold a
 // million mappings, far more than one answer should carry).
 import t from 'tap';
-import { buildApp } from '../src/app.js';
+import { buildApp } from '../src/service/app.js';
 
 t.test('?limit= and ?after= page through live mappings in handle order; next is null on the last page', async (t) => {
   const app = await buildApp({ logLevel: 'warn' });

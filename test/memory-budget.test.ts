@@ -1,4 +1,4 @@
-// The process-wide memory budget (src/memory-budget.ts, docs/memory-budget.md): work that would
+// The process-wide memory budget (src/core/memory-budget.ts, docs/memory-budget.md): work that would
 // take all sessions past DMAEMU_MEMORY_BUDGET is refused with DMAEMU_MEMORY_BUDGET (507) before
 // it has any effect; every session stays usable; freeing gives the room back; a restore admits
 // acknowledged work whatever the budget; and a real server with a small heap, fed by a leaking
@@ -11,12 +11,12 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SessionCreateBody } from '../schemas/session.js';
 import { CpuReadBody, CpuWriteBody } from '../schemas/memory.js';
-import { DmaemuError } from '../src/errors.js';
-import { FOOTPRINT, MemoryBudget, budgetFromEnv, defaultBudgetBytes } from '../src/memory-budget.js';
-import { DEFAULT_STORE_LIMITS, SessionStore } from '../src/session-store.js';
-import { buildApp } from '../src/app.js';
+import { DmaemuError } from '../src/core/errors.js';
+import { FOOTPRINT, MemoryBudget, budgetFromEnv, defaultBudgetBytes } from '../src/core/memory-budget.js';
+import { DEFAULT_STORE_LIMITS, SessionStore } from '../src/service/session-store.js';
+import { buildApp } from '../src/service/app.js';
 import { client } from './helpers/http.js';
-import { decodeFrames } from '../src/store/frames.js';
+import { decodeFrames } from '../src/service/store/frames.js';
 import { mapPage, mapSg } from './helpers/dma-core.js';
 import { listeningUrl } from './helpers/server-process.js';
 
@@ -174,7 +174,7 @@ function rssOf(pid: number): number {
 
 test('a real server with a 256 MiB heap and the derived budget refuses a leaking harness instead of dying; others still answer; RSS stays under budget + margin', async (t) => {
   // No DMAEMU_MEMORY_BUDGET: the default is 70 % of the 256 MiB heap's limit (~213 MB).
-  const child = spawn(process.execPath, ['--max-old-space-size=256', '--import', 'tsx', path.join(root, 'src/server.ts')], {
+  const child = spawn(process.execPath, ['--max-old-space-size=256', '--import', 'tsx', path.join(root, 'src/service/server.ts')], {
     env: { ...process.env, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'warn', DMAEMU_DATA_DIR: 'off', DMAEMU_MEMORY_BUDGET: '' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -1,13 +1,13 @@
 // The memory-only op store (no DMAEMU_DATA_DIR) keeps each session's first calls for GET /trace.
-// Rule (src/store/memory-op-store.ts): it keeps them as JSON, at most maxCalls records and
+// Rule (src/service/store/memory-op-store.ts): it keeps them as JSON, at most maxCalls records and
 // maxBytes per session, and only what the memory budget lets it hold — a /batch record carries
 // its whole input and answer, so an uncapped buffer would hold gigabytes outside the budget.
 // Past a cap the trace is gone (a snapshot base with no state) and the bytes are given back.
 import { test } from 'tap';
-import { MemoryOpStore } from '../src/store/memory-op-store.js';
-import { encodeJson, type CallRecord, type CreateRecord } from '../src/store/op-store.js';
-import { FOOTPRINT } from '../src/memory-budget.js';
-import { DEFAULT_STORE_LIMITS, SessionStore } from '../src/session-store.js';
+import { MemoryOpStore } from '../src/service/store/memory-op-store.js';
+import { encodeJson, type CallRecord, type CreateRecord } from '../src/service/store/op-store.js';
+import { FOOTPRINT } from '../src/core/memory-budget.js';
+import { DEFAULT_STORE_LIMITS, SessionStore } from '../src/service/session-store.js';
 
 const create: CreateRecord = { t: 'create', at: 1, id: 's1', input: {} };
 const call = (i: number): CallRecord => ({ t: 'call', at: 10 + i, op: 'flush', in: { rcache: false }, out: { flushed: 0, rcache_freed: 0 } });

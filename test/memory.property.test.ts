@@ -13,7 +13,7 @@
 // on a non-coherent arm-legacy / linux-4.4 map they are invalidated away).
 import fc from 'fast-check';
 import t from 'tap';
-import type { Session } from '../src/session.js';
+import type { Session } from '../src/service/session.js';
 import {
   allocCoherent,
   cpuRead,

@@ -2,7 +2,7 @@
 // and /batch ops alike), dma-debug findings by check, device faults by reason class, all with
 // Prometheus names (`_total` counters, snake_case labels).
 import t from 'tap';
-import { buildApp } from '../src/app.js';
+import { buildApp } from '../src/service/app.js';
 import { faultClass } from '../routes/metrics.js';
 
 /** The value of one series in Prometheus text, or undefined if it is not exposed. */

@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import * as fastifyModule from 'fastify';
 import type { FastifyInstance, RouteOptions } from 'fastify';
-import type { buildApp as BuildApp } from '../src/app.js';
+import type { buildApp as BuildApp } from '../src/service/app.js';
 
 interface Route {
   method: string;
@@ -30,7 +30,7 @@ async function appWithRouteLog(): Promise<{ app: FastifyInstance; routes: Route[
     });
     return app;
   }) as typeof fastifyModule.default;
-  const { buildApp } = await t.mockImport<{ buildApp: typeof BuildApp }>('../src/app.js', {
+  const { buildApp } = await t.mockImport<{ buildApp: typeof BuildApp }>('../src/service/app.js', {
     fastify: { ...fastifyModule, default: factory },
   });
   const app = await buildApp({ logLevel: 'silent' });

@@ -6,8 +6,8 @@ import t from 'tap';
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildApp } from '../src/app.js';
-import { decodeFrames } from '../src/store/frames.js';
+import { buildApp } from '../src/service/app.js';
+import { decodeFrames } from '../src/service/store/frames.js';
 import { client, type Obj } from './helpers/http.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'dmaemu-damage-'));

@@ -15,8 +15,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { isDeepStrictEqual } from 'node:util';
 import { CpuReadBody, CpuWriteBody, MapPageBody, SessionCreateBody, UnmapBody } from '../schemas/index.js';
-import type { Session } from '../src/session.js';
-import { SessionStore } from '../src/session-store.js';
+import type { Session } from '../src/service/session.js';
+import { SessionStore } from '../src/service/session-store.js';
 import { rng } from './helpers/workload.js';
 import { listeningUrl } from './helpers/server-process.js';
 
@@ -27,7 +27,7 @@ t.teardown(() => rmSync(dataDir, { recursive: true, force: true }));
 type Json = Record<string, unknown>;
 
 function startServer(): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/server.ts')], {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/service/server.ts')], {
     env: { ...process.env, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'warn', DMAEMU_DATA_DIR: dataDir },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

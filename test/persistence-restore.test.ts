@@ -10,8 +10,8 @@ import t from 'tap';
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildApp } from '../src/app.js';
-import { decodeFrames } from '../src/store/frames.js';
+import { buildApp } from '../src/service/app.js';
+import { decodeFrames } from '../src/service/store/frames.js';
 import { client } from './helpers/http.js';
 import { observe, readRegion, runWorkload } from './helpers/workload.js';
 

@@ -2,7 +2,7 @@
 // method, route pattern (which names the op), session id, status and duration as flat fields
 // (README "Errors, limits and configuration": LOG_LEVEL=info gives one line per request).
 import t from 'tap';
-import { buildApp } from '../src/app.js';
+import { buildApp } from '../src/service/app.js';
 
 interface Line {
   level: number;

@@ -9,7 +9,7 @@ import { listeningUrl } from './helpers/server-process.js';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 test('server listens on HOST:PORT, prints its URL and exits 0 on SIGTERM', async (t) => {
-  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/server.ts')], {
+  const child = spawn(process.execPath, ['--import', 'tsx', path.join(root, 'src/service/server.ts')], {
     env: { ...process.env, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -8,7 +8,7 @@ import t from 'tap';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildApp } from '../src/app.js';
+import { buildApp } from '../src/service/app.js';
 import { client, type Obj } from './helpers/http.js';
 import { loadVectors } from './helpers/vectors.js';
 import { observe, readRegion, runWorkload } from './helpers/workload.js';

@@ -4,7 +4,7 @@
 import t from 'tap';
 import { SessionCreateBody } from '../schemas/session.js';
 import { BatchBody } from '../schemas/batch.js';
-import { SessionStore } from '../src/session-store.js';
+import { SessionStore } from '../src/service/session-store.js';
 import { loadVectors, toBatchOp } from './helpers/vectors.js';
 
 const vectors = loadVectors();

@@ -4,8 +4,8 @@ import { SessionCreateBody } from '../../schemas/session.js';
 import { AllocCoherentBody, FreeCoherentBody, MapPageBody, MapSgBody, SyncBody, UnmapBody } from '../../schemas/dma.js';
 import { CpuReadBody, CpuWriteBody, DeviceReadBody, DeviceWriteBody } from '../../schemas/memory.js';
 import type { MapPageOut, MapSgOut, MemoryOut } from '../../schemas/index.js';
-import { SessionStore } from '../../src/session-store.js';
-import type { Session } from '../../src/session.js';
+import { SessionStore } from '../../src/service/session-store.js';
+import type { Session } from '../../src/service/session.js';
 
 export type Dir = 'to_device' | 'from_device' | 'bidirectional';
 export type Entry = { phys: number | string; length: number };

@@ -4,7 +4,7 @@
 // what its own rule decides.
 
 import type { FastifyInstance } from 'fastify';
-import { ERROR_CODES } from '../../src/errors.js';
+import { ERROR_CODES } from '../../src/core/errors.js';
 
 export type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 export type Obj = { [k: string]: Json };

@@ -10,8 +10,8 @@ import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { AllocCoherentBody, FlushBody, FreeCoherentBody, MapPageBody, MapSgBody, UnmapBody } from '../../schemas/dma.js';
 import { SessionCreateBody } from '../../schemas/session.js';
-import { SessionStore } from '../../src/session-store.js';
-import type { Session } from '../../src/session.js';
+import { SessionStore } from '../../src/service/session-store.js';
+import type { Session } from '../../src/service/session.js';
 
 export type Seg = [string, number];
 

@@ -3,7 +3,7 @@
 // and __free_iova, over lib/bitmap.c's bitmap_find_next_zero_area — written literally with one
 // array slot per bit and bit-at-a-time scans. dma_mask is never consulted: the ARM code never did.
 
-import type { ArmIovaAllocator, ArmIovaConfig, ArmIovaSnapshot } from '../../src/iova/iova-allocator.js';
+import type { ArmIovaAllocator, ArmIovaConfig, ArmIovaSnapshot } from '../../src/core/iova/iova-allocator.js';
 
 const BITS_PER_LONG = 32; // ARM32
 const BITS_PER_BYTE = 8;

@@ -5,7 +5,7 @@
 // of range objects as the rbtree, cached32_node as an object reference (or null), and the walk
 // one range at a time over rb_prev().
 
-import type { Iova44Allocator, Iova44Config, Iova44Snapshot, PfnRange } from '../../src/iova/iova-allocator.js';
+import type { Iova44Allocator, Iova44Config, Iova44Snapshot, PfnRange } from '../../src/core/iova/iova-allocator.js';
 import { flsLong, roundupPowOfTwo, u64 } from './linux-iova-model.js';
 
 interface Iova {

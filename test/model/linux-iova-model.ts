@@ -15,7 +15,7 @@ import type {
   LinuxIovaSnapshot,
   PfnRange,
   RcacheClassSnapshot,
-} from '../../src/iova/iova-allocator.js';
+} from '../../src/core/iova/iova-allocator.js';
 
 const ULONG_MAX = (1n << 64n) - 1n;
 const IOVA_ANCHOR = ULONG_MAX; // ~0UL

@@ -2,21 +2,21 @@
 // DMA-API calls take validated wire input (schemas/) and return wire output; what each layout
 // does lives in layouts/ and dma-direct.ts, the checks in dma-debug.ts, memory in memory/.
 
-import { DmaemuError, invalid } from './errors.js';
-import { configToWire, type SessionConfig } from './config.js';
-import { DmaDebug, type DebugFinding } from './dma-debug.js';
-import { DmaDirect } from './dma-direct.js';
-import { DMA_MAPPING_ERROR_HEX, hex, hexAddr } from './hex.js';
-import { ArmLegacyIommuDma } from './layouts/arm-legacy.js';
-import { Linux44IommuDma } from './layouts/linux-4.4.js';
-import { LinuxIommuDma } from './layouts/linux.js';
-import { isFailure, type DmaDirection, type DmaOps, type MapFailure, type MapResult, type Mapping, type SgEntry } from './mapping.js';
-import { PageAllocator } from './memory/page-allocator.js';
-import { DeviceView } from './memory/device-view.js';
-import { HandleTable } from './handle-table.js';
-import { CachelineTracker } from './debug-cacheline.js';
-import { SgExplainer, explainOut } from './explain.js';
-import type { IovaState } from './iova-picture.js';
+import { DmaemuError, invalid } from '../core/errors.js';
+import { configToWire, type SessionConfig } from '../core/config.js';
+import { DmaDebug, type DebugFinding } from '../core/dma-debug.js';
+import { DmaDirect } from '../core/dma-direct.js';
+import { DMA_MAPPING_ERROR_HEX, hex, hexAddr } from '../core/hex.js';
+import { ArmLegacyIommuDma } from '../core/layouts/arm-legacy.js';
+import { Linux44IommuDma } from '../core/layouts/linux-4.4.js';
+import { LinuxIommuDma } from '../core/layouts/linux.js';
+import { isFailure, type DmaDirection, type DmaOps, type MapFailure, type MapResult, type Mapping, type SgEntry } from '../core/mapping.js';
+import { PageAllocator } from '../core/memory/page-allocator.js';
+import { DeviceView } from '../core/memory/device-view.js';
+import { HandleTable } from '../core/handle-table.js';
+import { CachelineTracker } from '../core/debug-cacheline.js';
+import { SgExplainer, explainOut } from '../core/explain.js';
+import type { IovaState } from '../core/iova-picture.js';
 import type {
   AllocCoherentInput,
   AllocCoherentOut,
@@ -46,10 +46,10 @@ import type {
   SyncOut,
   UnmapInput,
   UnmapOut,
-} from '../schemas/index.js';
+} from '../../schemas/index.js';
 import { runBatch } from './batch.js';
-import { SILENT_OBSERVER, type DmaObserver } from './observer.js';
-import { FOOTPRINT, UNLIMITED_BUDGET, type MemoryBudget } from './memory-budget.js';
+import { SILENT_OBSERVER, type DmaObserver } from '../core/observer.js';
+import { FOOTPRINT, UNLIMITED_BUDGET, type MemoryBudget } from '../core/memory-budget.js';
 
 export interface SessionLimits {
   /** Live mappings + coherent buffers per session. */
@@ -101,7 +101,7 @@ export class Session {
   };
 
   private readonly observer: DmaObserver;
-  /** The process-wide memory budget (src/memory-budget.ts); `charged` is this session's share of it. */
+  /** The process-wide memory budget (src/core/memory-budget.ts); `charged` is this session's share of it. */
   private readonly budget: MemoryBudget;
   private charged = 0;
   /** The part of `charged` that is derived state (RAM, cache, findings, faults, handle pages): see settle. */
@@ -372,7 +372,7 @@ export class Session {
     return this.iovaInUse;
   }
 
-  /** What the IOVA picture draws (src/iova-picture.ts): nothing is copied, the mappings are walked once. */
+  /** What the IOVA picture draws (src/core/iova-picture.ts): nothing is copied, the mappings are walked once. */
   iovaState(): IovaState {
     return { mappings: this.mappings.values(), strays: this.strays, shift: this.ops.shift, marks: this.ops.allocatorMarks?.() ?? null };
   }

@@ -3,8 +3,8 @@
 
 import { invalid } from './errors.js';
 import { hex } from './hex.js';
-import type { SessionConfigOut, SessionCreateInput } from '../schemas/index.js';
-import { PHYS_LIMIT } from '../schemas/common.js';
+import type { SessionConfigOut, SessionCreateInput } from '../../schemas/index.js';
+import { PHYS_LIMIT } from '../../schemas/common.js';
 
 export type Layout = 'linux' | 'linux-4.4' | 'arm-legacy';
 

@@ -14,7 +14,7 @@ export interface PfnRange {
 
 /**
  * What an allocator holds besides the live mappings' ranges, cheap to take at a million live
- * ranges (no walk of the tree): for the IOVA picture (src/iova-picture.ts). Inclusive pfns.
+ * ranges (no walk of the tree): for the IOVA picture (src/core/iova-picture.ts). Inclusive pfns.
  */
 export interface AllocatorMarks {
   /** Freed by the driver, kept by the rcache for reuse (still in the tree). */

@@ -2,9 +2,9 @@
 // returned. Each op's result is what the single call would answer, or its error body — one
 // failing op does not stop the others (a harness sees exactly which step went wrong).
 
-import { DmaemuError, invalid } from './errors.js';
+import { DmaemuError, invalid } from '../core/errors.js';
 import type { Session } from './session.js';
-import type { BatchInput, BatchOpInput, BatchOut } from '../schemas/index.js';
+import type { BatchInput, BatchOpInput, BatchOut } from '../../schemas/index.js';
 
 type Result = BatchOut['results'][number];
 type HandleOrRef = number | { ref: number };

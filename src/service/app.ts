@@ -1,5 +1,5 @@
 // Builds the Fastify application: zod schemas (schemas/) validate, serialize and document
-// every route (routes/); errors leave in one shape with stable codes (src/errors.ts). Kept
+// every route (routes/); errors leave in one shape with stable codes (src/core/errors.ts). Kept
 // separate from server.ts so tests can `inject` without a socket.
 
 import Fastify, { LogController, type FastifyInstance } from 'fastify';
@@ -9,16 +9,16 @@ import { jsonSchemaTransform, jsonSchemaTransformObject, validatorCompiler } fro
 import { errorHandler, notFoundHandler } from './http-errors.js';
 import { serializerCompiler } from './http-serializer.js';
 import { SessionStore, limitsFromEnv, type StoreLimits } from './session-store.js';
-import { metricsPlugin } from '../routes/metrics.js';
-import { servicePlugin } from '../routes/service.js';
-import { sessionsPlugin } from '../routes/sessions.js';
-import { dmaPlugin } from '../routes/dma.js';
-import { memoryPlugin } from '../routes/memory.js';
-import { tablesPlugin } from '../routes/tables.js';
-import { comparePlugin } from '../routes/compare.js';
-import { iovaSvgPlugin } from '../routes/iova-svg.js';
-import { uiPlugin } from '../routes/ui.js';
-import { tracePlugin } from '../routes/trace.js';
+import { metricsPlugin } from '../../routes/metrics.js';
+import { servicePlugin } from '../../routes/service.js';
+import { sessionsPlugin } from '../../routes/sessions.js';
+import { dmaPlugin } from '../../routes/dma.js';
+import { memoryPlugin } from '../../routes/memory.js';
+import { tablesPlugin } from '../../routes/tables.js';
+import { comparePlugin } from '../../routes/compare.js';
+import { iovaSvgPlugin } from '../../routes/iova-svg.js';
+import { uiPlugin } from '../../routes/ui.js';
+import { tracePlugin } from '../../routes/trace.js';
 import type { Journal, JournalOptions } from './journal.js';
 import { dataDirFromEnv, journalOptionsFromEnv, openJournal } from './persistence.js';
 import { VERSION } from './version.js';
@@ -32,7 +32,7 @@ export interface AppOptions {
   bodyLimit?: number;
   /** Where op logs go (docs/persistence.md); null: memory only; default: DMAEMU_DATA_DIR, else memory only. */
   dataDir?: string | null;
-  /** When logs are compacted (default: DMAEMU_COMPACT_*, else src/journal.ts's defaults). */
+  /** When logs are compacted (default: DMAEMU_COMPACT_*, else src/service/journal.ts's defaults). */
   journal?: Partial<JournalOptions>;
 }
 

@@ -83,7 +83,7 @@ export class DeviceView {
     return this.ram.bytesTouched + (this.cache?.bytes ?? 0);
   }
 
-  /** What RAM chunks, cache chunks and the fault log cost the memory budget (src/memory-budget.ts). */
+  /** What RAM chunks, cache chunks and the fault log cost the memory budget (src/core/memory-budget.ts). */
   footprint(): number {
     return this.ram.chunkCount * FOOTPRINT.ramChunk + (this.cache ? this.cache.chunkCount * FOOTPRINT.cacheChunk : 0) + this.faultLog.length * FOOTPRINT.fault;
   }

@@ -10,10 +10,10 @@
 
 import { isDeepStrictEqual } from 'node:util';
 import type { z } from 'zod';
-import { DmaemuError } from './errors.js';
+import { DmaemuError } from '../core/errors.js';
 import type { Session } from './session.js';
 import type { CallName, CallRecord } from './store/op-store.js';
-import { BatchOp, CpuReadBody, CpuWriteBody, DeviceReadBody, DeviceWriteBody } from '../schemas/index.js';
+import { BatchOp, CpuReadBody, CpuWriteBody, DeviceReadBody, DeviceWriteBody } from '../../schemas/index.js';
 import type {
   AllocCoherentInput,
   BatchInput,
@@ -29,7 +29,7 @@ import type {
   MapSgInput,
   SyncInput,
   UnmapInput,
-} from '../schemas/index.js';
+} from '../../schemas/index.js';
 
 type Pages = { pages?: boolean } | undefined;
 

@@ -4,7 +4,7 @@
 
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
-import { DmaemuError, ERROR_CODES, type ErrorCode } from './errors.js';
+import { DmaemuError, ERROR_CODES, type ErrorCode } from '../core/errors.js';
 
 const FASTIFY_CODES: Record<string, ErrorCode> = {
   FST_ERR_CTP_BODY_TOO_LARGE: 'DMAEMU_BODY_TOO_LARGE',

@@ -9,7 +9,7 @@
 // a record that was never resolved may be lost, a resolved one never is; after compact(), a
 // load returns the base and then only the records appended after it.
 
-import type { ErrorBodyOut, SessionCreateInput } from '../../schemas/index.js';
+import type { ErrorBodyOut, SessionCreateInput } from '../../../schemas/index.js';
 
 /** The session-scoped calls, named as their route paths (the journal logs what routes/ ran). */
 export const CALLS = [

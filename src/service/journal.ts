@@ -18,14 +18,14 @@
 // same turn as its call, before any await); a session whose append failed is refused from
 // then on (its memory state is ahead of its log, and a later record would not replay).
 
-import { DmaemuError } from './errors.js';
+import { DmaemuError } from '../core/errors.js';
 import { errorBodyOf, replayRecord } from './replay.js';
 import type { Session } from './session.js';
 import type { SessionStore } from './session-store.js';
 import { encodeSnapshot, restoreSnapshot, SnapshotError } from './store/snapshot.js';
 import type { CallName, CallRecord, CreateRecord, OpStore, StoredSession } from './store/op-store.js';
 import type { StoreLog } from './store/file-op-store.js';
-import type { ErrorBodyOut, SessionCreateInput } from '../schemas/index.js';
+import type { ErrorBodyOut, SessionCreateInput } from '../../schemas/index.js';
 
 export interface JournalOptions {
   /** Never compact a log smaller than this many bytes past its base (default 8 MiB). */

@@ -8,11 +8,11 @@
 // no TTL, no share of DMAEMU_MAX_SESSIONS) and are dropped with the answer; every map_sg op
 // carries an explanation unless it says `explain: false`.
 
-import { resolveConfig, type Layout } from './config.js';
-import { DmaemuError } from './errors.js';
+import { resolveConfig, type Layout } from '../core/config.js';
+import { DmaemuError } from '../core/errors.js';
 import { parseTraceOps, replayTrace, type TraceOpIn } from './replay.js';
 import { DEFAULT_SESSION_LIMITS, Session, type SessionLimits } from './session.js';
-import type { CompareInput, CompareOut, ErrorBodyOut, SessionCreateInput } from '../schemas/index.js';
+import type { CompareInput, CompareOut, ErrorBodyOut, SessionCreateInput } from '../../schemas/index.js';
 
 export const COMPARE_COLUMNS = ['linux', 'linux-4.4', 'arm-legacy', 'no-iommu'] as const;
 export type CompareColumn = (typeof COMPARE_COLUMNS)[number];

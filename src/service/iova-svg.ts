@@ -1,4 +1,4 @@
-// Draws a computed IOVA picture (src/iova-picture.ts) as SVG markup, through xmlbuilder2 (it
+// Draws a computed IOVA picture (src/core/iova-picture.ts) as SVG markup, through xmlbuilder2 (it
 // escapes every attribute and text, and keeps the namespace right). Everything the picture
 // decides (positions, aggregation, ticks) is already in the Picture; this only lays it out.
 //
@@ -7,7 +7,7 @@
 
 import { create } from 'xmlbuilder2';
 import type { XMLBuilder } from 'xmlbuilder2/lib/interfaces.js';
-import { LANES, TICK_CHAR, type Category, type Lane, type Picture, type Span } from './iova-picture.js';
+import { LANES, TICK_CHAR, type Category, type Lane, type Picture, type Span } from '../core/iova-picture.js';
 
 /** Columns left of the plot (lane names) and right of it. */
 export const LEFT = 88;

@@ -12,7 +12,7 @@ function readVersion(): string {
     const p = path.join(dir, 'package.json');
     if (existsSync(p)) return (JSON.parse(readFileSync(p, 'utf8')) as { version: string }).version;
     const up = path.dirname(dir);
-    if (up === dir) throw new Error('dmaemu: no package.json above src/version.ts');
+    if (up === dir) throw new Error('dmaemu: no package.json above src/service/version.ts');
     dir = up;
   }
 }

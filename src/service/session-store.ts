@@ -5,12 +5,12 @@
 // Invariants: `sessions.size` ≤ limits.maxSessions; a session is reachable only by its id.
 
 import { randomBytes } from 'node:crypto';
-import { resolveConfig } from './config.js';
-import { DmaemuError } from './errors.js';
+import { resolveConfig } from '../core/config.js';
+import { DmaemuError } from '../core/errors.js';
 import { DEFAULT_SESSION_LIMITS, Session, type SessionLimits } from './session.js';
-import { SILENT_OBSERVER, type DmaObserver } from './observer.js';
-import { BUDGET_ENV, BUDGET_SHARE, MemoryBudget, budgetFromEnv, defaultBudgetBytes } from './memory-budget.js';
-import type { LeakReportOut, SessionCreateInput } from '../schemas/index.js';
+import { SILENT_OBSERVER, type DmaObserver } from '../core/observer.js';
+import { BUDGET_ENV, BUDGET_SHARE, MemoryBudget, budgetFromEnv, defaultBudgetBytes } from '../core/memory-budget.js';
+import type { LeakReportOut, SessionCreateInput } from '../../schemas/index.js';
 
 export interface StoreLimits extends SessionLimits {
   maxSessions: number;
@@ -18,7 +18,7 @@ export interface StoreLimits extends SessionLimits {
   ttlMs: number;
   /** Default memory_limit of a session (bytes of emulated RAM it may touch). */
   memoryLimit: number;
-  /** Bytes all sessions together may hold (DMAEMU_MEMORY_BUDGET; src/memory-budget.ts). */
+  /** Bytes all sessions together may hold (DMAEMU_MEMORY_BUDGET; src/core/memory-budget.ts). */
   memoryBudget: number;
 }
 
@@ -98,7 +98,7 @@ export class SessionStore {
     return s;
   }
 
-  /** A session rebuilt after a restart (src/journal.ts): its old id, its logged creation input; no limit applies. */
+  /** A session rebuilt after a restart (src/service/journal.ts): its old id, its logged creation input; no limit applies. */
   restore(id: string, input: SessionCreateInput): Session {
     const s = this.construct(id, resolveConfig(input, { memoryLimit: this.limits.memoryLimit }));
     s.chargeCreation(); // never refused while the app restores (budget.admitAll)

@@ -8,13 +8,13 @@
 // Invariant: POSTing the trace of a session to /v1/sessions rebuilds a session whose every
 // answer equals its `expect` (replay.ts), because it makes the same calls in the same order.
 
-import { DmaemuError, invalid } from './errors.js';
+import { DmaemuError, invalid } from '../core/errors.js';
 import type { Journal } from './journal.js';
 import { parseTraceOps, replayTrace, type TraceOpIn } from './replay.js';
 import type { Session } from './session.js';
 import type { SessionStore } from './session-store.js';
 import type { CallName, CallRecord, StoredSession } from './store/op-store.js';
-import type { ReplayReportOut, SessionCreateRequestInput } from '../schemas/index.js';
+import type { ReplayReportOut, SessionCreateRequestInput } from '../../schemas/index.js';
 
 export interface TraceDoc {
   name: string;

@@ -8,9 +8,9 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import type { FastifySchema, FastifySchemaCompiler, FastifySchemaValidationError } from 'fastify';
 import { validatorCompiler as zodValidatorCompiler } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { BatchBody, BatchOp, decodeBatchBody } from '../schemas/batch.js';
-import { BatchBinaryError, decodeBatchRequest, type BatchOps } from '../schemas/batch-binary.js';
-import { invalid } from './errors.js';
+import { BatchBody, BatchOp, decodeBatchBody } from '../../schemas/batch.js';
+import { BatchBinaryError, decodeBatchRequest, type BatchOps } from '../../schemas/batch-binary.js';
+import { invalid } from '../core/errors.js';
 
 type Json = Record<string, unknown>;
 

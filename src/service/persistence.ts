@@ -1,8 +1,8 @@
 // Which op store the service journals to, from its options and environment:
 //   DMAEMU_DATA_DIR=<dir>   op logs under <dir>/sessions/ (created if missing); restored on start
 //   DMAEMU_DATA_DIR=off     (or unset, for buildApp) memory only: nothing survives a restart
-//   DMAEMU_COMPACT_MIN_BYTES, DMAEMU_COMPACT_RATIO   when a log is compacted (src/journal.ts)
-// `npm start` (src/server.ts) defaults to ./data; buildApp() callers (the tests) stay in memory
+//   DMAEMU_COMPACT_MIN_BYTES, DMAEMU_COMPACT_RATIO   when a log is compacted (src/service/journal.ts)
+// `npm start` (src/service/server.ts) defaults to ./data; buildApp() callers (the tests) stay in memory
 // unless they pass a dir, so a test never writes outside the tmp dir it chose.
 
 import { DEFAULT_JOURNAL_OPTIONS, Journal, type JournalOptions } from './journal.js';
