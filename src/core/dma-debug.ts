@@ -6,7 +6,8 @@
 // kept (the kernel stops printing too: dma-debug has a bounded entry pool), and the last kept
 // finding says how many were dropped.
 
-import type { DmaDirection, Mapping } from './mapping.js';
+import type { DmaDirection } from './constants.js';
+import type { Mapping } from './mapping.js';
 import { SILENT_OBSERVER, type DmaObserver } from './observer.js';
 import { modPow2 } from './iova/pfn-math.js';
 

@@ -5,7 +5,8 @@
 // map_sg never merges here: one output segment per entry.
 
 import type { SessionConfig } from './config.js';
-import type { BounceSlot, DmaDirection, DmaOps, DmaSegment, MapFailure, MapResult, Mapping, SgEntry } from './mapping.js';
+import type { DmaDirection } from './constants.js';
+import type { BounceSlot, DmaOps, DmaSegment, MapFailure, MapResult, Mapping, SgEntry } from './mapping.js';
 import { sumLengths } from './layouts/linux.js';
 import { Swiotlb } from './swiotlb.js';
 import type { SgExplainer } from './explain.js';

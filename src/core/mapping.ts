@@ -4,8 +4,11 @@
 
 import type { AllocatorMarks } from './iova/iova-allocator.js';
 import type { SgExplainer } from './explain.js';
+import type { DmaDirection, KernelErrno } from './constants.js';
 
-export type DmaDirection = 'bidirectional' | 'to_device' | 'from_device' | 'none';
+// session.ts and layouts/ still import the direction from here; their owners move it to
+// constants.ts as they rewrite them (issue 17), then this line goes.
+export type { DmaDirection };
 
 export interface SgEntry {
   phys: number;
@@ -66,7 +69,7 @@ export interface BounceSlot {
 
 /** A mapping attempt that Linux itself fails: no handle, the kernel's errno. */
 export interface MapFailure {
-  errno: 'ENOMEM' | 'EIO' | 'EINVAL';
+  errno: KernelErrno;
   message: string;
 }
 

@@ -18,13 +18,12 @@ import type { SessionConfig } from '../config.js';
 import type { DmaDebug } from '../dma-debug.js';
 import { DmaemuError, invalid } from '../errors.js';
 import { hex } from '../hex.js';
-import type { DmaDirection, Mapping } from '../mapping.js';
+import type { CacheOp, DmaDirection, SyncTarget } from '../constants.js';
+import type { Mapping } from '../mapping.js';
 import { CpuCache, LINE } from './cpu-cache.js';
 import { PageTable, permits, type Permission } from './page-table.js';
 import { CHUNK, Ram } from './ram.js';
 import { FOOTPRINT } from '../memory-budget.js';
-
-export type CacheOp = 'none' | 'clean' | 'invalidate' | 'clean+invalidate';
 
 export interface Fault {
   seq: number;
@@ -168,7 +167,7 @@ export class DeviceView {
   }
 
   /** dma_sync_*_for_cpu / _for_device on [offset, offset + size) of the mapping. */
-  sync(m: Mapping, target: 'cpu' | 'device', offset: number, size: number, dir: DmaDirection, addr: () => string): { cache: CacheOp; bounced: number } {
+  sync(m: Mapping, target: SyncTarget, offset: number, size: number, dir: DmaDirection, addr: () => string): { cache: CacheOp; bounced: number } {
     const toCpu = target === 'cpu';
     this.debug.checkSync(m, toCpu, offset, size, dir, addr);
     if (m.kind === 'coherent') return { cache: 'none', bounced: 0 };
