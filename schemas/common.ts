@@ -2,6 +2,7 @@
 // Addresses travel as lowercase hex strings (they reach 2^64); on input a non-negative safe
 // integer is accepted too. Request schemas parse them to bigint, so the core never sees text.
 import { z } from 'zod';
+import { DMA_DIRECTIONS, KERNEL_ERRNOS } from '../src/core/constants.js';
 
 const HEX64 = /^0[xX][0-9a-fA-F]{1,16}$/;
 
@@ -32,7 +33,7 @@ export const PhysIn = z
 export const AddressOut = z.string().regex(/^0x[0-9a-f]+$/).meta({ example: '0xffffc000' });
 
 export const Direction = z
-  .enum(['bidirectional', 'to_device', 'from_device', 'none'])
+  .enum(DMA_DIRECTIONS)
   .meta({ description: 'DMA_BIDIRECTIONAL, DMA_TO_DEVICE, DMA_FROM_DEVICE, DMA_NONE' });
 
 /** Handles are small integers, or in /batch a reference to an earlier op's handle. */
@@ -43,7 +44,7 @@ export const Length32 = z.number().int().min(1).max(0xffffffff);
 
 export const KernelError = z
   .object({
-    errno: z.enum(['ENOMEM', 'EIO', 'EINVAL']),
+    errno: z.enum(KERNEL_ERRNOS),
     message: z.string(),
   })
   .meta({ description: 'A failure Linux itself reports (the HTTP status stays 200)' });

@@ -1,6 +1,7 @@
 // The DMA-API operations (API.md "DMA operations"). Request schemas parse to the core's input
 // types; response schemas are exactly what the core returns.
 import { z } from 'zod';
+import { CACHE_OPS, SYNC_TARGETS } from '../src/core/constants.js';
 import { AddressOut, PhysIn, DebugFinding, Direction, Handle, IovaRange, KernelError, Length32, PageRow } from './common.js';
 
 export const SgEntry = z.strictObject({
@@ -147,7 +148,7 @@ export const UnmapResult = z
 export const SyncBody = z
   .strictObject({
     handle: Handle,
-    for: z.enum(['cpu', 'device']),
+    for: z.enum(SYNC_TARGETS),
     offset: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
     size: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
     dir: Direction.optional().meta({ description: "Defaults to the mapping's direction" }),
@@ -164,7 +165,7 @@ export const SyncBody = z
 export const SyncResult = z
   .object({
     handle: z.number().int(),
-    cache: z.enum(['clean', 'invalidate', 'clean+invalidate', 'none']).meta({ description: 'Cache maintenance performed' }),
+    cache: z.enum(CACHE_OPS).meta({ description: 'Cache maintenance performed' }),
     bounced_bytes: z.number().int().meta({ description: 'Bytes copied between swiotlb and the original buffer' }),
     ...Common,
   })

@@ -1,6 +1,7 @@
 // Session creation and its resolved configuration (API.md "Sessions"). Every field is optional;
 // the core fills in Linux's defaults (semantics §2) and the response echoes the result.
 import { z } from 'zod';
+import { LAYOUTS } from '../src/core/constants.js';
 import { AddressIn, AddressOut, DebugFinding } from './common.js';
 
 const Range = z.strictObject({ start: AddressIn, end: AddressIn });
@@ -33,7 +34,7 @@ export const SessionCreateBody = z
   .strictObject({
     device: DeviceIn.optional(),
     iommu: IommuIn.nullable().optional().meta({ description: 'null: no IOMMU (dma-direct + swiotlb)' }),
-    layout: z.enum(['linux', 'linux-4.4', 'arm-legacy']).optional(),
+    layout: z.enum(LAYOUTS).optional(),
     page_size: z.union([z.literal(4096), z.literal(16384), z.literal(65536)]).optional(),
     swiotlb: z
       .strictObject({
@@ -67,7 +68,7 @@ export const SessionConfig = z
         enforce_read: z.boolean(),
       })
       .nullable(),
-    layout: z.enum(['linux', 'linux-4.4', 'arm-legacy']),
+    layout: z.enum(LAYOUTS),
     page_size: z.number().int(),
     swiotlb: z.object({ size: z.number().int(), force: z.boolean(), start: AddressOut }),
     memory_limit: z.number().int(),
