@@ -3,6 +3,9 @@
 // integer is accepted too. Request schemas parse them to bigint, so the core never sees text.
 import { z } from 'zod';
 import { DMA_DIRECTIONS, KERNEL_ERRNOS } from '../src/core/constants.js';
+import type { DebugFinding as CoreDebugFinding } from '../src/core/dma-debug.js';
+import type { MapFailure } from '../src/core/mapping.js';
+import type { Assert, Exact } from './exact.js';
 
 const HEX64 = /^0[xX][0-9a-fA-F]{1,16}$/;
 
@@ -48,6 +51,7 @@ export const KernelError = z
     message: z.string(),
   })
   .meta({ description: 'A failure Linux itself reports (the HTTP status stays 200)' });
+type _KernelErrorIsMapFailure = Assert<Exact<MapFailure, z.output<typeof KernelError>>>;
 
 export const DebugFinding = z
   .object({
@@ -57,6 +61,7 @@ export const DebugFinding = z
     handle: z.number().int().nullable(),
   })
   .meta({ id: 'DebugFinding' });
+type _DebugFindingIsCore = Assert<Exact<CoreDebugFinding, z.output<typeof DebugFinding>>>;
 
 export const ErrorBody = z
   .object({

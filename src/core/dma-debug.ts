@@ -11,6 +11,7 @@ import type { Mapping } from './mapping.js';
 import { SILENT_OBSERVER, type DmaObserver } from './observer.js';
 import { modPow2 } from './iova/pfn-math.js';
 
+/** schemas/common.ts's DebugFinding must stay this shape (checked there at compile time). */
 export interface DebugFinding {
   seq: number;
   check: string;

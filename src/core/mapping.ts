@@ -67,7 +67,7 @@ export interface BounceSlot {
   size: number;
 }
 
-/** A mapping attempt that Linux itself fails: no handle, the kernel's errno. */
+/** A mapping attempt that Linux itself fails: no handle, the kernel's errno (the wire's KernelError, tied in schemas/common.ts). */
 export interface MapFailure {
   errno: KernelErrno;
   message: string;

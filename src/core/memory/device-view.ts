@@ -25,6 +25,7 @@ import { PageTable, permits, type Permission } from './page-table.js';
 import { CHUNK, Ram } from './ram.js';
 import { FOOTPRINT } from '../memory-budget.js';
 
+/** schemas/memory.ts's Fault must stay this shape (checked there at compile time). */
 export interface Fault {
   seq: number;
   dma_address: string;
@@ -33,7 +34,8 @@ export interface Fault {
   length: number;
 }
 
-export interface MemoryOut {
+/** What one CPU or device access did (schemas/memory.ts's MemoryResult is this plus `debug`). */
+export interface MemoryAccess {
   data?: string;
   written?: number;
   fault?: Fault;
@@ -219,7 +221,7 @@ export class DeviceView {
     this.ram.zero(phys, size);
   }
 
-  cpuWrite(phys: number, data: Uint8Array): MemoryOut {
+  cpuWrite(phys: number, data: Uint8Array): MemoryAccess {
     checkPhysRange(phys, data.length);
     this.checkRoom(phys, data.length, true, this.cached(phys, data.length));
     this.checkOwnership(phys, data.length, 'write');
@@ -227,7 +229,7 @@ export class DeviceView {
     return { written: data.length };
   }
 
-  cpuRead(phys: number, length: number): MemoryOut {
+  cpuRead(phys: number, length: number): MemoryAccess {
     checkPhysRange(phys, length);
     this.checkRoom(phys, length, false, this.cached(phys, length));
     this.checkOwnership(phys, length, 'read');
@@ -276,7 +278,7 @@ export class DeviceView {
 
   // ---- the device -------------------------------------------------------------------------
 
-  deviceWrite(addr: bigint, data: Uint8Array): MemoryOut {
+  deviceWrite(addr: bigint, data: Uint8Array): MemoryAccess {
     const t = this.translate(addr, data.length, 'write');
     if ('fault' in t) return t;
     for (const p of t.pieces) this.checkRoom(p.phys, p.length, true, false);
@@ -288,7 +290,7 @@ export class DeviceView {
     return { written: data.length };
   }
 
-  deviceRead(addr: bigint, length: number): MemoryOut {
+  deviceRead(addr: bigint, length: number): MemoryAccess {
     const t = this.translate(addr, length, 'read');
     if ('fault' in t) return t;
     const buf = new Uint8Array(length);
