@@ -61,10 +61,7 @@ export interface Mapping {
 
 export interface BounceSlot {
   index: number; // first 2 KiB slot
-  nslots: number;
   tlbAddr: number; // physical address of the bounce buffer
-  origPhys: number;
-  size: number;
 }
 
 /** A mapping attempt that Linux itself fails: no handle, the kernel's errno (the wire's KernelError, tied in schemas/common.ts). */
