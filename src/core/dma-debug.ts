@@ -19,7 +19,7 @@ export interface DebugFinding {
   handle: number | null;
 }
 
-export const MAX_FINDINGS = 10_000;
+const MAX_FINDINGS = 10_000;
 
 /** (1 << RADIX_TREE_MAX_TAGS) − 1: the overlap count lives in three radix-tree tags. */
 export const ACTIVE_CACHELINE_MAX_OVERLAP = 7;

@@ -41,7 +41,7 @@ export interface MemoryAccess {
   fault?: Fault;
 }
 
-export const MAX_FAULTS = 10_000;
+const MAX_FAULTS = 10_000;
 const PHYS_END = 2 ** 52;
 const U64_END = 1n << 64n;
 
