@@ -2,6 +2,8 @@
 // the core fills in Linux's defaults (semantics §2) and the response echoes the result.
 import { z } from 'zod';
 import { LAYOUTS } from '../src/core/constants.js';
+import type { SessionConfig as CoreSessionConfig } from '../src/core/config.js';
+import type { Assert, Exact } from './exact.js';
 import { AddressIn, AddressOut, DebugFinding } from './common.js';
 
 const Range = z.strictObject({ start: AddressIn, end: AddressIn });
@@ -74,6 +76,8 @@ export const SessionConfig = z
     memory_limit: z.number().int(),
   })
   .meta({ id: 'SessionConfig' });
+type _BusInIsCore = Assert<Exact<CoreSessionConfig['bus'], NonNullable<z.output<typeof DeviceIn>['bus']>>>;
+type _BusOutIsCore = Assert<Exact<CoreSessionConfig['bus'], z.output<typeof SessionConfig>['device']['bus']>>;
 
 export const SessionCreated = z.object({ id: z.string(), config: SessionConfig }).meta({ id: 'SessionCreated' });
 
