@@ -9,13 +9,11 @@
 import { parseArgs } from 'node:util';
 import { ZodError } from 'zod';
 import { MapSgBody, SessionCreateBody, type MapSgOut } from '../schemas/index.js';
+import { LAYOUTS, type Layout } from '../src/core/constants.js';
 import { DmaemuError } from '../src/core/errors.js';
 import { SessionStore } from '../src/service/session-store.js';
 import { VERSION } from '../src/service/version.js';
 import { createDmaemuClient, DmaemuHttpError, type RequestBody } from './index.js';
-
-const LAYOUTS = ['linux', 'linux-4.4', 'arm-legacy'] as const;
-type Layout = (typeof LAYOUTS)[number];
 
 const USAGE = `dmaemu ${VERSION}: the Linux DMA API on an emulated IOMMU
 

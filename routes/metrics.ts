@@ -9,11 +9,11 @@ import fp from 'fastify-plugin';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { z } from 'zod';
-import type { KernelErrno } from '../src/core/errors.js';
+import { KERNEL_ERRNOS, type KernelErrno } from '../src/core/constants.js';
 import { DMA_CALLS, type DmaCall, type DmaObserver } from '../src/core/observer.js';
 
 /** The `result` label of dmaemu_dma_calls_total: "ok", or the errno Linux would return. */
-const RESULTS = ['ok', 'ENOMEM', 'EIO', 'EINVAL'] as const satisfies readonly ('ok' | KernelErrno)[];
+const RESULTS = ['ok', ...KERNEL_ERRNOS] as const;
 
 /**
  * The `reason` label of dmaemu_device_faults_total. A fault's text names addresses and

@@ -15,14 +15,15 @@
 // - What the fixed records cannot carry (other ops, optional fields, errors, findings, pages,
 //   explanations) travels as a JSON record: the format never loses information.
 //
-// All integers little-endian. A 64-bit address is two u32 (low word first).
+// All integers little-endian. A 64-bit address is two u32 (low word first). The name tuples
+// are src/core/constants.ts's: their order is the format's.
 //   request:  "DMAB" u8 version=1, u8[3]=0, u32 count, then count op records
 //     op header: u8 opcode, u8 arg, u8 flags, u8 0
 //     0 json      u32 n, n bytes: one op object of the JSON form (UTF-8)
-//     1 map_sg    arg=dir, flags bit0=skip_cpu_sync; u32 nents, nents × (u32 phys_lo, u32 phys_hi, u32 length)
-//     2 map_page  arg=dir, flags bit0=skip_cpu_sync; u32 phys_lo, u32 phys_hi, u32 size
+//     1 map_sg    arg=dir (index in DMA_DIRECTIONS), flags bit0=skip_cpu_sync; u32 nents, nents × (u32 phys_lo, u32 phys_hi, u32 length)
+//     2 map_page  arg=dir (index in DMA_DIRECTIONS), flags bit0=skip_cpu_sync; u32 phys_lo, u32 phys_hi, u32 size
 //     3 unmap     flags bit0=skip_cpu_sync, bit1=handle is a ref (index of an earlier op); u32 handle
-//     4 sync      arg=for (0 cpu, 1 device), flags bit1=ref; u32 handle (the whole mapping, its direction)
+//     4 sync      arg=for (index in SYNC_TARGETS: 0 cpu, 1 device), flags bit1=ref; u32 handle (the whole mapping, its direction)
 //   answer:   "DMAR" u8 version=1, u8[3]=0, u32 count, then count result records
 //     result header: u8 kind, u8 arg, u8 0, u8 0
 //     0 json      u32 n, n bytes: the result object of the JSON form
@@ -30,19 +31,16 @@
 //                 u32 nranges, nranges × (u32 start_lo, u32 start_hi, f64 size); iova = the first range, or null if none
 //     2 map_page  arg=has iova; u32 handle, u32 addr_lo, u32 addr_hi, [u32 start_lo, u32 start_hi, f64 size]
 //     3 unmap     arg=has iova; u32 handle, [u32 start_lo, u32 start_hi, f64 size]
-//     4 sync      arg=cache (index in SYNC_CACHE); u32 handle, f64 bounced_bytes
+//     4 sync      arg=cache (index in CACHE_OPS); u32 handle, f64 bounced_bytes
 
 import type { z } from 'zod';
+import { CACHE_OPS, DMA_DIRECTIONS, SYNC_TARGETS, type CacheOp, type DmaDirection } from '../src/core/constants.js';
 import type { BatchBody, BatchResultItem } from './batch.js';
 
 /** Content type of a binary /batch body. */
 export const BATCH_BINARY_TYPE = 'application/vnd.dmaemu.batch';
 /** Content type of a binary /batch answer: sent when the request's Accept names it. */
 export const BATCH_RESULTS_BINARY_TYPE = 'application/vnd.dmaemu.batch-results';
-
-export const DIRECTIONS = ['bidirectional', 'to_device', 'from_device', 'none'] as const;
-export const SYNC_FOR = ['cpu', 'device'] as const;
-export const SYNC_CACHE = ['clean', 'invalidate', 'clean+invalidate', 'none'] as const;
 
 export const OP = { json: 0, map_sg: 1, map_page: 2, unmap: 3, sync: 4 } as const;
 const REQUEST_MAGIC = 0x42414d44; // "DMAB" read as a little-endian u32
@@ -190,21 +188,21 @@ export function encodeBatchRequest(ops: readonly BatchOpIn[]): Buffer {
   for (const op of ops) {
     const skip = 'skip_cpu_sync' in op && op.skip_cpu_sync === true ? SKIP_CPU_SYNC : 0;
     if (op.op === 'map_sg' && fixed(op, MAP_SG_KEYS)) {
-      w.header(OP.map_sg, DIRECTIONS.indexOf(op.dir), skip);
+      w.header(OP.map_sg, DMA_DIRECTIONS.indexOf(op.dir), skip);
       w.u32(op.sg.length);
       for (const e of op.sg) {
         w.u64(hexIn(Array.isArray(e) ? e[0] : e.phys));
         w.u32(Array.isArray(e) ? e[1] : e.length);
       }
     } else if (op.op === 'map_page' && fixed(op, MAP_PAGE_KEYS)) {
-      w.header(OP.map_page, DIRECTIONS.indexOf(op.dir), skip);
+      w.header(OP.map_page, DMA_DIRECTIONS.indexOf(op.dir), skip);
       w.u64(hexIn(op.phys));
       w.u32(op.size);
     } else if ((op.op === 'unmap' && fixed(op, UNMAP_KEYS)) || (op.op === 'sync' && fixed(op, SYNC_KEYS))) {
       const h = op.handle;
       const n = typeof h === 'number' ? h : h.ref;
       if (op.op === 'unmap') w.header(OP.unmap, 0, skip | (typeof h === 'number' ? 0 : REF));
-      else w.header(OP.sync, SYNC_FOR.indexOf(op.for), typeof h === 'number' ? 0 : REF);
+      else w.header(OP.sync, SYNC_TARGETS.indexOf(op.for), typeof h === 'number' ? 0 : REF);
       w.u32(n);
     } else {
       w.header(OP.json, 0, 0);
@@ -231,9 +229,9 @@ function fixed(op: BatchOpIn, keys: ReadonlySet<string>): boolean {
   return h === undefined || (typeof h === 'number' ? h < U32 : h.ref < U32);
 }
 
-function dirOf(arg: number, field: string): (typeof DIRECTIONS)[number] {
-  const d = DIRECTIONS[arg];
-  if (d === undefined) throw new BatchBinaryError(field, `direction ${arg} is not one of 0..3 (${DIRECTIONS.join(', ')})`);
+function dirOf(arg: number, field: string): DmaDirection {
+  const d = DMA_DIRECTIONS[arg];
+  if (d === undefined) throw new BatchBinaryError(field, `direction ${arg} is not one of 0..3 (${DMA_DIRECTIONS.join(', ')})`);
   return d;
 }
 
@@ -322,7 +320,7 @@ export function decodeBatchRequest(body: Uint8Array, jsonOp: (value: unknown, pr
       }
       case OP.sync: {
         checkFlags(flags, REF, at);
-        const dirFor = SYNC_FOR[arg];
+        const dirFor = SYNC_TARGETS[arg];
         if (dirFor === undefined) throw new BatchBinaryError(`${at}.for`, `must be 0 (cpu) or 1 (device), not ${arg}`);
         r.need(4, at);
         ops[k] = { op: 'sync', for: dirFor, handle: handleAt(r, flags, `${at}.handle`) };
@@ -392,7 +390,7 @@ export function encodeBatchResults(ops: readonly { op: string }[], results: read
         continue;
       }
     } else if (kind === 'sync' && keys === 3 && smallHandle(res.handle)) {
-      w.header(OP.sync, SYNC_CACHE.indexOf(res.cache as (typeof SYNC_CACHE)[number]), 0);
+      w.header(OP.sync, CACHE_OPS.indexOf(res.cache as CacheOp), 0);
       w.u32(res.handle);
       w.f64(res.bounced_bytes as number);
       continue;
@@ -453,7 +451,7 @@ export function decodeBatchResults(body: Uint8Array): BatchResult[] {
       out.push({ handle, iova: arg ? rangeOf(r) : null });
     } else if (kind === OP.sync) {
       r.need(8, at);
-      const cache = SYNC_CACHE[arg];
+      const cache = CACHE_OPS[arg];
       if (cache === undefined) throw new BatchBinaryError(at, `cache ${arg} is not one of 0..3`);
       out.push({ handle, cache, bounced_bytes: r.f64() });
     } else throw new BatchBinaryError(at, `record kind ${kind} is not one of 0..4`);

@@ -2,6 +2,10 @@
 // Addresses travel as lowercase hex strings (they reach 2^64); on input a non-negative safe
 // integer is accepted too. Request schemas parse them to bigint, so the core never sees text.
 import { z } from 'zod';
+import { DMA_DIRECTIONS, KERNEL_ERRNOS } from '../src/core/constants.js';
+import type { DebugFinding as CoreDebugFinding } from '../src/core/dma-debug.js';
+import type { MapFailure } from '../src/core/mapping.js';
+import type { Assert, Exact } from './exact.js';
 
 const HEX64 = /^0[xX][0-9a-fA-F]{1,16}$/;
 
@@ -32,7 +36,7 @@ export const PhysIn = z
 export const AddressOut = z.string().regex(/^0x[0-9a-f]+$/).meta({ example: '0xffffc000' });
 
 export const Direction = z
-  .enum(['bidirectional', 'to_device', 'from_device', 'none'])
+  .enum(DMA_DIRECTIONS)
   .meta({ description: 'DMA_BIDIRECTIONAL, DMA_TO_DEVICE, DMA_FROM_DEVICE, DMA_NONE' });
 
 /** Handles are small integers, or in /batch a reference to an earlier op's handle. */
@@ -43,10 +47,11 @@ export const Length32 = z.number().int().min(1).max(0xffffffff);
 
 export const KernelError = z
   .object({
-    errno: z.enum(['ENOMEM', 'EIO', 'EINVAL']),
+    errno: z.enum(KERNEL_ERRNOS),
     message: z.string(),
   })
   .meta({ description: 'A failure Linux itself reports (the HTTP status stays 200)' });
+type _KernelErrorIsMapFailure = Assert<Exact<MapFailure, z.output<typeof KernelError>>>;
 
 export const DebugFinding = z
   .object({
@@ -56,6 +61,7 @@ export const DebugFinding = z
     handle: z.number().int().nullable(),
   })
   .meta({ id: 'DebugFinding' });
+type _DebugFindingIsCore = Assert<Exact<CoreDebugFinding, z.output<typeof DebugFinding>>>;
 
 export const ErrorBody = z
   .object({

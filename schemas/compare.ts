@@ -2,6 +2,7 @@
 // map_sg layouts and without an IOMMU; one row per op with each column's answer and the fields
 // that differ between them.
 import { z } from 'zod';
+import { LAYOUTS } from '../src/core/constants.js';
 import { Direction, ErrorBody } from './common.js';
 import { BatchResultWire } from './batch.js';
 import { SgEntry } from './dma.js';
@@ -46,7 +47,13 @@ export const CompareAnswer = wireItem
   .nullable()
   .meta({ description: "The op's answer in that column; null when the column's config was refused" });
 
-export const CompareColumnName = z.enum(['linux', 'linux-4.4', 'arm-legacy', 'no-iommu']);
+/** The columns of a compare, in answer order: every layout, then dma-direct without an IOMMU. */
+export const COMPARE_COLUMNS = [...LAYOUTS, 'no-iommu'] as const;
+export type CompareColumn = (typeof COMPARE_COLUMNS)[number];
+
+export const CompareColumnName = z.enum(COMPARE_COLUMNS);
+
+const CompareResults = z.object(Object.fromEntries(COMPARE_COLUMNS.map((c) => [c, CompareAnswer])) as Record<CompareColumn, typeof CompareAnswer>);
 
 export const CompareResult = z
   .object({
@@ -61,7 +68,7 @@ export const CompareResult = z
       z.object({
         op: z.number().int().meta({ description: 'Index of the op' }),
         name: z.string(),
-        results: z.object({ linux: CompareAnswer, 'linux-4.4': CompareAnswer, 'arm-legacy': CompareAnswer, 'no-iommu': CompareAnswer }),
+        results: CompareResults,
         differs: z.array(z.string()).meta({ description: 'Fields whose values are not the same in every column (debug by check and message; explain.verdict for map_sg)' }),
         same: z.boolean(),
       }),

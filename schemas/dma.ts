@@ -1,7 +1,10 @@
 // The DMA-API operations (API.md "DMA operations"). Request schemas parse to the core's input
 // types; response schemas are exactly what the core returns.
 import { z } from 'zod';
+import { CACHE_OPS, SYNC_TARGETS } from '../src/core/constants.js';
+import type { BreakRule as CoreBreakRule, ExplainOut } from '../src/core/explain.js';
 import { AddressOut, PhysIn, DebugFinding, Direction, Handle, IovaRange, KernelError, Length32, PageRow } from './common.js';
+import type { Assert, Exact } from './exact.js';
 
 export const SgEntry = z.strictObject({
   phys: PhysIn,
@@ -58,6 +61,7 @@ const EXPLAIN_EXAMPLE = {
 };
 
 export const BreakRule = z.enum(['max_segment_size', 'segment_boundary', 'entry_offset', 'previous_partial', 'arm_new_chunk', 'v4.4_never_merges', 'no_iommu', 'swiotlb_bounce']);
+type _BreakRuleIsCore = Assert<Exact<CoreBreakRule, z.output<typeof BreakRule>>>;
 
 const WhyValues = z.record(z.string(), z.union([z.number(), z.string()])).meta({ description: 'The numbers the rule compared (addresses and masks as hex strings)' });
 
@@ -84,6 +88,7 @@ export const Explain = z
     failure: z.object({ kernel: z.string(), message: z.string(), values: WhyValues }).optional().meta({ description: 'Why the mapping failed: which allocation, how big, under what limit' }),
   })
   .meta({ id: 'MapSgExplain', description: 'With ?explain=true: the rule behind each segment break', example: EXPLAIN_EXAMPLE });
+type _ExplainIsCore = Assert<Exact<ExplainOut, z.output<typeof Explain>>>;
 
 export const Segment = z.object({ dma_address: AddressOut, dma_length: z.number().int() });
 
@@ -147,7 +152,7 @@ export const UnmapResult = z
 export const SyncBody = z
   .strictObject({
     handle: Handle,
-    for: z.enum(['cpu', 'device']),
+    for: z.enum(SYNC_TARGETS),
     offset: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
     size: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER).optional(),
     dir: Direction.optional().meta({ description: "Defaults to the mapping's direction" }),
@@ -164,7 +169,7 @@ export const SyncBody = z
 export const SyncResult = z
   .object({
     handle: z.number().int(),
-    cache: z.enum(['clean', 'invalidate', 'clean+invalidate', 'none']).meta({ description: 'Cache maintenance performed' }),
+    cache: z.enum(CACHE_OPS).meta({ description: 'Cache maintenance performed' }),
     bounced_bytes: z.number().int().meta({ description: 'Bytes copied between swiotlb and the original buffer' }),
     ...Common,
   })

@@ -1,6 +1,8 @@
 // The IOVA picture's query (GET /v1/sessions/{id}/iova.svg): a window of the IOVA space, the
 // image width and the scale. Addresses as everywhere on this wire: "0x…" or a safe integer.
 import { z } from 'zod';
+import type { Scale } from '../src/core/iova-picture.js';
+import type { Assert, Exact } from './exact.js';
 
 const QueryAddress = z
   .string()
@@ -21,3 +23,4 @@ export const IovaSvgQuery = z
   .refine((q) => q.start === undefined || q.end === undefined || q.start <= q.end, { path: ['end'], message: 'must not be below start' });
 
 export type IovaSvgQueryInput = z.output<typeof IovaSvgQuery>;
+type _ScaleIsCore = Assert<Exact<Scale, NonNullable<IovaSvgQueryInput['scale']>>>;

@@ -1,6 +1,9 @@
 // Session creation and its resolved configuration (API.md "Sessions"). Every field is optional;
 // the core fills in Linux's defaults (semantics §2) and the response echoes the result.
 import { z } from 'zod';
+import { LAYOUTS } from '../src/core/constants.js';
+import type { SessionConfig as CoreSessionConfig } from '../src/core/config.js';
+import type { Assert, Exact } from './exact.js';
 import { AddressIn, AddressOut, DebugFinding } from './common.js';
 
 const Range = z.strictObject({ start: AddressIn, end: AddressIn });
@@ -33,7 +36,7 @@ export const SessionCreateBody = z
   .strictObject({
     device: DeviceIn.optional(),
     iommu: IommuIn.nullable().optional().meta({ description: 'null: no IOMMU (dma-direct + swiotlb)' }),
-    layout: z.enum(['linux', 'linux-4.4', 'arm-legacy']).optional(),
+    layout: z.enum(LAYOUTS).optional(),
     page_size: z.union([z.literal(4096), z.literal(16384), z.literal(65536)]).optional(),
     swiotlb: z
       .strictObject({
@@ -67,12 +70,14 @@ export const SessionConfig = z
         enforce_read: z.boolean(),
       })
       .nullable(),
-    layout: z.enum(['linux', 'linux-4.4', 'arm-legacy']),
+    layout: z.enum(LAYOUTS),
     page_size: z.number().int(),
     swiotlb: z.object({ size: z.number().int(), force: z.boolean(), start: AddressOut }),
     memory_limit: z.number().int(),
   })
   .meta({ id: 'SessionConfig' });
+type _BusInIsCore = Assert<Exact<CoreSessionConfig['bus'], NonNullable<z.output<typeof DeviceIn>['bus']>>>;
+type _BusOutIsCore = Assert<Exact<CoreSessionConfig['bus'], z.output<typeof SessionConfig>['device']['bus']>>;
 
 export const SessionCreated = z.object({ id: z.string(), config: SessionConfig }).meta({ id: 'SessionCreated' });
 

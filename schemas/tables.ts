@@ -3,6 +3,8 @@ import { z } from 'zod';
 import { AddressOut, DebugFinding, IovaRange } from './common.js';
 import { Segment } from './dma.js';
 import { Fault } from './memory.js';
+import type { Mapping } from '../src/core/mapping.js';
+import type { Assert, Exact } from './exact.js';
 
 export const MappingRow = z.object({
   handle: z.number().int(),
@@ -15,6 +17,7 @@ export const MappingRow = z.object({
   size: z.number().int().meta({ description: 'Bytes the caller mapped' }),
   phys: z.array(AddressOut).meta({ description: 'Physical start of each input entry / page' }),
 });
+type _KindIsCore = Assert<Exact<Mapping['kind'], z.output<typeof MappingRow>['kind']>>;
 
 export const MappingsQuery = z.strictObject({
   after: z.coerce.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional().meta({ description: 'Only handles above this one (the previous page\'s `next`)' }),

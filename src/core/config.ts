@@ -5,8 +5,7 @@ import { invalid } from './errors.js';
 import { hex } from './hex.js';
 import type { SessionConfigOut, SessionCreateInput } from '../../schemas/index.js';
 import { PHYS_LIMIT } from '../../schemas/common.js';
-
-export type Layout = 'linux' | 'linux-4.4' | 'arm-legacy';
+import type { Layout } from './constants.js';
 
 export interface IommuConfig {
   granule: number;

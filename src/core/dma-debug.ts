@@ -6,10 +6,12 @@
 // kept (the kernel stops printing too: dma-debug has a bounded entry pool), and the last kept
 // finding says how many were dropped.
 
-import type { DmaDirection, Mapping } from './mapping.js';
+import type { DmaDirection } from './constants.js';
+import type { Mapping } from './mapping.js';
 import { SILENT_OBSERVER, type DmaObserver } from './observer.js';
 import { modPow2 } from './iova/pfn-math.js';
 
+/** schemas/common.ts's DebugFinding must stay this shape (checked there at compile time). */
 export interface DebugFinding {
   seq: number;
   check: string;
@@ -17,7 +19,7 @@ export interface DebugFinding {
   handle: number | null;
 }
 
-export const MAX_FINDINGS = 10_000;
+const MAX_FINDINGS = 10_000;
 
 /** (1 << RADIX_TREE_MAX_TAGS) − 1: the overlap count lives in three radix-tree tags. */
 export const ACTIVE_CACHELINE_MAX_OVERLAP = 7;

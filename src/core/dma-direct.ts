@@ -5,9 +5,10 @@
 // map_sg never merges here: one output segment per entry.
 
 import type { SessionConfig } from './config.js';
-import type { BounceSlot, DmaDirection, DmaOps, DmaSegment, MapFailure, MapResult, Mapping, SgEntry } from './mapping.js';
+import type { DmaDirection } from './constants.js';
+import type { BounceSlot, DmaOps, DmaSegment, MapFailure, MapResult, Mapping, SgEntry } from './mapping.js';
 import { sumLengths } from './layouts/linux.js';
-import { Swiotlb } from './swiotlb.js';
+import { IO_TLB_SEGSIZE, IO_TLB_SIZE, Swiotlb } from './swiotlb.js';
 import type { SgExplainer } from './explain.js';
 
 export class DmaDirect implements DmaOps {
@@ -93,7 +94,7 @@ export class DmaDirect implements DmaOps {
     const tbl = Number(BigInt(this.swiotlb.start + this.dmaOffset) & this.boundaryMask);
     const index = this.swiotlb.alloc(size, this.pageSize, tbl, this.boundaryBits);
     if (index < 0) {
-      return size > 128 * 2048
+      return size > IO_TLB_SEGSIZE * IO_TLB_SIZE
         ? `swiotlb: ${size} bytes exceed the 256 KiB a bounce buffer can hold`
         : 'swiotlb buffer is full';
     }
@@ -103,7 +104,7 @@ export class DmaDirect implements DmaOps {
       this.swiotlb.release(index);
       return 'swiotlb addr beyond the DMA mask';
     }
-    return { seg: { pfn: 0, off: tlbDma, len: size }, slot: { index, nslots: Math.ceil(size / 2048), tlbAddr, origPhys: phys, size } };
+    return { seg: { pfn: 0, off: tlbDma, len: size }, slot: { index, tlbAddr } };
   }
 
   mapCoherent(phys: number, size: number): MapResult | MapFailure {

@@ -1,7 +1,7 @@
 // The one error module of the core. Every rejection is a DmaemuError with a stable code from
 // ERROR_CODES (its HTTP status lives here too, so routes and /batch map errors the same way)
 // and, where it applies, the name of the offending field. Failures that Linux itself reports
-// (ENOMEM, EIO, ...) are *not* errors: they come back as results (see KernelError).
+// (ENOMEM, EIO, ...) are *not* errors: they come back as results (MapFailure in mapping.ts).
 
 export const ERROR_CODES = {
   DMAEMU_INVALID_ARGUMENT: { status: 400, doc: 'A value Linux would never accept; the message names the field' },
@@ -64,12 +64,4 @@ export function invalid(field: string, message: string): DmaemuError {
 
 export function internal(message: string): DmaemuError {
   return new DmaemuError('DMAEMU_INTERNAL', message);
-}
-
-/** The errno a failing kernel DMA-API call reports. */
-export type KernelErrno = 'ENOMEM' | 'EIO' | 'EINVAL';
-
-export interface KernelError {
-  errno: KernelErrno;
-  message: string;
 }

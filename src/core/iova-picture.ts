@@ -99,7 +99,7 @@ const FOUR_GIB = 1n << 32n;
 const U64_END = 1n << 64n;
 /** Width of one tick-label character in columns (10 px monospace), and the gap between labels. */
 export const TICK_CHAR = 6.2;
-export const TICK_PAD = 10;
+const TICK_PAD = 10;
 /** Linear ticks: about this many columns apart. */
 const TICK_STEP = 110;
 

@@ -4,8 +4,11 @@
 
 import type { AllocatorMarks } from './iova/iova-allocator.js';
 import type { SgExplainer } from './explain.js';
+import type { DmaDirection, KernelErrno } from './constants.js';
 
-export type DmaDirection = 'bidirectional' | 'to_device' | 'from_device' | 'none';
+// session.ts and layouts/ still import the direction from here; their owners move it to
+// constants.ts as they rewrite them (issue 17), then this line goes.
+export type { DmaDirection };
 
 export interface SgEntry {
   phys: number;
@@ -58,15 +61,12 @@ export interface Mapping {
 
 export interface BounceSlot {
   index: number; // first 2 KiB slot
-  nslots: number;
   tlbAddr: number; // physical address of the bounce buffer
-  origPhys: number;
-  size: number;
 }
 
-/** A mapping attempt that Linux itself fails: no handle, the kernel's errno. */
+/** A mapping attempt that Linux itself fails: no handle, the kernel's errno (the wire's KernelError, tied in schemas/common.ts). */
 export interface MapFailure {
-  errno: 'ENOMEM' | 'EIO' | 'EINVAL';
+  errno: KernelErrno;
   message: string;
 }
 

@@ -6,7 +6,7 @@
 // or inside a /batch; a call refused with an HTTP error (DmaemuError) is not a DMA call and is
 // not reported (the request metrics count it).
 
-import type { KernelErrno } from './errors.js';
+import type { KernelErrno } from './constants.js';
 
 /** The DMA-API calls a session makes. */
 export type DmaCall = 'map_sg' | 'map_page' | 'unmap' | 'sync' | 'alloc_coherent' | 'free_coherent' | 'flush';

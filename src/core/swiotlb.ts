@@ -26,14 +26,6 @@ export class Swiotlb {
     for (let i = 0; i < this.nslabs; i++) this.list[i] = IO_TLB_SEGSIZE - (i % IO_TLB_SEGSIZE);
   }
 
-  get bytes(): number {
-    return this.nslabs * IO_TLB_SIZE;
-  }
-
-  get usedSlots(): number {
-    return this.used;
-  }
-
   /**
    * swiotlb_search_pool_area: the first slot of `size` bytes, or -1 when the pool is full.
    * `tblDmaAddr` is the pool's DMA address masked by the segment boundary (boundaryBits).

@@ -8,14 +8,14 @@
 // no TTL, no share of DMAEMU_MAX_SESSIONS) and are dropped with the answer; every map_sg op
 // carries an explanation unless it says `explain: false`.
 
-import { resolveConfig, type Layout } from '../core/config.js';
+import { resolveConfig } from '../core/config.js';
+import type { Layout } from '../core/constants.js';
 import { DmaemuError } from '../core/errors.js';
 import { parseTraceOps, replayTrace, type TraceOpIn } from './replay.js';
 import { DEFAULT_SESSION_LIMITS, Session, type SessionLimits } from './session.js';
+import { COMPARE_COLUMNS, type CompareColumn } from '../../schemas/compare.js';
 import type { CompareInput, CompareOut, ErrorBodyOut, SessionCreateInput } from '../../schemas/index.js';
 
-export const COMPARE_COLUMNS = ['linux', 'linux-4.4', 'arm-legacy', 'no-iommu'] as const;
-export type CompareColumn = (typeof COMPARE_COLUMNS)[number];
 
 /** The fields a difference is looked for in (the handle is a counter, not a result). */
 const COMPARED = ['nents', 'segments', 'iova', 'iova_ranges', 'dma_address', 'dma_handle', 'bounced', 'error', 'debug', 'cache', 'bounced_bytes', 'data', 'fault', 'code', 'message'] as const;

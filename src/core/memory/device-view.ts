@@ -18,14 +18,14 @@ import type { SessionConfig } from '../config.js';
 import type { DmaDebug } from '../dma-debug.js';
 import { DmaemuError, invalid } from '../errors.js';
 import { hex } from '../hex.js';
-import type { DmaDirection, Mapping } from '../mapping.js';
+import type { CacheOp, DmaDirection, SyncTarget } from '../constants.js';
+import type { Mapping } from '../mapping.js';
 import { CpuCache, LINE } from './cpu-cache.js';
 import { PageTable, permits, type Permission } from './page-table.js';
 import { CHUNK, Ram } from './ram.js';
 import { FOOTPRINT } from '../memory-budget.js';
 
-export type CacheOp = 'none' | 'clean' | 'invalidate' | 'clean+invalidate';
-
+/** schemas/memory.ts's Fault must stay this shape (checked there at compile time). */
 export interface Fault {
   seq: number;
   dma_address: string;
@@ -34,13 +34,14 @@ export interface Fault {
   length: number;
 }
 
-export interface MemoryOut {
+/** What one CPU or device access did (schemas/memory.ts's MemoryResult is this plus `debug`). */
+export interface MemoryAccess {
   data?: string;
   written?: number;
   fault?: Fault;
 }
 
-export const MAX_FAULTS = 10_000;
+const MAX_FAULTS = 10_000;
 const PHYS_END = 2 ** 52;
 const U64_END = 1n << 64n;
 
@@ -168,7 +169,7 @@ export class DeviceView {
   }
 
   /** dma_sync_*_for_cpu / _for_device on [offset, offset + size) of the mapping. */
-  sync(m: Mapping, target: 'cpu' | 'device', offset: number, size: number, dir: DmaDirection, addr: () => string): { cache: CacheOp; bounced: number } {
+  sync(m: Mapping, target: SyncTarget, offset: number, size: number, dir: DmaDirection, addr: () => string): { cache: CacheOp; bounced: number } {
     const toCpu = target === 'cpu';
     this.debug.checkSync(m, toCpu, offset, size, dir, addr);
     if (m.kind === 'coherent') return { cache: 'none', bounced: 0 };
@@ -220,7 +221,7 @@ export class DeviceView {
     this.ram.zero(phys, size);
   }
 
-  cpuWrite(phys: number, data: Uint8Array): MemoryOut {
+  cpuWrite(phys: number, data: Uint8Array): MemoryAccess {
     checkPhysRange(phys, data.length);
     this.checkRoom(phys, data.length, true, this.cached(phys, data.length));
     this.checkOwnership(phys, data.length, 'write');
@@ -228,7 +229,7 @@ export class DeviceView {
     return { written: data.length };
   }
 
-  cpuRead(phys: number, length: number): MemoryOut {
+  cpuRead(phys: number, length: number): MemoryAccess {
     checkPhysRange(phys, length);
     this.checkRoom(phys, length, false, this.cached(phys, length));
     this.checkOwnership(phys, length, 'read');
@@ -277,7 +278,7 @@ export class DeviceView {
 
   // ---- the device -------------------------------------------------------------------------
 
-  deviceWrite(addr: bigint, data: Uint8Array): MemoryOut {
+  deviceWrite(addr: bigint, data: Uint8Array): MemoryAccess {
     const t = this.translate(addr, data.length, 'write');
     if ('fault' in t) return t;
     for (const p of t.pieces) this.checkRoom(p.phys, p.length, true, false);
@@ -289,7 +290,7 @@ export class DeviceView {
     return { written: data.length };
   }
 
-  deviceRead(addr: bigint, length: number): MemoryOut {
+  deviceRead(addr: bigint, length: number): MemoryAccess {
     const t = this.translate(addr, length, 'read');
     if ('fault' in t) return t;
     const buf = new Uint8Array(length);

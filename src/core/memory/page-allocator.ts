@@ -5,8 +5,8 @@
 // Invariants: `free` holds disjoint [start, end) runs in ascending order, all inside
 // [REGION_START, REGION_END); an allocation of n pages takes 2^order pages aligned to them.
 
-export const REGION_START = 0x00800000;
-export const REGION_END = 0x08000000; // the swiotlb pool starts here (config.SWIOTLB_START)
+const REGION_START = 0x00800000;
+const REGION_END = 0x08000000; // the swiotlb pool starts here (config.SWIOTLB_START)
 
 export class PageAllocator {
   private readonly free: { start: number; end: number }[] = [{ start: REGION_START, end: REGION_END }];

@@ -7,7 +7,8 @@
 // IOVA — an emulator bug — and is thrown, never silently resolved.
 
 import { internal } from '../errors.js';
-import type { DmaDirection, Mapping } from '../mapping.js';
+import type { DmaDirection } from '../constants.js';
+import type { Mapping } from '../mapping.js';
 
 export interface PtEntry {
   lo: number; // first granule
