@@ -8,13 +8,16 @@
 // no TTL, no share of DMAEMU_MAX_SESSIONS) and are dropped with the answer; every map_sg op
 // carries an explanation unless it says `explain: false`.
 
-import { resolveConfig, type Layout } from '../core/config.js';
+import { LAYOUTS, type Layout } from '../core/constants.js';
+import { resolveConfig } from '../core/config.js';
 import { DmaemuError } from '../core/errors.js';
+import { configRequest } from './config-wire.js';
 import { parseTraceOps, replayTrace, type TraceOpIn } from './replay.js';
 import { DEFAULT_SESSION_LIMITS, Session, type SessionLimits } from './session.js';
 import type { CompareInput, CompareOut, ErrorBodyOut, SessionCreateInput } from '../../schemas/index.js';
 
-export const COMPARE_COLUMNS = ['linux', 'linux-4.4', 'arm-legacy', 'no-iommu'] as const;
+/** Every layout, then no IOMMU at all. */
+export const COMPARE_COLUMNS = [...LAYOUTS, 'no-iommu'] as const;
 export type CompareColumn = (typeof COMPARE_COLUMNS)[number];
 
 /** The fields a difference is looked for in (the handle is a counter, not a result). */
@@ -38,7 +41,7 @@ export function compare(input: CompareInput, limits: SessionLimits = DEFAULT_SES
   for (const column of COMPARE_COLUMNS) {
     let s: Session;
     try {
-      s = new Session(`compare-${column}`, resolveConfig(columnConfig(base, column)), limits);
+      s = new Session(`compare-${column}`, resolveConfig(configRequest(columnConfig(base, column))), limits);
     } catch (err) {
       if (!(err instanceof DmaemuError) || err.code === 'DMAEMU_INTERNAL') throw err;
       columns.push({ column, config: null, error: err.toBody() as ErrorBodyOut });
