@@ -116,14 +116,9 @@ export class DmaDebug {
     }
   }
 
-  /** Not a debug.c check: what v4.4's offset bug does to the allocator, made visible. */
-  unmapFreedOther(m: Mapping, owner: number | null, freed: string | null): void {
-    const whose = freed === null ? 'no range (WARN_ON(!iova) in __iommu_dma_unmap)' : owner === null ? `the range at ${freed}` : `the range at ${freed} of handle ${owner}`;
-    this.report(
-      'unmap_freed_other',
-      m.handle,
-      `linux-4.4 __iommu_dma_unmap freed ${whose}, not handle ${m.handle}'s own: its IOVA stays mapped and allocated (v4.4 put the CPU-page offset in sg_dma_address; fixed in v4.6)`,
-    );
+  /** Not a debug.c check: a layout's own finding (its StrayRule's, mapping.ts), in the same log. */
+  layoutFinding(check: string, handle: number, message: string): void {
+    this.report(check, handle, message);
   }
 
   syncUnknown(handle: number): void {

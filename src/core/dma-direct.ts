@@ -4,12 +4,20 @@
 // fails like Linux's: DMA_MAPPING_ERROR, and map_sg returns -EIO after undoing what it mapped.
 // map_sg never merges here: one output segment per entry.
 
-import type { SessionConfig } from './config.js';
+import type { SessionConfig } from './session-config.js';
 import type { DmaDirection } from './constants.js';
 import type { BounceSlot, DmaOps, DmaSegment, MapFailure, MapResult, Mapping, SgEntry } from './mapping.js';
 import { sumLengths } from './layouts/linux.js';
+import type { DmaBackend } from './layouts/layout.js';
 import { IO_TLB_SEGSIZE, IO_TLB_SIZE, Swiotlb } from './swiotlb.js';
 import type { SgExplainer } from './explain.js';
+
+/** `iommu: null`, whatever the layout: dma-direct's ops, arm64's clean for the device, byte addresses. */
+export const NO_IOMMU: DmaBackend = {
+  createOps: (config) => new DmaDirect(config),
+  forDeviceAlwaysCleans: true,
+  addressShift: () => 0,
+};
 
 export class DmaDirect implements DmaOps {
   readonly shift = 0;

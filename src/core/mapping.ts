@@ -6,10 +6,6 @@ import type { AllocatorMarks } from './iova/iova-allocator.js';
 import type { SgExplainer } from './explain.js';
 import type { DmaDirection, KernelErrno } from './constants.js';
 
-// session.ts and layouts/ still import the direction from here; their owners move it to
-// constants.ts as they rewrite them (issue 17), then this line goes.
-export type { DmaDirection };
-
 export interface SgEntry {
   phys: number;
   length: number;
@@ -51,7 +47,7 @@ export interface Mapping {
   extents: Extent[];
   /** swiotlb bounce slots, per entry (null: not bounced). */
   bounce: (BounceSlot | null)[] | null;
-  /** linux-4.4 only: another unmap freed and unmapped this mapping's IOVA range. */
+  /** Another mapping's unmap freed and unmapped this mapping's IOVA range (a layout's StrayRule did). */
   iovaGone?: boolean;
   /** Formatted start of allocs[0], filled on first use. */
   iovaHex?: string;
@@ -78,12 +74,10 @@ export interface DmaOps {
   /** `why`, when given (only for ?explain=true), receives the reason of every segment break and of a failure. */
   mapSg(sg: readonly SgEntry[], dir: DmaDirection, why?: SgExplainer): MapResult | MapFailure;
   mapPage(phys: number, size: number, dir: DmaDirection): MapResult | MapFailure;
-  /**
-   * Frees what the mapping holds (IOVA, bounce slots). linux-4.4 frees whatever range holds
-   * the handle's pfn and returns that range's first pfn (-1: none), which need not be the
-   * mapping's own (v4.4's offset bug); the others return nothing.
-   */
-  unmap(m: Mapping): number | void;
+  /** Frees what the mapping holds (IOVA, bounce slots). Not called when the ops have a strayRule. */
+  unmap(m: Mapping): void;
+  /** Present only where an unmap can free another mapping's range instead of its own (see StrayRule). */
+  readonly strayRule?: StrayRule;
   /** Maps already-allocated coherent pages (contiguous from `phys`), against coherent_dma_mask. */
   mapCoherent(phys: number, size: number): MapResult | MapFailure;
   /** Granule shift for address formatting (0 without an IOMMU). */
@@ -96,6 +90,32 @@ export interface DmaOps {
   rangeCount(): number;
   /** rcache, flush queue and cached nodes, for the IOVA picture (layouts with an IOVA tree). */
   allocatorMarks?(): AllocatorMarks;
+}
+
+/**
+ * A layout whose unmap can free a range other than the mapping's own, leaving the mapping's
+ * IOVA mapped and allocated (a "stray", still visible to the device and the IOVA picture). The
+ * DMA device hands every unmap to it instead of DmaOps.unmap and applies what it answers.
+ */
+export interface StrayRule {
+  /** Unmapped mappings whose IOVA is still mapped and allocated, oldest first. */
+  readonly strays: readonly Mapping[];
+  /**
+   * Unmaps `m` (already out of the live handles, which `live` walks): null when it freed
+   * exactly m's own range, as any layout would; otherwise what else it did.
+   */
+  unmap(m: Mapping, live: Iterable<Mapping>): StrayUnmap | null;
+}
+
+export interface StrayUnmap {
+  /** m became a stray: its IOVA bytes and its budget share stay held. */
+  kept: boolean;
+  /** The mapping whose range was freed instead (its iovaGone now set): its IOVA bytes are released. */
+  gone: Mapping | null;
+  /** A stray whose range was freed and that left the ledger: its budget share goes back. */
+  dropped: Mapping | null;
+  /** The finding that makes it visible (dma-debug reports it on the unmap's answer). */
+  finding: { check: string; message: string };
 }
 
 export function isFailure(r: MapResult | MapFailure): r is MapFailure {

@@ -3,13 +3,41 @@
 // failing op does not stop the others (a harness sees exactly which step went wrong).
 
 import { DmaemuError, invalid } from '../core/errors.js';
-import type { Session } from './session.js';
-import type { BatchInput, BatchOpInput, BatchOut } from '../../schemas/index.js';
+import type {
+  AllocCoherentInput,
+  AllocCoherentOut,
+  BatchInput,
+  BatchOpInput,
+  BatchOut,
+  FlushInput,
+  FlushOut,
+  FreeCoherentInput,
+  FreeCoherentOut,
+  MapPageInput,
+  MapPageOut,
+  MapSgInput,
+  MapSgOut,
+  SyncInput,
+  SyncOut,
+  UnmapInput,
+  UnmapOut,
+} from '../../schemas/index.js';
 
 type Result = BatchOut['results'][number];
 type HandleOrRef = number | { ref: number };
 
-export function runBatch(session: Session, input: BatchInput): BatchOut {
+/** The single calls a batch is made of (a Session; named here so session.ts and this file do not import each other). */
+export interface BatchTarget {
+  mapSg(input: MapSgInput, withPages?: boolean, explain?: boolean): MapSgOut;
+  mapPage(input: MapPageInput, withPages?: boolean): MapPageOut;
+  unmap(input: UnmapInput): UnmapOut;
+  sync(input: SyncInput): SyncOut;
+  allocCoherent(input: AllocCoherentInput): AllocCoherentOut;
+  freeCoherent(input: FreeCoherentInput): FreeCoherentOut;
+  flush(input: FlushInput): FlushOut;
+}
+
+export function runBatch(session: BatchTarget, input: BatchInput): BatchOut {
   const results: Result[] = [];
   for (let k = 0; k < input.ops.length; k++) {
     const op = input.ops[k] as BatchOpInput;
@@ -32,7 +60,7 @@ function resolve(h: HandleOrRef, k: number, results: readonly Result[]): number 
   return r.handle;
 }
 
-function runOne(s: Session, op: BatchOpInput, k: number, results: readonly Result[]): Result {
+function runOne(s: BatchTarget, op: BatchOpInput, k: number, results: readonly Result[]): Result {
   switch (op.op) {
     case 'map_sg': {
       const { op: _, pages, explain, ...body } = op;

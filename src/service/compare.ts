@@ -11,6 +11,7 @@
 import { resolveConfig } from '../core/config.js';
 import type { Layout } from '../core/constants.js';
 import { DmaemuError } from '../core/errors.js';
+import { configRequest } from './config-wire.js';
 import { parseTraceOps, replayTrace, type TraceOpIn } from './replay.js';
 import { DEFAULT_SESSION_LIMITS, Session, type SessionLimits } from './session.js';
 import { COMPARE_COLUMNS, type CompareColumn } from '../../schemas/compare.js';
@@ -38,7 +39,7 @@ export function compare(input: CompareInput, limits: SessionLimits = DEFAULT_SES
   for (const column of COMPARE_COLUMNS) {
     let s: Session;
     try {
-      s = new Session(`compare-${column}`, resolveConfig(columnConfig(base, column)), limits);
+      s = new Session(`compare-${column}`, resolveConfig(configRequest(columnConfig(base, column))), limits);
     } catch (err) {
       if (!(err instanceof DmaemuError) || err.code === 'DMAEMU_INTERNAL') throw err;
       columns.push({ column, config: null, error: err.toBody() as ErrorBodyOut });

@@ -5,7 +5,8 @@
 // Invariants: `sessions.size` ≤ limits.maxSessions; a session is reachable only by its id.
 
 import { randomBytes } from 'node:crypto';
-import { resolveConfig } from '../core/config.js';
+import { resolveConfig, type SessionConfig } from '../core/config.js';
+import { configRequest } from './config-wire.js';
 import { DmaemuError } from '../core/errors.js';
 import { DEFAULT_SESSION_LIMITS, Session, type SessionLimits } from './session.js';
 import { SILENT_OBSERVER, type DmaObserver } from '../core/observer.js';
@@ -89,7 +90,7 @@ export class SessionStore {
     if (this.sessions.size >= this.limits.maxSessions) {
       throw new DmaemuError('DMAEMU_TOO_MANY_SESSIONS', `the live-session limit (DMAEMU_MAX_SESSIONS=${this.limits.maxSessions}) is reached; delete a session first`);
     }
-    const config = resolveConfig(input, { memoryLimit: this.limits.memoryLimit });
+    const config = resolveConfig(configRequest(input), { memoryLimit: this.limits.memoryLimit });
     const id = randomBytes(16).toString('base64url');
     const s = this.construct(id, config);
     s.chargeCreation(); // may refuse: the session is not registered yet
@@ -100,7 +101,7 @@ export class SessionStore {
 
   /** A session rebuilt after a restart (src/service/journal.ts): its old id, its logged creation input; no limit applies. */
   restore(id: string, input: SessionCreateInput): Session {
-    const s = this.construct(id, resolveConfig(input, { memoryLimit: this.limits.memoryLimit }));
+    const s = this.construct(id, resolveConfig(configRequest(input), { memoryLimit: this.limits.memoryLimit }));
     s.chargeCreation(); // never refused while the app restores (budget.admitAll)
     this.sessions.set(id, s);
     return s;
@@ -145,7 +146,7 @@ export class SessionStore {
     return [...given, ...reach(this.fresh(s)).filter((o) => first.has(o))];
   }
 
-  private construct(id: string, config: ReturnType<typeof resolveConfig>): Session {
+  private construct(id: string, config: SessionConfig): Session {
     return new Session(id, config, this.limits, this.observer, this.budget);
   }
 

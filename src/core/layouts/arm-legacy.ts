@@ -8,12 +8,40 @@
 // segment_boundary_mask and dma_mask are never consulted. Work is in CPU pages, not IOMMU
 // granules: all addresses here are plain byte addresses (below 2^52).
 
-import type { SessionConfig } from '../config.js';
+import { invalid } from '../errors.js';
+import type { SessionConfig } from '../session-config.js';
 import { ArmIova } from '../iova/arm-iova.js';
 import { alignUp } from '../iova/pfn-math.js';
-import type { DmaDirection, DmaOps, DmaSegment, Extent, IovaAlloc, MapFailure, MapResult, Mapping, SgEntry } from '../mapping.js';
+import type { DmaDirection } from '../constants.js';
+import type { DmaOps, DmaSegment, Extent, IovaAlloc, MapFailure, MapResult, Mapping, SgEntry } from '../mapping.js';
 import { sumLengths } from './linux.js';
 import { totalLength, type SgExplainer } from '../explain.js';
+import { BOUNDARY_32, type LayoutSpec } from './layout.js';
+
+/**
+ * arch/arm: a 4 GiB mapping by default, arm_iommu_create_mapping's limits on its shape,
+ * maintenance by direction (__dma_page_cpu_to_dev), and addresses in bytes of CPU pages.
+ */
+export const ARM_LEGACY_LAYOUT: LayoutSpec = {
+  name: 'arm-legacy',
+  defaultSegmentBoundaryMask: () => BOUNDARY_32,
+  defaultApertureEnd: 0xffffffffn,
+  checkAperture: ({ apertureStart, apertureEnd, pageSize }) => {
+    if (apertureEnd - apertureStart + 1n > 1n << 32n) {
+      throw invalid('iommu.aperture', 'arm-legacy maps at most 4 GiB (arm_iommu_create_mapping returns -ERANGE)');
+    }
+    if (apertureStart % BigInt(pageSize) !== 0n) throw invalid('iommu.aperture.start', 'arm-legacy needs a page-aligned base');
+    if (apertureEnd >= 1n << 52n) throw invalid('iommu.aperture.end', 'arm-legacy mappings live below 2^52');
+    if ((apertureEnd - apertureStart + 1n) % BigInt(pageSize) !== 0n) {
+      throw invalid('iommu.aperture', 'arm-legacy needs a whole number of pages');
+    }
+  },
+  checkDomain: () => undefined,
+  createOps: (config) => new ArmLegacyIommuDma(config),
+  forDeviceAlwaysCleans: false,
+  // The extents are byte addresses counted in CPU pages, not IOMMU granules.
+  addressShift: (config) => config.pageShift,
+};
 
 export class ArmLegacyIommuDma implements DmaOps {
   readonly shift = 0;

@@ -8,14 +8,43 @@
 // two differ only when page_size > granule, and then v4.4 hands out a wrong address. Fixed
 // upstream in v4.6 ("iommu/dma: Use correct offset in map_sg"); kept here because this layout
 // is v4.4. Unmap frees whatever range holds the first segment's address.
+//
+// The stray rule lives here alone (V44Unmap, this layout's StrayRule): with page_size >
+// granule that address can lie in a neighbour's range, and v4.4 then unmaps and frees the
+// neighbour's range (its owner keeps a handle to nothing) and leaves the unmapped buffer's own
+// IOVA mapped and allocated, a "stray". Invariants: a mapping is in `strays` at most once, and
+// never with iovaGone set; a range is freed at most once, so each stray or live mapping loses
+// its IOVA at most once.
 
-import type { SessionConfig } from '../config.js';
+import { invalid } from '../errors.js';
+import { hex } from '../hex.js';
+import type { SessionConfig } from '../session-config.js';
 import type { AllocatorMarks } from '../iova/iova-allocator.js';
 import { createIova44, type FastIova44 } from '../iova/iova44.js';
 import { alignUp, roundupPowOfTwo } from '../iova/pfn-math.js';
-import type { DmaDirection, DmaOps, DmaSegment, Extent, MapFailure, MapResult, Mapping, SgEntry } from '../mapping.js';
-import { sumLengths } from './linux.js';
+import type { DmaDirection } from '../constants.js';
+import type { DmaOps, DmaSegment, Extent, MapFailure, MapResult, Mapping, SgEntry, StrayRule, StrayUnmap } from '../mapping.js';
+import { mapContiguous, sumLengths } from './linux.js';
 import type { SgExplainer } from '../explain.js';
+import { BOUNDARY_32, type LayoutSpec } from './layout.js';
+
+/** v4.4: the 32-bit segment boundary default, and iommu_dma_init_domain's range check. */
+export const LINUX_4_4_LAYOUT: LayoutSpec = {
+  name: 'linux-4.4',
+  defaultSegmentBoundaryMask: () => BOUNDARY_32,
+  defaultApertureEnd: (1n << 48n) - 1n,
+  checkAperture: () => undefined,
+  checkDomain: (p) => {
+    const start = p.apertureStart >> BigInt(p.shift);
+    const end32 = (p.coherentDmaMask < p.apertureEnd ? p.coherentDmaMask : p.apertureEnd) >> BigInt(p.shift);
+    if (end32 < (start > 1n ? start : 1n)) {
+      throw invalid('iommu.aperture', 'specified DMA range outside IOMMU capability (iommu_dma_init_domain)');
+    }
+  },
+  createOps: (config) => new Linux44IommuDma(config),
+  forDeviceAlwaysCleans: false,
+  addressShift: (config) => config.iommu?.shift ?? 0,
+};
 
 const sLenOf = (s: SgEntry, g: number): number => alignUp(s.length + (s.phys % g), g);
 
@@ -50,9 +79,16 @@ export class Linux44IommuDma implements DmaOps {
     for (const r of iommu.reserved) this.iova.reserve(Number(r.start >> sh), Number(r.end >> sh));
   }
 
-  private alloc(pages: number, limitPfn: number): number {
+  readonly strayRule: StrayRule = new V44Unmap(this);
+
+  alloc(pages: number, limitPfn: number): number {
     if (limitPfn < this.startPfn) return 0;
     return this.iova.allocIova(pages, limitPfn);
+  }
+
+  /** v4.4 allocates every size as its power of two (no rcache size classes). */
+  allocatedPages(pages: number): number {
+    return roundupPowOfTwo(pages);
   }
 
   mapSg(sg: readonly SgEntry[], _dir: DmaDirection, why?: SgExplainer): MapResult | MapFailure {
@@ -111,36 +147,30 @@ export class Linux44IommuDma implements DmaOps {
     };
   }
 
+  /** v4.4 iommu_dma_map_page: today's __iommu_dma_map, with v4.4's allocator. */
   mapPage(phys: number, size: number, _dir: DmaDirection): MapResult | MapFailure {
-    return this.mapContiguous(phys, size, this.dmaLimitPfn);
+    return mapContiguous(this, this.granule, phys, size, this.dmaLimitPfn, '__alloc_iova');
   }
 
   mapCoherent(phys: number, size: number): MapResult | MapFailure {
-    return this.mapContiguous(phys, alignUp(size, this.pageSize), this.coherentLimitPfn);
+    return mapContiguous(this, this.granule, phys, alignUp(size, this.pageSize), this.coherentLimitPfn, '__alloc_iova');
   }
 
-  /** v4.4 iommu_dma_map_page */
-  private mapContiguous(phys: number, size: number, limitPfn: number): MapResult | MapFailure {
-    const g = this.granule;
-    const iovaOff = phys % g;
-    const bytes = alignUp(size + iovaOff, g);
-    const pfn = this.alloc(bytes / g, limitPfn);
-    if (pfn === 0) return { errno: 'ENOMEM', message: `no IOVA space for ${bytes} bytes below the DMA mask (__alloc_iova)` };
-    return {
-      sg: [{ phys, length: size }],
-      size,
-      segments: [{ pfn, off: iovaOff, len: size }],
-      allocs: [{ pfn, off: 0, bytes: roundupPowOfTwo(bytes / g) * g }],
-      extents: [{ pfn, off: 0, phys: phys - iovaOff, bytes }],
-      bounce: null,
-    };
+  /** DmaOps.unmap, for callers that ignore the stray rule (the DMA device goes through strayRule). */
+  unmap(m: Mapping): void {
+    this.freeHandleRange(m);
   }
 
-  /** v4.4 __iommu_dma_unmap: find_iova(the handle's pfn), iommu_unmap and free *that* range. */
-  unmap(m: Mapping): number {
+  /** v4.4 __iommu_dma_unmap: find_iova(the handle's pfn), iommu_unmap and free *that* range; its first pfn, or -1. */
+  freeHandleRange(m: Mapping): number {
     const first = m.segments[0];
     if (!first) return -1;
     return this.iova.freeIova(first.pfn + Math.floor(first.off / this.granule));
+  }
+
+  /** Bytes of one granule: the unit the freed range's address is printed in. */
+  get granuleBytes(): number {
+    return this.granule;
   }
 
   iovaBytes(m: Mapping): number {
@@ -158,4 +188,38 @@ export class Linux44IommuDma implements DmaOps {
   allocatorMarks(): AllocatorMarks {
     return this.iova.marks();
   }
+}
+
+/** v4.4's unmap and its strays (see the top of this file). */
+class V44Unmap implements StrayRule {
+  readonly strays: Mapping[] = [];
+
+  constructor(private readonly dma: Linux44IommuDma) {}
+
+  unmap(m: Mapping, live: Iterable<Mapping>): StrayUnmap | null {
+    const freed = this.dma.freeHandleRange(m);
+    if (!m.iovaGone && freed === m.allocs[0]?.pfn) return null;
+    const kept = !m.iovaGone;
+    if (kept) this.strays.push(m);
+    // The range's owner: a live mapping still holding it, else a stray (which then leaves the ledger).
+    let gone: Mapping | null = null;
+    for (const x of live) if (!x.iovaGone && x.allocs[0]?.pfn === freed) gone = x;
+    let dropped: Mapping | null = null;
+    const k = this.strays.findIndex((x) => x !== m && x.allocs[0]?.pfn === freed);
+    if (!gone && k >= 0) {
+      dropped = this.strays.splice(k, 1)[0] ?? null;
+      gone = dropped;
+    }
+    if (gone) gone.iovaGone = true;
+    return { kept, gone, dropped, finding: freedOther(m, gone?.handle ?? null, freed < 0 ? null : hex(freed * this.dma.granuleBytes)) };
+  }
+}
+
+/** Not a debug.c check: what v4.4's offset bug does to the allocator, made visible. */
+function freedOther(m: Mapping, owner: number | null, freed: string | null): StrayUnmap['finding'] {
+  const whose = freed === null ? 'no range (WARN_ON(!iova) in __iommu_dma_unmap)' : owner === null ? `the range at ${freed}` : `the range at ${freed} of handle ${owner}`;
+  return {
+    check: 'unmap_freed_other',
+    message: `linux-4.4 __iommu_dma_unmap freed ${whose}, not handle ${m.handle}'s own: its IOVA stays mapped and allocated (v4.4 put the CPU-page offset in sg_dma_address; fixed in v4.6)`,
+  };
 }

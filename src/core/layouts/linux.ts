@@ -9,12 +9,28 @@
 // longer than max_segment_size the test `max_len − cur_len ≥ s_length` wraps and more entries
 // join it.
 
-import type { SessionConfig } from '../config.js';
+import type { SessionConfig } from '../session-config.js';
 import type { AllocatorMarks } from '../iova/iova-allocator.js';
 import { createLinuxIova, type FastLinuxIova } from '../iova/linux-iova.js';
 import { alignUp, modPow2 } from '../iova/pfn-math.js';
-import type { DmaDirection, DmaOps, DmaSegment, Extent, MapFailure, MapResult, Mapping, SgEntry } from '../mapping.js';
+import type { DmaDirection } from '../constants.js';
+import type { DmaOps, DmaSegment, Extent, MapFailure, MapResult, Mapping, SgEntry } from '../mapping.js';
 import { totalLength, type SgExplainer } from '../explain.js';
+import { BOUNDARY_32, BOUNDARY_64, type LayoutSpec } from './layout.js';
+
+/** Today's kernel: no layout-specific probe checks; a 48-bit aperture; v5.10's ULONG_MAX boundary. */
+export const LINUX_LAYOUT: LayoutSpec = {
+  name: 'linux',
+  // dma_get_seg_boundary's default changed from 32 bits to ULONG_MAX in 2020 (v5.10); a PCI
+  // device always has dma_parms, and pci_device_add sets its boundary to 0xffffffff.
+  defaultSegmentBoundaryMask: (bus) => (bus === 'pci' ? BOUNDARY_32 : BOUNDARY_64),
+  defaultApertureEnd: (1n << 48n) - 1n,
+  checkAperture: () => undefined,
+  checkDomain: () => undefined,
+  createOps: (config) => new LinuxIommuDma(config),
+  forDeviceAlwaysCleans: true,
+  addressShift: (config) => config.iommu?.shift ?? 0,
+};
 
 export class LinuxIommuDma implements DmaOps {
   readonly shift: number;
@@ -60,7 +76,7 @@ export class LinuxIommuDma implements DmaOps {
   }
 
   /** iommu_dma_alloc_iova, or 0 when the limit lies below the domain (every request fails). */
-  private alloc(pages: number, limitPfn: number): number {
+  alloc(pages: number, limitPfn: number): number {
     const limit = limitPfn < this.apertureEndPfn ? limitPfn : this.apertureEndPfn;
     if (limit < this.startPfn) return 0;
     return this.iova.allocIova(pages, limitPfn);
@@ -202,7 +218,7 @@ export class LinuxIommuDma implements DmaOps {
   }
 
   /** What alloc_iova_fast really takes for `pages` (sizes below 32 pfns round up). */
-  private allocatedPages(pages: number): number {
+  allocatedPages(pages: number): number {
     if (pages >= 32) return pages;
     let p = 1;
     while (p < pages) p *= 2;
@@ -210,28 +226,11 @@ export class LinuxIommuDma implements DmaOps {
   }
 
   mapPage(phys: number, size: number, _dir: DmaDirection): MapResult | MapFailure {
-    return this.mapContiguous(phys, size, this.dmaLimitPfn);
+    return mapContiguous(this, this.granule, phys, size, this.dmaLimitPfn, 'iommu_dma_alloc_iova');
   }
 
   mapCoherent(phys: number, size: number): MapResult | MapFailure {
-    return this.mapContiguous(phys, alignUp(size, this.pageSize), this.coherentLimitPfn);
-  }
-
-  /** __iommu_dma_map */
-  private mapContiguous(phys: number, size: number, limitPfn: number): MapResult | MapFailure {
-    const g = this.granule;
-    const iovaOff = modPow2(phys, g);
-    const bytes = alignUp(size + iovaOff, g);
-    const pfn = this.alloc(bytes / g, limitPfn);
-    if (pfn === 0) return { errno: 'ENOMEM', message: `no IOVA space for ${bytes} bytes below the DMA mask (iommu_dma_alloc_iova)` };
-    return {
-      sg: [{ phys, length: size }],
-      size,
-      segments: [{ pfn, off: iovaOff, len: size }],
-      allocs: [{ pfn, off: 0, bytes: this.allocatedPages(bytes / g) * g }],
-      extents: [{ pfn, off: 0, phys: phys - iovaOff, bytes }],
-      bounce: null,
-    };
+    return mapContiguous(this, this.granule, phys, alignUp(size, this.pageSize), this.coherentLimitPfn, 'iommu_dma_alloc_iova');
   }
 
   unmap(m: Mapping): void {
@@ -271,6 +270,34 @@ export class LinuxIommuDma implements DmaOps {
   allocatorMarks(): AllocatorMarks {
     return this.iova.marks();
   }
+}
+
+/** How a dma-iommu.c layout allocates granules: what mapContiguous needs of it. */
+export interface GranuleAllocator {
+  /** The first pfn of `pages` free granules at or below limitPfn, or 0 when there are none. */
+  alloc(pages: number, limitPfn: number): number;
+  /** The granules the allocator really holds for a request of `pages`. */
+  allocatedPages(pages: number): number;
+}
+
+/**
+ * __iommu_dma_map (v4.4's iommu_dma_map_page does the same): one physically contiguous buffer
+ * in one allocation of whole granules, the buffer's offset in its granule kept. `allocFn` names
+ * the kernel function whose failure the message reports.
+ */
+export function mapContiguous(a: GranuleAllocator, g: number, phys: number, size: number, limitPfn: number, allocFn: string): MapResult | MapFailure {
+  const iovaOff = modPow2(phys, g);
+  const bytes = alignUp(size + iovaOff, g);
+  const pfn = a.alloc(bytes / g, limitPfn);
+  if (pfn === 0) return { errno: 'ENOMEM', message: `no IOVA space for ${bytes} bytes below the DMA mask (${allocFn})` };
+  return {
+    sg: [{ phys, length: size }],
+    size,
+    segments: [{ pfn, off: iovaOff, len: size }],
+    allocs: [{ pfn, off: 0, bytes: a.allocatedPages(bytes / g) * g }],
+    extents: [{ pfn, off: 0, phys: phys - iovaOff, bytes }],
+    bounce: null,
+  };
 }
 
 export function sumLengths(sg: readonly SgEntry[]): number {

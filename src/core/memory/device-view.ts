@@ -5,8 +5,9 @@
 //
 // Maintenance per direction (arch_sync_dma_for_device / _for_cpu):
 //  - for_device, today's arm64: clean, whatever the direction (dcache_clean_poc);
-//    linux-4.4 and arm-legacy (arm64 v4.4 __dma_map_area, arm __dma_page_cpu_to_dev):
-//    DMA_FROM_DEVICE invalidates, the others clean;
+//    older arch code (arm64 v4.4 __dma_map_area, arm __dma_page_cpu_to_dev): DMA_FROM_DEVICE
+//    invalidates, the others clean. Which one a session gets is its layout's
+//    forDeviceAlwaysCleans (layouts/layout.ts);
 //  - for_cpu: DMA_TO_DEVICE does nothing, the others invalidate;
 //  - coherent devices, and alloc_coherent buffers (mapped uncached), need none.
 // swiotlb (swiotlb_tbl_map_single / swiotlb_sync_single_* / swiotlb_tbl_unmap_single): map
@@ -14,7 +15,8 @@
 // for_cpu and unmap copy bounce → original for FROM_DEVICE/BIDIRECTIONAL, after the cache
 // maintenance of the bounce buffer.
 
-import type { SessionConfig } from '../config.js';
+import type { SessionConfig } from '../session-config.js';
+import { backendOf } from '../layouts/registry.js';
 import type { DmaDebug } from '../dma-debug.js';
 import { DmaemuError, invalid } from '../errors.js';
 import { hex } from '../hex.js';
@@ -73,10 +75,11 @@ export class DeviceView {
   ) {
     this.ram = new Ram();
     this.cache = config.coherent ? null : new CpuCache(this.ram);
-    // arm-legacy's extents are byte addresses in CPU pages; the others are granule pfns.
-    this.unitShift = config.layout === 'arm-legacy' ? config.pageShift : (config.iommu?.shift ?? 0);
+    // The unit extents count in and the for_device maintenance are the layout's (or dma-direct's).
+    const backend = backendOf(config);
+    this.unitShift = backend.addressShift(config);
     this.table = config.iommu ? new PageTable(mappings, 2 ** this.unitShift) : null;
-    this.modernForDevice = config.layout === 'linux' || config.iommu === null;
+    this.modernForDevice = backend.forDeviceAlwaysCleans;
   }
 
   /** Emulated RAM chunks plus CPU cache lines: what memory_limit bounds. */

@@ -1,0 +1,42 @@
+// The resolved configuration a session runs with (config.ts builds it; semantics §2). Types
+// only, in their own file so the layouts can read a config without importing config.ts, which
+// imports the layout registry for each layout's defaults and probe-time checks.
+//
+// Invariants (established by resolveConfig): segmentBoundaryMask = 2^segmentBoundaryBits − 1;
+// iommu.shift = log2(iommu.granule) and granule ≤ pageSize; pageShift = log2(pageSize);
+// apertureStart ≤ apertureEnd.
+
+import type { Layout } from './constants.js';
+
+export interface IommuConfig {
+  granule: number;
+  shift: number;
+  apertureStart: bigint;
+  apertureEnd: bigint;
+  reserved: { start: bigint; end: bigint }[];
+  strict: boolean;
+  /** A missing IOMMU_READ faults device reads (false: stage-1 arm64 SMMU, reads always allowed). */
+  enforceRead: boolean;
+}
+
+export type Bus = 'platform' | 'pci';
+
+export interface SessionConfig {
+  bus: Bus;
+  dmaMask: bigint;
+  coherentDmaMask: bigint;
+  maxSegmentSize: number;
+  segmentBoundaryMask: bigint;
+  /** n where segment_boundary_mask = 2^n − 1 */
+  segmentBoundaryBits: number;
+  coherent: boolean;
+  dmaOffset: number;
+  iommu: IommuConfig | null;
+  layout: Layout;
+  pageSize: number;
+  pageShift: number;
+  swiotlbSize: number;
+  swiotlbForce: boolean;
+  swiotlbStart: number;
+  memoryLimit: number;
+}
