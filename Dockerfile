@@ -1,5 +1,6 @@
 # dmaemu container image. Multi-stage:
-#   build      - npm ci with dev dependencies, tsc into dist/
+#   build      - npm ci with dev dependencies, tsc into dist/ (tsconfig.build.json: the service
+#                only, no tests, benchmarks, examples or client)
 #   prod-deps  - npm ci --omit=dev (production dependencies only)
 #   runtime    - base image + production node_modules + dist/ + package.json, as user `node`
 #
@@ -24,7 +25,7 @@ RUN --mount=type=secret,id=npm_ca \
     if [ -s /run/secrets/npm_ca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/npm_ca; fi; \
     npm ci --no-audit --no-fund
 COPY . .
-RUN npm run build
+RUN npm run build:image
 
 # ---------------------------------------------------------------------------------------------
 FROM ${BASE_IMAGE} AS prod-deps

@@ -124,7 +124,7 @@ async function mapOverHttp(q: Question, layout: Layout): Promise<MapSgOut> {
   const client = createDmaemuClient(q.url ?? '');
   const s = await client.createSession(q.session(layout));
   try {
-    return (await s.mapSg(q.body, { pages: q.pages })) as MapSgOut;
+    return await s.mapSg(q.body, { pages: q.pages });
   } finally {
     await s.close();
   }

@@ -100,7 +100,7 @@ export function sessionClient(http: Client<paths>, id: string) {
         parseAs: 'arrayBuffer',
       });
       if (!r.response.ok || r.data === undefined) throw new DmaemuHttpError(r.response.status, r.error);
-      return { results: decodeBatchResults(new Uint8Array(r.data)) as PostAnswer<Op<'batch'>>['results'] };
+      return { results: decodeBatchResults(new Uint8Array(r.data)) };
     },
     cpuWrite: async (body: RequestBody<Op<'cpu/write'>>) => ok(await http.POST('/v1/sessions/{id}/cpu/write', { params: { path }, body })),
     cpuRead: async (body: RequestBody<Op<'cpu/read'>>) => ok(await http.POST('/v1/sessions/{id}/cpu/read', { params: { path }, body })),

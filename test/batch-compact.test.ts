@@ -12,7 +12,7 @@ import { compileBatchCheck } from '../src/service/http-batch-validator.js';
 import { BatchBody, SgTuple, decodeBatchBody } from '../schemas/batch.js';
 import { PhysIn } from '../schemas/common.js';
 import type { StoreLimits } from '../src/service/session-store.js';
-import { client, type Obj } from './helpers/http.js';
+import { asText, client, type Obj } from './helpers/http.js';
 
 async function session(limits: Partial<StoreLimits> = {}): Promise<{ app: FastifyInstance; post: (body: unknown) => Promise<{ status: number; body: Obj }> }> {
   const app = await buildApp({ logLevel: 'silent', limits });
@@ -111,7 +111,7 @@ test('a malformed compact entry is a 400 whose message names the field', async (
     const r = await one(entry);
     t.equal(r.status, 400, JSON.stringify(entry));
     t.equal(r.body.code, 'DMAEMU_INVALID_ARGUMENT');
-    t.match(String(r.body.message), message, JSON.stringify(entry));
+    t.match(asText(r.body.message), message, JSON.stringify(entry));
   }
 });
 

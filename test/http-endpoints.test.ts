@@ -18,7 +18,7 @@ import { buildApp } from '../src/service/app.js';
 import { ERROR_CODES } from '../src/core/errors.js';
 import { FOOTPRINT } from '../src/core/memory-budget.js';
 import { DEFAULT_STORE_LIMITS, SessionStore } from '../src/service/session-store.js';
-import { client, type Client, type Obj } from './helpers/http.js';
+import { asText, client, type Client, type Obj } from './helpers/http.js';
 
 const DMA_MAPPING_ERROR = '0xffffffffffffffff';
 /** API.md's example scatterlist: 3584 bytes at offset 0x200, then 8 KiB page-aligned. */
@@ -52,7 +52,7 @@ async function appWith(t: Test, opts: Parameters<typeof buildApp>[0]): Promise<C
 function expectError(t: Test, r: { status: number; body: Obj }, status: number, code: keyof typeof ERROR_CODES, field?: string): void {
   t.equal(r.status, status, `HTTP ${status}`);
   t.equal(r.body.code, code, code);
-  if (field !== undefined) t.match(String(r.body.message), field, `message names ${field}`);
+  if (field !== undefined) t.match(asText(r.body.message), field, `message names ${field}`);
 }
 
 // ---- sessions -----------------------------------------------------------------------------
@@ -144,7 +144,7 @@ t.test('DELETE /v1/sessions/:id → 200 with a leak report of what was still liv
   const leaks = r.body.leaks as Obj[];
   t.same(leaks.map((l) => l.handle).sort(), [m.body.handle, a.body.handle].sort());
   t.match(leaks.find((l) => l.kind === 'map_sg'), { dir: 'to_device', size: 3584 + 8192, dma_address: '0xffffc200' });
-  t.ok((r.body.debug as Obj[]).some((d) => /pending DMA allocations/.test(String(d.message))), 'dma-debug reports the leak in its words');
+  t.ok((r.body.debug as Obj[]).some((d) => /pending DMA allocations/.test(asText(d.message))), 'dma-debug reports the leak in its words');
   expectError(t, await c.get(s.url), 404, 'DMAEMU_SESSION_NOT_FOUND');
   expectError(t, await c.del(s.url), 404, 'DMAEMU_SESSION_NOT_FOUND');
 });
@@ -242,9 +242,9 @@ t.test('unmap with a different direction is done, and dma-debug reports it on th
   const u = await c.post(`${s.url}/unmap`, { handle: m.body.handle, dir: 'from_device' });
   t.equal(u.status, 200);
   const findings = u.body.debug as Obj[];
-  t.ok(findings.some((f) => /different direction/.test(String(f.message))), 'check_unmap: "frees DMA memory with different direction"');
+  t.ok(findings.some((f) => /different direction/.test(asText(f.message))), 'check_unmap: "frees DMA memory with different direction"');
   const all = (await c.get(`${s.url}/debug`)).body.debug as Obj[];
-  t.ok(all.some((f) => /different direction/.test(String(f.message)) && f.handle === m.body.handle), 'collected at GET /debug');
+  t.ok(all.some((f) => /different direction/.test(asText(f.message)) && f.handle === m.body.handle), 'collected at GET /debug');
 });
 
 t.test('sync: for_device of TO_DEVICE cleans, for_cpu of FROM_DEVICE invalidates; coherent devices need nothing (§6, §8)', async (t) => {

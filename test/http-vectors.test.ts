@@ -4,7 +4,7 @@
 // i returned, as the vectors README says; here it is resolved by the test, not by /batch.
 import t from 'tap';
 import { buildApp } from '../src/service/app.js';
-import { client, type Obj } from './helpers/http.js';
+import { asText, client, type Obj } from './helpers/http.js';
 import { loadVectors, type VectorOp } from './helpers/vectors.js';
 
 const vectors = loadVectors();
@@ -37,7 +37,7 @@ for (const v of vectors) {
     const live = (await c.get(`${s.url}/mappings`)).body.mappings as Obj[];
     for (const row of live) {
       const mapped = results.find((r) => r.handle === row.handle);
-      t.same(row.segments, mapped?.segments, `mappings row ${String(row.handle)} repeats its segments`);
+      t.same(row.segments, mapped?.segments, `mappings row ${asText(row.handle)} repeats its segments`);
     }
     await c.del(s.url);
   });

@@ -7,7 +7,7 @@ import { XMLParser } from 'fast-xml-parser';
 import { buildApp } from '../src/service/app.js';
 import { iovaPicture } from '../src/core/iova-picture.js';
 import { LEFT, RIGHT, pictureToSvg } from '../src/service/iova-svg.js';
-import { client, type Obj } from './helpers/http.js';
+import { asText, client, type Obj } from './helpers/http.js';
 import { session } from './helpers/dma-core.js';
 
 interface Rect {
@@ -134,9 +134,9 @@ t.test('every range /mappings lists is drawn in its direction and kind (exact wh
         const s = BigInt(r.start as string);
         const e = s + BigInt(r.size as number);
         const fits = (x: Rect): boolean => (exact ? BigInt(x.start) === s && BigInt(x.end) === e : BigInt(x.start) <= s && BigInt(x.end) >= e);
-        const what = `${query || 'whole view'}: ${String(row.kind)} 0x${s.toString(16)}–0x${e.toString(16)}`;
-        t.ok(svg.rects.some((x) => x.lane === 'dir' && x.cat === row.dir && fits(x)), `${what} as ${String(row.dir)}`);
-        t.ok(svg.rects.some((x) => x.lane === 'kind' && x.cat === row.kind && fits(x)), `${what} as ${String(row.kind)}`);
+        const what = `${query || 'whole view'}: ${asText(row.kind)} 0x${s.toString(16)}–0x${e.toString(16)}`;
+        t.ok(svg.rects.some((x) => x.lane === 'dir' && x.cat === row.dir && fits(x)), `${what} as ${asText(row.dir)}`);
+        t.ok(svg.rects.some((x) => x.lane === 'kind' && x.cat === row.kind && fits(x)), `${what} as ${asText(row.kind)}`);
       }
     }
   }

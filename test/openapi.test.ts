@@ -25,7 +25,7 @@ async function appWithRouteLog(): Promise<{ app: FastifyInstance; routes: Route[
     const app = fastifyModule.default(opts);
     app.addHook('onRoute', (r: RouteOptions) => {
       const methods = Array.isArray(r.method) ? r.method : [r.method];
-      const hidden = (r.schema as { hide?: boolean } | undefined)?.hide === true;
+      const hidden = r.schema?.hide === true;
       for (const m of methods) routes.push({ method: m.toLowerCase(), url: r.url, hidden });
     });
     return app;

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { buildApp } from '../src/service/app.js';
 import { decodeFrames } from '../src/service/store/frames.js';
-import { client, type Obj } from './helpers/http.js';
+import { asText, client, type Obj } from './helpers/http.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'dmaemu-damage-'));
 t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
@@ -50,7 +50,7 @@ t.test('a torn last record is dropped with a log line, and the session comes bac
   await b.app.close();
   const c = await start(dir);
   t.teardown(() => c.app.close());
-  t.notOk(c.lines.some((l) => String(l.msg).includes('torn')), 'nothing torn the second time');
+  t.notOk(c.lines.some((l) => asText(l.msg).includes('torn')), 'nothing torn the second time');
   t.equal(((await c.c.get(s.url)).body.counters as Obj).map_page, 3);
 });
 
@@ -82,7 +82,7 @@ t.test('a damaged or foreign file gets an error naming it; the other sessions st
 
   const b = await start(dir);
   t.teardown(() => b.app.close());
-  const errors = b.lines.filter((l) => l.level === 50).map((l) => String(l.msg));
+  const errors = b.lines.filter((l) => l.level === 50).map((l) => asText(l.msg));
   t.ok(errors.some((m) => m.startsWith(badFile) && /damaged at byte \d+ \(checksum mismatch\)/.test(m)), 'the damaged file is named, with where and why', { errors });
   t.ok(errors.some((m) => m.startsWith(join(sessions, 'notes.txt')) && m.includes('not an op log of this service')), 'a stray file is named');
   t.ok(errors.some((m) => m.startsWith(foreign) && m.includes('not an op log')), 'a file with an op log name but other content is named');

@@ -42,6 +42,14 @@ const EXPECTED: Record<string, { segments: [string, string][]; iova: [string, st
   },
 };
 
+/**
+ * The part of a DOM element the in-page functions read: the tests compile without the DOM
+ * lib (the service runs on Node), where Element would be an unresolved type.
+ */
+interface Attributed {
+  getAttribute(name: string): string | null;
+}
+
 async function cells(table: Locator): Promise<[string, string][]> {
   const rows = await table.locator('tbody tr').all();
   const out: [string, string][] = [];
@@ -88,7 +96,7 @@ for (const layout of Object.keys(EXPECTED)) {
     // The picture is the service's SVG, inline: one direction span per allocation, at the
     // hand-worked addresses (arm-legacy's three chunks touch at the pixel level only when the
     // scale puts them in one column; check each allocation is inside a to_device span).
-    const spans = await page.locator('#picture svg rect.span[data-lane="dir"]').evaluateAll((els) =>
+    const spans = await page.locator('#picture svg rect.span[data-lane="dir"]').evaluateAll((els: Attributed[]) =>
       els.map((e) => ({ cat: e.getAttribute('data-cat'), start: e.getAttribute('data-start') ?? '', end: e.getAttribute('data-end') ?? '' })),
     );
     for (const [start, size] of want.iova) {

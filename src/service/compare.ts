@@ -15,7 +15,7 @@ import { configRequest } from './config-wire.js';
 import { parseTraceOps, replayTrace, type TraceOpIn } from './replay.js';
 import { DEFAULT_SESSION_LIMITS, Session, type SessionLimits } from './session.js';
 import { COMPARE_COLUMNS, type CompareColumn } from '../../schemas/compare.js';
-import type { CompareInput, CompareOut, ErrorBodyOut, SessionCreateInput } from '../../schemas/index.js';
+import type { CompareInput, CompareOut, SessionCreateInput } from '../../schemas/index.js';
 
 
 /** The fields a difference is looked for in (the handle is a counter, not a result). */
@@ -29,7 +29,7 @@ function columnConfig(base: SessionCreateInput, column: CompareColumn): SessionC
 }
 
 export function compare(input: CompareInput, limits: SessionLimits = DEFAULT_SESSION_LIMITS): CompareOut {
-  const raw: TraceOpIn[] = input.ops ? (input.ops as TraceOpIn[]) : [{ op: 'map_sg', dir: input.dir ?? 'to_device', sg: input.sg }];
+  const raw: TraceOpIn[] = input.ops ? input.ops : [{ op: 'map_sg', dir: input.dir ?? 'to_device', sg: input.sg }];
   // `expect` belongs to the layout a trace was recorded under: it is not checked here.
   const withExplain = raw.map(({ expect: _e, ...op }) => (op.op === 'map_sg' && !('explain' in op) ? { ...op, explain: true } : op));
   const ops = parseTraceOps(withExplain, 'ops'); // every op checked before anything runs: errors name ops.<i>.<field>
@@ -42,7 +42,7 @@ export function compare(input: CompareInput, limits: SessionLimits = DEFAULT_SES
       s = new Session(`compare-${column}`, resolveConfig(configRequest(columnConfig(base, column))), limits);
     } catch (err) {
       if (!(err instanceof DmaemuError) || err.code === 'DMAEMU_INTERNAL') throw err;
-      columns.push({ column, config: null, error: err.toBody() as ErrorBodyOut });
+      columns.push({ column, config: null, error: err.toBody() });
       answers.push(null);
       continue;
     }

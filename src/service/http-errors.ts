@@ -32,7 +32,7 @@ function validationError(err: FastifyError & { validation: Issue[] }): DmaemuErr
 export function errorHandler(err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
   let e: DmaemuError;
   if (err instanceof DmaemuError) e = err;
-  else if (hasZodFastifySchemaValidationErrors(err)) e = validationError(err as FastifyError & { validation: Issue[] });
+  else if (hasZodFastifySchemaValidationErrors(err)) e = validationError(err);
   else if (err.code && FASTIFY_CODES[err.code]) {
     const code = FASTIFY_CODES[err.code] as ErrorCode;
     e = new DmaemuError(code, code === 'DMAEMU_MALFORMED_BODY' ? err.message : ERROR_CODES[code].doc);

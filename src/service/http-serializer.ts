@@ -14,7 +14,7 @@ export function serializerCompiler({ schema }: { schema: unknown }): (data: unkn
   const json = z.toJSONSchema(zs, { io: 'output', target: 'draft-7' }) as Record<string, unknown>;
   delete json.$schema;
   stripPropertyNames(json);
-  return fastJson(json as unknown as Parameters<typeof fastJson>[0]) as (data: unknown) => string;
+  return fastJson(json as unknown as Parameters<typeof fastJson>[0]);
 }
 
 /** fast-json-stringify's strict schema compiler rejects propertyNames (z.record emits it); it never affects output. */

@@ -68,11 +68,13 @@ export class Journal {
   async call<T>(s: Session, op: CallName, body: unknown, query: unknown, run: () => T): Promise<T> {
     if (this.broken.has(s.id)) throw this.brokenError(s.id);
     let out: T | undefined;
-    let thrown: unknown = null;
+    let threw = false;
+    let thrown: unknown;
     let err: ErrorBodyOut | undefined;
     try {
       out = run();
     } catch (e) {
+      threw = true;
       thrown = e;
       err = errorBodyOf(e);
     }
@@ -81,7 +83,7 @@ export class Journal {
     if (err) rec.err = err;
     else rec.out = out;
     await this.record(s, rec);
-    if (thrown !== null) throw thrown;
+    if (threw) throw thrown;
     return out as T;
   }
 

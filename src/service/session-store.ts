@@ -138,7 +138,7 @@ export class SessionStore {
         order.push(v);
         if (v instanceof Map) for (const [k, x] of v) stack.push(k, x);
         else if (v instanceof Set || Array.isArray(v)) for (const x of v as Iterable<unknown>) stack.push(x);
-        else stack.push(...Object.values(v));
+        else stack.push(...(Object.values(v) as unknown[]));
       }
       return order;
     };

@@ -10,7 +10,7 @@
 
 import { DmaemuError, invalid } from '../core/errors.js';
 import type { Journal } from './journal.js';
-import { parseTraceOps, replayTrace, type TraceOpIn } from './replay.js';
+import { parseTraceOps, replayTrace } from './replay.js';
 import type { Session } from './session.js';
 import type { SessionStore } from './session-store.js';
 import type { CallName, CallRecord, StoredSession } from './store/op-store.js';
@@ -108,7 +108,7 @@ export async function createSession(
   }
   const extra = Object.keys(input).filter((k) => (input as Record<string, unknown>)[k] !== undefined);
   if (extra.length > 0) throw invalid('trace', `a trace carries its own session config; drop ${extra.join(', ')} (or put them in trace.session)`);
-  const ops = parseTraceOps(trace.ops as TraceOpIn[], 'trace.ops'); // every op checked before anything runs
+  const ops = parseTraceOps(trace.ops, 'trace.ops'); // every op checked before anything runs
   const config = trace.session ?? {};
   const session = store.create(config);
   await created(store, journal, session, config);

@@ -16,6 +16,14 @@ export interface Reply {
   body: Obj;
 }
 
+/**
+ * A wire value as text for a match or a message: a string as it is, anything else as its JSON,
+ * so a value of the wrong shape shows itself instead of "[object Object]".
+ */
+export function asText(v: Json | undefined): string {
+  return typeof v === 'string' ? v : v === undefined ? 'undefined' : JSON.stringify(v);
+}
+
 /** 2^53: past this a JSON number stops being exact in every JavaScript client. */
 const TWO_POW_53 = 2 ** 53;
 
@@ -39,9 +47,9 @@ export function errorViolations(status: number, body: Obj, text: string): string
   const out: string[] = [];
   const keys = Object.keys(body).sort().join(',');
   if (keys !== 'code,error,message,statusCode') out.push(`error body keys are ${keys}`);
-  if (body.statusCode !== status) out.push(`statusCode ${String(body.statusCode)} differs from HTTP status ${status}`);
+  if (body.statusCode !== status) out.push(`statusCode ${asText(body.statusCode)} differs from HTTP status ${status}`);
   const code = body.code;
-  if (typeof code !== 'string' || !(code in ERROR_CODES)) out.push(`code ${String(code)} is not in ERROR_CODES`);
+  if (typeof code !== 'string' || !(code in ERROR_CODES)) out.push(`code ${asText(code)} is not in ERROR_CODES`);
   else if (ERROR_CODES[code as keyof typeof ERROR_CODES].status !== status) out.push(`code ${code} is documented with another status`);
   // A V8 stack frame ("    at fn (file.ts:12:5)") or a source path must never reach a client.
   if (/\n\s+at\s|\.[cm]?[jt]s:\d+:\d+|node_modules|"stack"/.test(text)) out.push('error body carries a stack trace or a source path');

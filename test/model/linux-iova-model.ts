@@ -143,7 +143,7 @@ export class LinuxIovaModel implements LinuxIovaAllocator {
 
   private iova_insert_rbtree(iova: Iova): void {
     const i = this.atOrBelow(iova.pfn_lo);
-    if ((this.rbroot[i] as Iova | undefined)?.pfn_lo === iova.pfn_lo) {
+    if (this.rbroot[i]?.pfn_lo === iova.pfn_lo) {
       throw new Error('iova_insert_rbtree: WARN_ON(1), duplicate pfn_lo');
     }
     this.rbroot.splice(i, 0, iova);
