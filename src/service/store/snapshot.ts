@@ -14,6 +14,13 @@
 // prototype back from the fresh Session's graph; a snapshot whose graph holds something this
 // cannot represent (a class the fresh graph does not know, or knows twice) is refused at encode
 // time, so a compaction never writes a snapshot it could not read back.
+//
+// Shapes: an instance's own fields must be exactly those of the fresh graph's instance of its
+// class, in encode and in restore. A snapshot is the object graph of the dmaemu that wrote it;
+// one written before a class gained, lost or renamed a field (an upgrade across a refactor)
+// would otherwise restore "successfully" into a session whose new fields are empty and whose
+// old ones nothing reads. Refused instead, the session is not restored and its file is left as
+// it is (the version that wrote it still reads it).
 
 import { deserialize, serialize } from 'node:v8';
 
@@ -35,9 +42,13 @@ function isTyped(v: object): boolean {
   return ArrayBuffer.isView(v);
 }
 
-/** Constructor name → prototype of every class instance reachable from `root`. */
-function prototypesOf(root: object, externals: ReadonlyMap<object, number>): { protos: Map<string, object>; ambiguous: Set<string> } {
+/** Constructor name → prototype (and own field names) of every class instance reachable from `root`. */
+function prototypesOf(
+  root: object,
+  externals: ReadonlyMap<object, number>,
+): { protos: Map<string, object>; ambiguous: Set<string>; shapes: Map<string, string[]> } {
   const protos = new Map<string, object>();
+  const shapes = new Map<string, string[]>();
   const ambiguous = new Set<string>();
   const seen = new Set<object>();
   const stack: unknown[] = [root];
@@ -59,10 +70,24 @@ function prototypesOf(root: object, externals: ReadonlyMap<object, number>): { p
       const had = protos.get(name);
       if (had && had !== proto) ambiguous.add(name);
       protos.set(name, proto);
+      if (!shapes.has(name)) shapes.set(name, Object.keys(v));
     }
     for (const x of Object.values(v)) stack.push(x);
   }
-  return { protos, ambiguous };
+  return { protos, ambiguous, shapes };
+}
+
+/** Why `keys` (an instance of class `name`) is not the fresh graph's shape of it, or null when it is. */
+function shapeMismatch(name: string, keys: readonly string[], shapes: ReadonlyMap<string, readonly string[]>): string | null {
+  const want = shapes.get(name);
+  if (!want) return null; // a class only a populated session holds: nothing to compare with
+  if (keys.length === want.length && keys.every((k, i) => k === want[i])) return null;
+  const extra = keys.filter((k) => !want.includes(k));
+  const missing = want.filter((k) => !keys.includes(k));
+  const diff = [extra.length ? `fields ${extra.join(', ')} that this version's ${name} does not have` : '', missing.length ? `no ${missing.join(', ')}` : '']
+    .filter(Boolean)
+    .join(' and ');
+  return `${name} has ${diff || 'its fields in another order'}`;
 }
 
 export class SnapshotError extends Error {}
@@ -74,7 +99,7 @@ export class SnapshotError extends Error {}
  */
 export function encodeSnapshot(root: object, fresh: object, externalList: readonly object[]): Buffer {
   const externals = indexOf(externalList);
-  const { protos, ambiguous } = prototypesOf(fresh, externals);
+  const { protos, ambiguous, shapes } = prototypesOf(fresh, externals);
   const memo = new Map<object, unknown>();
   const clone = (v: unknown): unknown => {
     if (typeof v === 'function') return { [KEEP]: true };
@@ -113,6 +138,8 @@ export function encodeSnapshot(root: object, fresh: object, externalList: readon
       const name = (proto as { constructor?: { name?: string } }).constructor?.name ?? '';
       if (ambiguous.has(name)) throw new SnapshotError(`two classes named ${name} in session state`);
       if (protos.get(name) !== proto) throw new SnapshotError(`class ${name || '(anonymous)'} is not part of a fresh session`);
+      const bad = shapeMismatch(name, Object.keys(v), shapes);
+      if (bad) throw new SnapshotError(`session state's ${bad}`);
       out[CLASS] = name;
     }
     for (const key of Object.keys(v)) out[key] = clone((v as Obj)[key]);
@@ -123,7 +150,7 @@ export function encodeSnapshot(root: object, fresh: object, externalList: readon
 
 /** Writes the state in `bytes` into `fresh` (a newly constructed object of the same kind and config). */
 export function restoreSnapshot(fresh: object, bytes: Buffer, externalList: readonly object[]): void {
-  const { protos } = prototypesOf(fresh, indexOf(externalList));
+  const { protos, shapes } = prototypesOf(fresh, indexOf(externalList));
   const snap = deserialize(bytes) as unknown;
   const memo = new Map<object, unknown>();
 
@@ -171,6 +198,8 @@ export function restoreSnapshot(fresh: object, bytes: Buffer, externalList: read
     if (typeof name === 'string') {
       const proto = protos.get(name);
       if (!proto) throw new SnapshotError(`the snapshot holds a ${name}, which this version's sessions do not have`);
+      const bad = shapeMismatch(name, Object.keys(so).filter((k) => k !== CLASS), shapes);
+      if (bad) throw new SnapshotError(`the snapshot's ${bad} (written by another dmaemu version?)`);
       target = typeof fv === 'object' && fv !== null && Object.getPrototypeOf(fv) === proto ? (fv as Obj) : (Object.create(proto) as Obj);
     } else {
       target = typeof fv === 'object' && fv !== null && Object.getPrototypeOf(fv) === Object.prototype ? (fv as Obj) : {};
