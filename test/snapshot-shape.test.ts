@@ -41,7 +41,8 @@ function findClass(root: unknown, name: string): Obj {
     if (typeof v !== 'object' || v === null || seen.has(v)) continue;
     seen.add(v);
     if ((v as Obj)[CLASS] === name) return v as Obj;
-    stack.push(...(v instanceof Map ? [...v.values()] : Object.values(v)));
+    const children: unknown[] = v instanceof Map ? [...(v as Map<unknown, unknown>).values()] : Object.values(v);
+    stack.push(...children);
   }
   throw new Error(`no ${name} in the snapshot`);
 }
