@@ -1,8 +1,6 @@
 // Memory and the device's view (API.md): what the CPU and the device each see.
 import { z } from 'zod';
-import type { Fault as CoreFault, MemoryAccess } from '../src/core/memory/device-view.js';
 import { AddressIn, AddressOut, PhysIn, DebugFinding } from './common.js';
-import type { Assert, Exact } from './exact.js';
 
 const Base64 = z.base64().max(1 << 22).meta({ description: 'Base64 bytes (at most 3 MiB decoded per call)' });
 const ReadLength = z.number().int().min(1).max(1 << 20).meta({ description: 'Bytes, at most 1 MiB per call' });
@@ -21,7 +19,6 @@ export const Fault = z
     length: z.number().int(),
   })
   .meta({ id: 'Fault' });
-type _FaultIsCore = Assert<Exact<CoreFault, z.output<typeof Fault>>>;
 
 export const MemoryResult = z
   .object({
@@ -31,4 +28,3 @@ export const MemoryResult = z
     debug: z.array(DebugFinding).optional(),
   })
   .meta({ id: 'MemoryResult' });
-type _MemoryResultIsCore = Assert<Exact<MemoryAccess, Omit<z.output<typeof MemoryResult>, 'debug'>>>;

@@ -9,7 +9,8 @@
 import { dmaAddress } from '../core/dma-device.js';
 import { DMA_MAPPING_ERROR_HEX, hex, hexAddr } from '../core/hex.js';
 import type { Mapping } from '../core/mapping.js';
-import type { MappingRowOut } from '../../schemas/index.js';
+import type { Fault, MemoryAccess } from '../core/memory/device-view.js';
+import type { FaultsOut, MappingRowOut, MemoryOut } from '../../schemas/index.js';
 
 type SegmentOut = { dma_address: string; dma_length: number };
 type RangeOut = { start: string; size: number };
@@ -85,4 +86,19 @@ export function coherentPages(m: Mapping, size: number, pageSize: number): strin
   const pages: string[] = [];
   for (let p = 0; p < bytes; p += pageSize) pages.push(hex(phys + p));
   return pages;
+}
+
+type FaultOut = FaultsOut['faults'][number];
+
+export function faultOut(f: Fault): FaultOut {
+  return { seq: f.seq, dma_address: hex(f.dma_address), access: f.access, reason: f.reason, length: f.length };
+}
+
+/** A CPU or device access as the wire answers it: bytes as base64, the fault's address in hex. */
+export function memoryOut(a: MemoryAccess): MemoryOut {
+  const out: MemoryOut = {};
+  if (a.data) out.data = Buffer.from(a.data.buffer, a.data.byteOffset, a.data.byteLength).toString('base64');
+  if (a.written !== undefined) out.written = a.written;
+  if (a.fault) out.fault = faultOut(a.fault);
+  return out;
 }

@@ -45,7 +45,7 @@ import type {
 } from '../../schemas/index.js';
 import { runBatch } from './batch.js';
 import { configToWire } from './config-wire.js';
-import { coherentPages, firstAddress, iovaOut, iovaRangesOut, leakRow, mappingRow, pageRows, segmentsOut } from './present.js';
+import { coherentPages, faultOut, firstAddress, memoryOut, iovaOut, iovaRangesOut, leakRow, mappingRow, pageRows, segmentsOut } from './present.js';
 
 export { DEFAULT_SESSION_LIMITS, type SessionLimits };
 export type { MapFailure };
@@ -159,22 +159,22 @@ export class Session {
 
   cpuWrite(input: CpuWriteInput): MemoryOut {
     this.device.begin();
-    return this.withDebug(this.device.cpuWrite(input.phys, Buffer.from(input.data, 'base64')));
+    return this.withDebug(memoryOut(this.device.cpuWrite(input.phys, Buffer.from(input.data, 'base64'))));
   }
 
   cpuRead(input: CpuReadInput): MemoryOut {
     this.device.begin();
-    return this.withDebug(this.device.cpuRead(input.phys, input.length));
+    return this.withDebug(memoryOut(this.device.cpuRead(input.phys, input.length)));
   }
 
   deviceWrite(input: DeviceWriteInput): MemoryOut {
     this.device.begin();
-    return this.withDebug(this.device.deviceWrite(input.dma_address, Buffer.from(input.data, 'base64')));
+    return this.withDebug(memoryOut(this.device.deviceWrite(input.dma_address, Buffer.from(input.data, 'base64'))));
   }
 
   deviceRead(input: DeviceReadInput): MemoryOut {
     this.device.begin();
-    return this.withDebug(this.device.deviceRead(input.dma_address, input.length));
+    return this.withDebug(memoryOut(this.device.deviceRead(input.dma_address, input.length)));
   }
 
   // ---- tables -------------------------------------------------------------------------
@@ -200,7 +200,7 @@ export class Session {
   }
 
   faultsTable(): FaultsOut {
-    return { faults: this.device.memory.faults() };
+    return { faults: this.device.memory.faults().map(faultOut) };
   }
 
   summary(): SessionSummaryOut {

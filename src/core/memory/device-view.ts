@@ -27,18 +27,18 @@ import { PageTable, permits, type Permission } from './page-table.js';
 import { CHUNK, Ram } from './ram.js';
 import { FOOTPRINT } from '../memory-budget.js';
 
-/** schemas/memory.ts's Fault must stay this shape (checked there at compile time). */
+/** A device access the IOMMU (or the bus) refused; src/service/present.ts writes it for the wire. */
 export interface Fault {
   seq: number;
-  dma_address: string;
+  dma_address: bigint;
   access: Permission;
   reason: string;
   length: number;
 }
 
-/** What one CPU or device access did (schemas/memory.ts's MemoryResult is this plus `debug`). */
+/** What one CPU or device access did: the bytes read, the count written, or the fault. */
 export interface MemoryAccess {
-  data?: string;
+  data?: Uint8Array;
   written?: number;
   fault?: Fault;
 }
@@ -238,7 +238,7 @@ export class DeviceView {
     this.checkOwnership(phys, length, 'read');
     const buf = new Uint8Array(length);
     this.cpuReadRaw(phys, buf);
-    return { data: Buffer.from(buf).toString('base64') };
+    return { data: buf };
   }
 
   private cached(phys: number, length: number): boolean {
@@ -302,7 +302,7 @@ export class DeviceView {
       this.ram.read(p.phys, buf, done, p.length);
       done += p.length;
     }
-    return { data: Buffer.from(buf).toString('base64') };
+    return { data: buf };
   }
 
   /** The physical pieces behind [addr, addr + length), or the fault the first bad byte raises. */
@@ -340,7 +340,7 @@ export class DeviceView {
   }
 
   private fault(addr: bigint, access: Permission, length: number, reason: string): Fault {
-    const f: Fault = { seq: ++this.faultSeq, dma_address: hex(addr), access, reason, length };
+    const f: Fault = { seq: ++this.faultSeq, dma_address: addr, access, reason, length };
     if (this.faultLog.length < MAX_FAULTS) this.faultLog.push(f);
     return f;
   }
