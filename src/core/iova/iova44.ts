@@ -49,11 +49,16 @@ class Iova44 implements Iova44Allocator {
     return this.tree.count;
   }
 
+  /** The pfns alloc_iova(size_aligned) really takes for a request of `pages`: every size rounds up. */
+  allocatedPages(pages: number): number {
+    return roundupPowOfTwo(pages);
+  }
+
   allocIova(pages: number, dmaLimitPfn: number): number {
     checkPages(pages);
     // v4.4 doesn't clamp the limit to the aperture (see the top of this file).
     checkDmaLimit(dmaLimitPfn, dmaLimitPfn, this.startPfn);
-    const size = roundupPowOfTwo(pages);
+    const size = this.allocatedPages(pages);
     const pfn = this.place(size, dmaLimitPfn);
     if (pfn === -2) {
       // The walk passed a range starting at pfn 0: `pfn_lo - 1` wrapped, the range landed at
@@ -137,7 +142,7 @@ class Iova44 implements Iova44Allocator {
   }
 }
 
-export type FastIova44 = Iova44Allocator & { marks(): AllocatorMarks };
+export type FastIova44 = Iova44Allocator & { marks(): AllocatorMarks; allocatedPages(pages: number): number };
 
 export function createIova44(cfg: Iova44Config): FastIova44 {
   return new Iova44(cfg);

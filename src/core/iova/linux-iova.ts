@@ -13,6 +13,10 @@
 //   wholly above the limit only pass `high = limit` along, so starting from the cached node or
 //   from the lowest range ending at/above the limit (iova_find_limit) is the same walk.
 //
+// The two rules the layout also reports — how many pfns a request really takes (allocatedPages)
+// and the limit it is placed under (limitPfn) — are methods here, so the layout's messages and
+// byte counts can't drift from what the allocator does.
+//
 // Invariants: the anchor range [ANCHOR, ANCHOR] is always present; cached32/cached hold the
 // key of a live range (or the anchor); every pfn in the rcache or the flush queue heads a live
 // range.
@@ -36,10 +40,15 @@ export const ANCHOR = Number.MAX_SAFE_INTEGER;
 /** IOVA_DEFAULT_FQ_SIZE: a ring of 256 slots that counts as full at 255 entries (fq_full). */
 export const IOVA_FQ_SIZE = 256;
 
+/**
+ * alloc_iova_fast rounds a request below this many pfns (the rcache's largest class, 2^5) up to
+ * a power of two; larger ones are taken as they are.
+ */
+export const IOVA_ROUNDUP_BELOW = 1 << (IOVA_RANGE_CACHE_MAX_SIZE - 1);
+
 class LinuxIova implements LinuxIovaAllocator {
   private readonly tree = new IovaTree();
   private readonly rcache = new IovaRcache();
-  private readonly shift: number;
   private readonly startPfn: number;
   private readonly apertureEndPfn: number;
   private readonly dma32BitPfn: number;
@@ -61,7 +70,6 @@ class LinuxIova implements LinuxIovaAllocator {
     const maxPfn = maxPfnOf(cfg.shift);
     checkStartPfn(cfg.startPfn, maxPfn);
     checkApertureEndPfn(cfg.apertureEndPfn, cfg.startPfn, maxPfn);
-    this.shift = cfg.shift;
     this.startPfn = cfg.startPfn;
     this.apertureEndPfn = cfg.apertureEndPfn;
     this.dma32BitPfn = 2 ** (32 - cfg.shift);
@@ -77,9 +85,19 @@ class LinuxIova implements LinuxIovaAllocator {
     return this.tree.count - 1;
   }
 
+  /** iommu_dma_alloc_iova's clamp: the highest pfn an alloc under `dmaLimitPfn` may take. */
+  limitPfn(dmaLimitPfn: number): number {
+    return dmaLimitPfn < this.apertureEndPfn ? dmaLimitPfn : this.apertureEndPfn;
+  }
+
+  /** The pfns alloc_iova_fast really takes for a request of `pages` (≥ 1). */
+  allocatedPages(pages: number): number {
+    return pages < IOVA_ROUNDUP_BELOW ? roundupPowOfTwo(pages) : pages;
+  }
+
   allocIova(pages: number, dmaLimitPfn: number): number {
     checkPages(pages);
-    const limit = dmaLimitPfn < this.apertureEndPfn ? dmaLimitPfn : this.apertureEndPfn;
+    const limit = this.limitPfn(dmaLimitPfn);
     checkDmaLimit(dmaLimitPfn, limit, this.startPfn);
     const mask32 = this.dma32BitPfn - 1; // DMA_BIT_MASK(32) >> shift
     if (this.pci32BitWorkaround && limit > mask32) {
@@ -93,7 +111,7 @@ class LinuxIova implements LinuxIovaAllocator {
 
   /** alloc_iova_fast */
   private allocIovaFast(pages: number, limitPfn: number, flushRcache: boolean): number {
-    const size = pages < 1 << (IOVA_RANGE_CACHE_MAX_SIZE - 1) ? roundupPowOfTwo(pages) : pages;
+    const size = this.allocatedPages(pages);
     const order = orderBase2(size);
     if (order < IOVA_RANGE_CACHE_MAX_SIZE) {
       // iova_rcache_get passes limit_pfn + 1 - size as an unsigned long: a request larger than
@@ -268,11 +286,6 @@ class LinuxIova implements LinuxIovaAllocator {
     };
   }
 
-  /** Granule shift of this domain (for callers converting addresses). */
-  get granuleShift(): number {
-    return this.shift;
-  }
-
   /** Frees waiting in the flush queue (non-strict). */
   get queuedFrees(): number {
     return this.fqLen;
@@ -284,7 +297,14 @@ class LinuxIova implements LinuxIovaAllocator {
   }
 }
 
-export type FastLinuxIova = LinuxIovaAllocator & { checkInvariants(): void; readonly queuedFrees: number; trimDepot(): number; marks(): AllocatorMarks };
+export type FastLinuxIova = LinuxIovaAllocator & {
+  checkInvariants(): void;
+  readonly queuedFrees: number;
+  trimDepot(): number;
+  marks(): AllocatorMarks;
+  limitPfn(dmaLimitPfn: number): number;
+  allocatedPages(pages: number): number;
+};
 
 export function createLinuxIova(cfg: LinuxIovaConfig): FastLinuxIova {
   return new LinuxIova(cfg);
