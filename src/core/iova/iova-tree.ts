@@ -43,6 +43,8 @@ const UNCOUNTED = Number.MAX_SAFE_INTEGER;
  * The result of the tree's last probing call, overwritten by the next one: read it right after
  * the call that filled it. One per tree (IovaTree.probe). Every field is -1 when it names no
  * range. Which call fills which field is said at each call; fields it doesn't name are stale.
+ * A caller may move `key` itself while it carries the probe along (linux-iova's walk leaves
+ * it at the range its pfn goes below).
  */
 export class IovaProbe {
   /** Key (first pfn) of the range the call found or removed. */
@@ -75,11 +77,6 @@ export class IovaTree {
 
   get count(): number {
     return this.size;
-  }
-
-  /** The node keyed `key`, or NIL (one index probe, no descent). */
-  private node(key: number): number {
-    return this.index.get(key);
   }
 
   // ---- nodes and balance --------------------------------------------------------------------
@@ -241,7 +238,7 @@ export class IovaTree {
    * below it: no descent from the root.
    */
   insertBelow(nextKey: number, lo: number, hi: number): void {
-    const s = this.node(nextKey);
+    const s = this.index.get(nextKey);
     if (s === NIL) {
       this.insert(lo, hi);
       return;
@@ -296,7 +293,7 @@ export class IovaTree {
 
   /** Removes the range keyed `lo`. Returns false when there is none; probe as removeNode's. */
   remove(lo: number): boolean {
-    const n = this.node(lo);
+    const n = this.index.get(lo);
     if (n === NIL) return false;
     this.removeNode(n);
     return true;
@@ -309,7 +306,7 @@ export class IovaTree {
    * removeNode's.
    */
   removeContaining(pfn: number, keep: number): IovaProbe {
-    let n = this.node(pfn);
+    let n = this.index.get(pfn);
     if (n === NIL) n = this.containing(pfn);
     if (n === NIL) {
       this.probe.key = -1;
@@ -412,7 +409,7 @@ export class IovaTree {
 
   /** The range holding `pfn`, as its key, or -1. */
   findContaining(pfn: number): number {
-    let n = this.node(pfn);
+    let n = this.index.get(pfn);
     if (n === NIL) n = this.containing(pfn);
     return n === NIL ? -1 : (this.lo[n] as number);
   }
@@ -422,7 +419,7 @@ export class IovaTree {
    * range before it (rb_prev; gapLo − 1); all -1 when there is none.
    */
   locate(key: number): IovaProbe {
-    const n = this.node(key);
+    const n = this.index.get(key);
     const probe = this.probe;
     if (n === NIL) {
       probe.key = -1;
@@ -438,7 +435,7 @@ export class IovaTree {
 
   /** hi of the range keyed `lo` (which must exist), or -1. */
   hiOf(lo: number): number {
-    const n = this.node(lo);
+    const n = this.index.get(lo);
     return n === NIL ? -1 : (this.hi[n] as number);
   }
 
@@ -545,7 +542,7 @@ export class IovaTree {
 
   /** Gap below the range keyed `lo`, as its start (for gapLo checks by callers), or -1. */
   gapLoOf(lo: number): number {
-    const n = this.node(lo);
+    const n = this.index.get(lo);
     return n === NIL ? -1 : (this.gapLo[n] as number);
   }
 

@@ -140,10 +140,10 @@ class LinuxIova implements LinuxIovaAllocator {
     let pfn =
       retryPfn < limit || at.predHi < limit
         ? this.walk(at, size, align, limit, this.startPfn)
-        : this.walk(this.tree.lowestEndingAtOrAbove(limit), size, align, limit, this.startPfn);
+        : this.walkFromLimit(size, align, limit, this.startPfn);
     if (pfn < 0 && retryPfn < limit) {
       // Second pass: from the limit down to just above where the first pass started.
-      pfn = this.walk(this.tree.lowestEndingAtOrAbove(limit), size, align, limit, retryPfn + 1);
+      pfn = this.walkFromLimit(size, align, limit, retryPfn + 1);
     }
     if (pfn < 0) {
       this.max32AllocSize = size; // the kernel records it whatever the limit was
@@ -158,12 +158,18 @@ class LinuxIova implements LinuxIovaAllocator {
   }
 
   /**
+   * A pass that starts at or above the limit: ranges wholly at/above the limit only pass
+   * high = limit down, so it starts at the lowest of them (iova_find_limit).
+   */
+  private walkFromLimit(size: number, align: number, limit: number, low: number): number {
+    return this.walk(this.tree.lowestEndingAtOrAbove(limit), size, align, limit, low);
+  }
+
+  /**
    * One pass of the kernel's top-down walk from the range E the tree's probe holds (key, and
    * predHi: the range below it, -1 when none), placing `size` pfns aligned to `align` below the
-   * exclusive `limit` and at or above `low`. A pass that starts at or above the limit is given
-   * the probe of lowestEndingAtOrAbove(limit): ranges wholly at/above the limit only pass
-   * high = limit down, so it starts at the lowest of them (iova_find_limit). Returns the pfn,
-   * or -1; on success probe.key is the range right above the pfn's gap (insertBelow's key).
+   * exclusive `limit` and at or above `low`. Returns the pfn, or -1; on success probe.key is
+   * the range right above the pfn's gap (insertBelow's key).
    */
   private walk(at: IovaProbe, size: number, align: number, limit: number, low: number): number {
     const eKey = at.key;
