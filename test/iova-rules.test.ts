@@ -366,3 +366,23 @@ test('bad input: nonsense arm-legacy mappings and reserved ranges are rejected',
   rejects(t, () => createLinuxIova(base).reserve(10, 5), 'reserve', 'reserve with hi < lo');
   t.end();
 });
+
+test('allocatedPages and limitPfn say what the allocator really takes and where (the layouts report them)', (t) => {
+  // Each size on a fresh allocator: the range in the tree is allocatedPages long (rounded up
+  // below 32, as taken at or above), and it ends at the clamped limit (aperture end 0x1ff < mask).
+  for (const pages of [1, 2, 3, 5, 17, 31, 32, 33, 100]) {
+    const a = createLinuxIova({ ...base, apertureEndPfn: 0x1ff });
+    const pfn = a.allocIova(pages, M32);
+    const [r] = a.snapshot().ranges;
+    t.equal(r && r.hi - r.lo + 1, a.allocatedPages(pages), `linux ${pages} pfns: tree range is allocatedPages`);
+    t.ok(pfn + a.allocatedPages(pages) - 1 <= a.limitPfn(M32), `linux ${pages} pfns: below limitPfn`);
+    const b = createIova44(base44);
+    b.allocIova(pages, M32);
+    const [s] = b.snapshot().ranges;
+    t.equal(s && s.hi - s.lo + 1, b.allocatedPages(pages), `v4.4 ${pages} pfns: tree range is allocatedPages`);
+  }
+  const a = createLinuxIova({ ...base, apertureEndPfn: 0x1ff });
+  t.equal(a.limitPfn(M32), 0x1ff, 'clamped to the aperture end');
+  t.equal(a.limitPfn(0xff), 0xff, 'a mask below the aperture end is the limit');
+  t.end();
+});

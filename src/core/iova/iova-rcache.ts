@@ -130,13 +130,4 @@ export class IovaRcache {
       depot: rc.depot.map((m) => m.toArray()).reverse(),
     }));
   }
-
-  /** Number of pfns held, all classes. */
-  cachedCount(): number {
-    let n = 0;
-    for (const rc of this.classes) {
-      n += rc.loaded.size + rc.prev.size + rc.depot.length * IOVA_MAG_SIZE;
-    }
-    return n;
-  }
 }

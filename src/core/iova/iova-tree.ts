@@ -1,6 +1,6 @@
 // The ordered set of IOVA ranges behind the linux and linux-4.4 allocators: an AVL tree kept
 // in typed arrays (no per-node objects, so a million live ranges cost no GC work), with parent
-// links and a hash index from each range's first pfn to its node.
+// links and an index from each range's first pfn to its node (PfnIndex, pfn-index.ts).
 //
 // Invariants:
 //  - ranges are disjoint and keyed by `lo`; an in-order walk is ascending;
@@ -24,17 +24,38 @@
 // descent from the root. Re-aggregation walks up the parent links and stops at the first node
 // whose height and maxGap come out unchanged.
 //
+// Queries that find more than one number (a range's hi and its neighbours') answer through the
+// tree's one IovaProbe instead of a fresh object per call: the allocators call them on every
+// alloc and free, and a million short-lived result objects a second would be GC work.
+//
 // The kernel walks rb_prev() one range at a time (linear when many holes are too small —
 // FAST'15); `highestFit` answers the same question — the highest gap below a bound that can
 // hold `size` pfns at a `align`-aligned top-down position — by skipping every subtree whose
 // maxGap is too short.
 
+import { NIL, PfnIndex } from './pfn-index.js';
 import { modPow2 } from './pfn-math.js';
 
-const NIL = 0;
 /** Nodes keyed at or above this (IOVA_ANCHOR) don't count their gap below in maxGap. */
 const UNCOUNTED = Number.MAX_SAFE_INTEGER;
-const TWO32 = 0x100000000;
+
+/**
+ * The result of the tree's last probing call, overwritten by the next one: read it right after
+ * the call that filled it. One per tree (IovaTree.probe). Every field is -1 when it names no
+ * range. Which call fills which field is said at each call; fields it doesn't name are stale.
+ * A caller may move `key` itself while it carries the probe along (linux-iova's walk leaves
+ * it at the range its pfn goes below).
+ */
+export class IovaProbe {
+  /** Key (first pfn) of the range the call found or removed. */
+  key = -1;
+  /** Last pfn of that range. */
+  hi = -1;
+  /** Last pfn of the range right before it (rb_prev), -1 when none. */
+  predHi = -1;
+  /** Key of the range right after a removed one (rb_next), -1 when none. */
+  next = -1;
+}
 
 export class IovaTree {
   private lo = new Float64Array(64);
@@ -50,85 +71,12 @@ export class IovaTree {
   private freeIds: number[] = [];
   private size = 0;
   private minKey = -1;
-  // Open-addressing index key → node (linear probing, backward-shift deletion; node NIL = empty).
-  private hKey = new Float64Array(128);
-  private hNode = new Int32Array(128);
-  private hMask = 127;
-  /** Side outputs of the last locate / removeContaining / lowestEndingAtOrAbove / remove call. */
-  outHi = -1;
-  outPredHi = -1;
-  outNext = -1;
+  private readonly index = new PfnIndex();
+  /** Where locate, lowestEndingAtOrAbove, remove and removeContaining put their findings. */
+  readonly probe = new IovaProbe();
 
   get count(): number {
     return this.size;
-  }
-
-  // ---- index ------------------------------------------------------------------------------
-
-  private slot(key: number): number {
-    // Keys are integers below 2^53: mix both 32-bit halves.
-    const lo32 = key >>> 0;
-    const hi32 = (key - lo32) / TWO32;
-    let h = Math.imul(lo32 ^ Math.imul(hi32, 0x9e3779b1), 0x85ebca6b);
-    h ^= h >>> 16;
-    return h & this.hMask;
-  }
-
-  /** The node keyed `key`, or NIL. */
-  private node(key: number): number {
-    const mask = this.hMask;
-    let i = this.slot(key);
-    for (;;) {
-      const n = this.hNode[i] as number;
-      if (n === NIL || this.hKey[i] === key) return n;
-      i = (i + 1) & mask;
-    }
-  }
-
-  private indexAdd(key: number, n: number): void {
-    if (2 * (this.size + 1) > this.hMask + 1) this.indexGrow();
-    const mask = this.hMask;
-    let i = this.slot(key);
-    while (this.hNode[i] !== NIL) i = (i + 1) & mask;
-    this.hKey[i] = key;
-    this.hNode[i] = n;
-  }
-
-  private indexDelete(key: number): void {
-    const mask = this.hMask;
-    let i = this.slot(key);
-    while (this.hKey[i] !== key || this.hNode[i] === NIL) i = (i + 1) & mask;
-    // Backward shift: pull later entries of the probe run into the hole when their home allows.
-    let j = i;
-    for (;;) {
-      j = (j + 1) & mask;
-      const n = this.hNode[j] as number;
-      if (n === NIL) break;
-      const home = this.slot(this.hKey[j] as number);
-      // Entry at j may move to i iff its home is not cyclically in (i, j].
-      if (i <= j ? home > i && home <= j : home > i || home <= j) continue;
-      this.hKey[i] = this.hKey[j] as number;
-      this.hNode[i] = n;
-      i = j;
-    }
-    this.hNode[i] = NIL;
-  }
-
-  private indexGrow(): void {
-    const oldKey = this.hKey;
-    const oldNode = this.hNode;
-    const cap = (this.hMask + 1) * 2;
-    this.hKey = new Float64Array(cap);
-    this.hNode = new Int32Array(cap);
-    this.hMask = cap - 1;
-    for (let i = 0; i < oldNode.length; i++) {
-      const n = oldNode[i] as number;
-      if (n === NIL) continue;
-      let k = this.slot(oldKey[i] as number);
-      while (this.hNode[k] !== NIL) k = (k + 1) & this.hMask;
-      this.hKey[k] = oldKey[i] as number;
-      this.hNode[k] = n;
-    }
   }
 
   // ---- nodes and balance --------------------------------------------------------------------
@@ -290,7 +238,7 @@ export class IovaTree {
    * below it: no descent from the root.
    */
   insertBelow(nextKey: number, lo: number, hi: number): void {
-    const s = this.node(nextKey);
+    const s = this.index.get(nextKey);
     if (s === NIL) {
       this.insert(lo, hi);
       return;
@@ -305,6 +253,31 @@ export class IovaTree {
     this.attach(p, false, lo, hi, gapLo, s);
   }
 
+  /**
+   * reserve_iova over [lo, hi] (the caller has checked 0 ≤ lo ≤ hi below any anchor): each
+   * range it overlaps is widened downwards to cover what lies between it and the previous one
+   * (__adjust_overlap_range); what is left above the last overlapping range is inserted as a
+   * new range. A widened range changes its key: `rekey(from, to)` tells the caller, whose
+   * cached nodes hold keys. Same in v4.4 and today, so both allocators share it.
+   */
+  reserve(lo: number, hi: number, rekey: (from: number, to: number) => void): void {
+    let key = this.lowestEndingAtOrAbove(lo).key;
+    while (key >= 0 && key <= hi) {
+      let kLo = key;
+      const kHi = this.hiOf(key);
+      if (lo < kLo) {
+        this.remove(kLo);
+        this.insert(lo, kHi);
+        rekey(kLo, lo);
+        kLo = lo;
+      }
+      if (hi <= kHi) return;
+      lo = kHi + 1;
+      key = this.nextKey(kLo);
+    }
+    this.insert(lo, hi);
+  }
+
   /** Hangs a new leaf under p (NIL: as the root); succ (NIL or an ancestor) is its successor. */
   private attach(p: number, goLeft: boolean, lo: number, hi: number, gapLo: number, succ: number): void {
     const x = this.newNode(lo, hi, gapLo, p);
@@ -313,39 +286,45 @@ export class IovaTree {
     else this.right[p] = x;
     if (succ !== NIL) this.gapLo[succ] = hi + 1;
     if (gapLo === 0) this.minKey = lo;
-    this.indexAdd(lo, x);
+    this.index.add(lo, x);
     this.size++;
-    this.outHi = hi;
-    this.outPredHi = gapLo - 1;
     this.fixUp(p, succ);
   }
 
-  /** Removes the range keyed `lo`. Returns false when there is none; outNext as below. */
+  /** Removes the range keyed `lo`. Returns false when there is none; probe as removeNode's. */
   remove(lo: number): boolean {
-    const n = this.node(lo);
+    const n = this.index.get(lo);
     if (n === NIL) return false;
     this.removeNode(n);
     return true;
   }
 
   /**
-   * Removes the range holding `pfn` unless its key is `keep`. Returns its key (or -1 when no
-   * range holds pfn); when it removed it, its hi is in outHi and the next range's key (rb_next,
-   * or -1) in outNext — free_iova's find_iova + rb_next + remove, with no descent when pfn is
-   * the range's first pfn.
+   * Removes the range holding `pfn` unless its key is `keep` — free_iova's find_iova + rb_next
+   * + remove, with no descent when pfn is the range's first pfn. Probe: key = the range's key
+   * (-1 when no range holds pfn, and nothing else is filled); when removed, hi and next as
+   * removeNode's.
    */
-  removeContaining(pfn: number, keep: number): number {
-    let n = this.node(pfn);
+  removeContaining(pfn: number, keep: number): IovaProbe {
+    let n = this.index.get(pfn);
     if (n === NIL) n = this.containing(pfn);
-    if (n === NIL) return -1;
+    if (n === NIL) {
+      this.probe.key = -1;
+      return this.probe;
+    }
     const lo = this.lo[n] as number;
-    if (lo === keep) return lo;
-    this.outHi = this.hi[n] as number;
+    if (lo === keep) {
+      this.probe.key = lo;
+      return this.probe;
+    }
     this.removeNode(n);
-    return lo;
+    return this.probe;
   }
 
-  /** Unlinks node n; its successor (key in outNext, -1 when none) inherits the gap below n. */
+  /**
+   * Unlinks node n; its successor inherits the gap below n. Probe: key and hi = n's range,
+   * next = the successor's key (rb_next), -1 when none.
+   */
   private removeNode(n: number): void {
     const lo = this.lo[n] as number;
     const gap = this.gapLo[n] as number;
@@ -404,9 +383,13 @@ export class IovaTree {
       if (r !== NIL) this.pull(r);
       this.fixUp(p, dirty);
     }
-    this.outNext = next === NIL ? -1 : (this.lo[next] as number);
-    if (gap === 0) this.minKey = this.outNext;
-    this.indexDelete(lo);
+    const nextKey = next === NIL ? -1 : (this.lo[next] as number);
+    const probe = this.probe;
+    probe.key = lo;
+    probe.hi = this.hi[n] as number;
+    probe.next = nextKey;
+    if (gap === 0) this.minKey = nextKey;
+    this.index.delete(lo);
     this.freeIds.push(n);
     this.size--;
   }
@@ -426,28 +409,33 @@ export class IovaTree {
 
   /** The range holding `pfn`, as its key, or -1. */
   findContaining(pfn: number): number {
-    let n = this.node(pfn);
+    let n = this.index.get(pfn);
     if (n === NIL) n = this.containing(pfn);
     return n === NIL ? -1 : (this.lo[n] as number);
   }
 
   /**
-   * hi of the range keyed `key` (-1 when there is none), with the hi of the range before it
-   * (rb_prev; gapLo − 1, so -1 when there is none) in outPredHi. O(1) expected.
+   * The range keyed `key`, by index, O(1) expected. Probe: key and hi = that range, predHi = the
+   * range before it (rb_prev; gapLo − 1); all -1 when there is none.
    */
-  locate(key: number): number {
-    const n = this.node(key);
+  locate(key: number): IovaProbe {
+    const n = this.index.get(key);
+    const probe = this.probe;
     if (n === NIL) {
-      this.outPredHi = -1;
-      return -1;
+      probe.key = -1;
+      probe.hi = -1;
+      probe.predHi = -1;
+    } else {
+      probe.key = key;
+      probe.hi = this.hi[n] as number;
+      probe.predHi = (this.gapLo[n] as number) - 1;
     }
-    this.outPredHi = (this.gapLo[n] as number) - 1;
-    return this.hi[n] as number;
+    return probe;
   }
 
   /** hi of the range keyed `lo` (which must exist), or -1. */
   hiOf(lo: number): number {
-    const n = this.node(lo);
+    const n = this.index.get(lo);
     return n === NIL ? -1 : (this.hi[n] as number);
   }
 
@@ -478,25 +466,31 @@ export class IovaTree {
   }
 
   /**
-   * Key of the lowest range whose hi ≥ pfn, or -1; the hi of the range before it (every range
-   * ending below pfn precedes it) in outPredHi, or -1 when there is none.
+   * The lowest range whose hi ≥ pfn (iova_find_limit), by descent. Probe: key and hi = that
+   * range (-1 when there is none), predHi = the range before it (every range ending below pfn
+   * precedes it), -1 when there is none.
    */
-  lowestEndingAtOrAbove(pfn: number): number {
+  lowestEndingAtOrAbove(pfn: number): IovaProbe {
     let n = this.root;
     let best = -1;
+    let bestHi = -1;
     let predHi = -1;
     while (n !== NIL) {
       const h = this.hi[n] as number;
       if (h >= pfn) {
         best = this.lo[n] as number;
+        bestHi = h;
         n = this.left[n] as number;
       } else {
         predHi = h;
         n = this.right[n] as number;
       }
     }
-    this.outPredHi = predHi;
-    return best;
+    const probe = this.probe;
+    probe.key = best;
+    probe.hi = bestHi;
+    probe.predHi = predHi;
+    return probe;
   }
 
   /** Key of the highest range whose lo ≤ pfn, or -1. */
@@ -548,7 +542,7 @@ export class IovaTree {
 
   /** Gap below the range keyed `lo`, as its start (for gapLo checks by callers), or -1. */
   gapLoOf(lo: number): number {
-    const n = this.node(lo);
+    const n = this.index.get(lo);
     return n === NIL ? -1 : (this.gapLo[n] as number);
   }
 
@@ -582,7 +576,7 @@ export class IovaTree {
       if (lo <= prevHi) throw new Error(`order/overlap at ${lo}`);
       if ((this.gapLo[n] as number) !== prevHi + 1) throw new Error(`gapLo wrong at ${lo}`);
       if (count === 0) minKey = lo;
-      if (this.node(lo) !== n) throw new Error(`index wrong at ${lo}`);
+      if (this.index.get(lo) !== n) throw new Error(`index wrong at ${lo}`);
       prevHi = this.hi[n] as number;
       count++;
       const b = walk(this.right[n] as number, n);
@@ -597,8 +591,7 @@ export class IovaTree {
     walk(this.root, NIL);
     if (count !== this.size) throw new Error('count wrong');
     if (minKey !== this.minKey) throw new Error('minKey wrong');
-    let indexed = 0;
-    for (let i = 0; i <= this.hMask; i++) if (this.hNode[i] !== NIL) indexed++;
-    if (indexed !== this.size) throw new Error('index holds stale keys');
+    this.index.checkInvariants();
+    if (this.index.count !== this.size) throw new Error('index holds stale keys');
   }
 }

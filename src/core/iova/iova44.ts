@@ -13,10 +13,18 @@
 //
 // Invariants: ranges disjoint; cached32 is null or the key of a live range below dma_32bit_pfn.
 
-import { invalid } from '../errors.js';
 import type { AllocatorMarks, Iova44Allocator, Iova44Config, Iova44Snapshot } from './iova-allocator.js';
+import {
+  checkApertureEndPfn,
+  checkBoundPfn,
+  checkDmaLimit,
+  checkGranuleShift,
+  checkPages,
+  checkReserve,
+  checkStartPfn,
+  maxPfnOf,
+} from './iova-checks.js';
 import { IovaTree } from './iova-tree.js';
-import { checkGranuleShift, checkPages } from './linux-iova.js';
 import { alignDown, roundupPowOfTwo } from './pfn-math.js';
 
 class Iova44 implements Iova44Allocator {
@@ -28,16 +36,10 @@ class Iova44 implements Iova44Allocator {
 
   constructor(cfg: Iova44Config) {
     checkGranuleShift(cfg.shift, cfg.pageShift);
-    const maxPfn = 2 ** (64 - cfg.shift) - 1;
-    if (!Number.isSafeInteger(cfg.startPfn) || cfg.startPfn < 1 || cfg.startPfn > maxPfn) {
-      throw invalid('startPfn', 'start pfn must be at least 1 and inside the 64-bit space');
-    }
-    if (!Number.isSafeInteger(cfg.dma32BitPfn) || cfg.dma32BitPfn < cfg.startPfn || cfg.dma32BitPfn > maxPfn) {
-      throw invalid('dma32BitPfn', 'the 32-bit pfn must not be below the start pfn');
-    }
-    if (!Number.isSafeInteger(cfg.apertureEndPfn) || cfg.apertureEndPfn < cfg.startPfn || cfg.apertureEndPfn > maxPfn) {
-      throw invalid('apertureEndPfn', 'aperture end must not be below the start pfn');
-    }
+    const maxPfn = maxPfnOf(cfg.shift);
+    checkStartPfn(cfg.startPfn, maxPfn);
+    checkBoundPfn('dma32BitPfn', cfg.dma32BitPfn, cfg.startPfn, maxPfn, 'the 32-bit pfn must not be below the start pfn');
+    checkApertureEndPfn(cfg.apertureEndPfn, cfg.startPfn, maxPfn);
     this.startPfn = cfg.startPfn;
     this.dma32BitPfn = cfg.dma32BitPfn;
     this.apertureEndPfn = cfg.apertureEndPfn;
@@ -47,12 +49,16 @@ class Iova44 implements Iova44Allocator {
     return this.tree.count;
   }
 
+  /** The pfns alloc_iova(size_aligned) really takes for a request of `pages`: every size rounds up. */
+  allocatedPages(pages: number): number {
+    return roundupPowOfTwo(pages);
+  }
+
   allocIova(pages: number, dmaLimitPfn: number): number {
     checkPages(pages);
-    if (!Number.isSafeInteger(dmaLimitPfn) || dmaLimitPfn < this.startPfn) {
-      throw invalid('dmaLimitPfn', 'the DMA limit lies below the first allocatable pfn');
-    }
-    const size = roundupPowOfTwo(pages);
+    // v4.4 doesn't clamp the limit to the aperture (see the top of this file).
+    checkDmaLimit(dmaLimitPfn, dmaLimitPfn, this.startPfn);
+    const size = this.allocatedPages(pages);
     const pfn = this.place(size, dmaLimitPfn);
     if (pfn === -2) {
       // The walk passed a range starting at pfn 0: `pfn_lo - 1` wrapped, the range landed at
@@ -114,25 +120,11 @@ class Iova44 implements Iova44Allocator {
   }
 
   reserve(lo: number, hi: number): void {
-    if (!Number.isSafeInteger(lo) || !Number.isSafeInteger(hi) || lo < 0 || hi < lo) {
-      throw invalid('reserve', 'a reserved range needs 0 ≤ lo ≤ hi inside the IOVA space');
-    }
-    // v4.4 reserve_iova: same overlap handling as today's.
-    let key = this.tree.lowestEndingAtOrAbove(lo);
-    while (key >= 0 && key <= hi) {
-      let kLo = key;
-      const kHi = this.tree.hiOf(key);
-      if (lo < kLo) {
-        this.tree.remove(kLo);
-        this.tree.insert(lo, kHi);
-        if (this.cached32 === kLo) this.cached32 = lo;
-        kLo = lo;
-      }
-      if (hi <= kHi) return;
-      lo = kHi + 1;
-      key = this.tree.nextKey(kLo);
-    }
-    this.tree.insert(lo, hi);
+    // No anchor in v4.4: any hi a pfn can be.
+    checkReserve(lo, hi, Number.MAX_SAFE_INTEGER);
+    this.tree.reserve(lo, hi, (from, to) => {
+      if (this.cached32 === from) this.cached32 = to;
+    });
   }
 
   snapshot(): Iova44Snapshot {
@@ -150,7 +142,7 @@ class Iova44 implements Iova44Allocator {
   }
 }
 
-export type FastIova44 = Iova44Allocator & { marks(): AllocatorMarks };
+export type FastIova44 = Iova44Allocator & { marks(): AllocatorMarks; allocatedPages(pages: number): number };
 
 export function createIova44(cfg: Iova44Config): FastIova44 {
   return new Iova44(cfg);

@@ -13,14 +13,26 @@
 //   wholly above the limit only pass `high = limit` along, so starting from the cached node or
 //   from the lowest range ending at/above the limit (iova_find_limit) is the same walk.
 //
+// The two rules the layout also reports — how many pfns a request really takes (allocatedPages)
+// and the limit it is placed under (limitPfn) — are methods here, so the layout's messages and
+// byte counts can't drift from what the allocator does.
+//
 // Invariants: the anchor range [ANCHOR, ANCHOR] is always present; cached32/cached hold the
 // key of a live range (or the anchor); every pfn in the rcache or the flush queue heads a live
 // range.
 
-import { invalid } from '../errors.js';
 import type { AllocatorMarks, LinuxIovaAllocator, LinuxIovaConfig, LinuxIovaSnapshot, PfnRange } from './iova-allocator.js';
+import {
+  checkApertureEndPfn,
+  checkDmaLimit,
+  checkGranuleShift,
+  checkPages,
+  checkReserve,
+  checkStartPfn,
+  maxPfnOf,
+} from './iova-checks.js';
 import { IovaRcache, IOVA_RANGE_CACHE_MAX_SIZE } from './iova-rcache.js';
-import { IovaTree } from './iova-tree.js';
+import { IovaTree, type IovaProbe } from './iova-tree.js';
 import { alignDown, orderBase2, roundupPowOfTwo } from './pfn-math.js';
 
 /** IOVA_ANCHOR (~0UL): above every real pfn (those stay below 2^52). */
@@ -28,35 +40,15 @@ export const ANCHOR = Number.MAX_SAFE_INTEGER;
 /** IOVA_DEFAULT_FQ_SIZE: a ring of 256 slots that counts as full at 255 entries (fq_full). */
 export const IOVA_FQ_SIZE = 256;
 
-/** init_iova_domain's BUG_ON(granule > PAGE_SIZE || !is_power_of_2(granule)), as a typed error. */
-export function checkGranuleShift(shift: number, pageShift: number | undefined): void {
-  if (!Number.isInteger(shift) || shift < 12 || shift > 30) {
-    throw invalid('shift', 'the granule must be a power of two from 4 KiB to 1 GiB (an integer shift in 12..30)');
-  }
-  if (pageShift !== undefined && shift > pageShift) {
-    throw invalid('shift', 'the IOMMU granule must not exceed the CPU page size');
-  }
-}
-
-export function checkLinuxIovaConfig(cfg: LinuxIovaConfig): void {
-  checkGranuleShift(cfg.shift, cfg.pageShift);
-  const maxPfn = 2 ** (64 - cfg.shift) - 1;
-  if (!Number.isSafeInteger(cfg.startPfn) || cfg.startPfn < 1 || cfg.startPfn > maxPfn) {
-    throw invalid('startPfn', 'start pfn must be at least 1 and inside the 64-bit space');
-  }
-  if (!Number.isSafeInteger(cfg.apertureEndPfn) || cfg.apertureEndPfn < cfg.startPfn || cfg.apertureEndPfn > maxPfn) {
-    throw invalid('apertureEndPfn', 'aperture end must not be below the start pfn');
-  }
-}
-
-export function checkPages(pages: number): void {
-  if (!Number.isSafeInteger(pages) || pages < 1) throw invalid('pages', 'size must be a positive whole number of pfns');
-}
+/**
+ * alloc_iova_fast rounds a request below this many pfns (the rcache's largest class, 2^5) up to
+ * a power of two; larger ones are taken as they are.
+ */
+export const IOVA_ROUNDUP_BELOW = 1 << (IOVA_RANGE_CACHE_MAX_SIZE - 1);
 
 class LinuxIova implements LinuxIovaAllocator {
   private readonly tree = new IovaTree();
   private readonly rcache = new IovaRcache();
-  private readonly shift: number;
   private readonly startPfn: number;
   private readonly apertureEndPfn: number;
   private readonly dma32BitPfn: number;
@@ -70,14 +62,14 @@ class LinuxIova implements LinuxIovaAllocator {
   private readonly fqPfn = new Float64Array(IOVA_FQ_SIZE);
   private readonly fqPages = new Float64Array(IOVA_FQ_SIZE);
   private fqHead = 0;
-  /** Set by walk(): the key of the range whose gap below the placed pfn lies in. */
-  private placedBelow = ANCHOR;
   private fqLen = 0;
   private readonly freeTreeBound: (pfn: number) => void;
 
   constructor(cfg: LinuxIovaConfig) {
-    checkLinuxIovaConfig(cfg);
-    this.shift = cfg.shift;
+    checkGranuleShift(cfg.shift, cfg.pageShift);
+    const maxPfn = maxPfnOf(cfg.shift);
+    checkStartPfn(cfg.startPfn, maxPfn);
+    checkApertureEndPfn(cfg.apertureEndPfn, cfg.startPfn, maxPfn);
     this.startPfn = cfg.startPfn;
     this.apertureEndPfn = cfg.apertureEndPfn;
     this.dma32BitPfn = 2 ** (32 - cfg.shift);
@@ -93,12 +85,20 @@ class LinuxIova implements LinuxIovaAllocator {
     return this.tree.count - 1;
   }
 
+  /** iommu_dma_alloc_iova's clamp: the highest pfn an alloc under `dmaLimitPfn` may take. */
+  limitPfn(dmaLimitPfn: number): number {
+    return dmaLimitPfn < this.apertureEndPfn ? dmaLimitPfn : this.apertureEndPfn;
+  }
+
+  /** The pfns alloc_iova_fast really takes for a request of `pages` (≥ 1). */
+  allocatedPages(pages: number): number {
+    return pages < IOVA_ROUNDUP_BELOW ? roundupPowOfTwo(pages) : pages;
+  }
+
   allocIova(pages: number, dmaLimitPfn: number): number {
     checkPages(pages);
-    const limit = dmaLimitPfn < this.apertureEndPfn ? dmaLimitPfn : this.apertureEndPfn;
-    if (!Number.isSafeInteger(dmaLimitPfn) || !(limit >= this.startPfn)) {
-      throw invalid('dmaLimitPfn', 'the DMA limit lies below the first allocatable pfn');
-    }
+    const limit = this.limitPfn(dmaLimitPfn);
+    checkDmaLimit(dmaLimitPfn, limit, this.startPfn);
     const mask32 = this.dma32BitPfn - 1; // DMA_BIT_MASK(32) >> shift
     if (this.pci32BitWorkaround && limit > mask32) {
       const pfn = this.allocIovaFast(pages, mask32, false);
@@ -111,7 +111,7 @@ class LinuxIova implements LinuxIovaAllocator {
 
   /** alloc_iova_fast */
   private allocIovaFast(pages: number, limitPfn: number, flushRcache: boolean): number {
-    const size = pages < 1 << (IOVA_RANGE_CACHE_MAX_SIZE - 1) ? roundupPowOfTwo(pages) : pages;
+    const size = this.allocatedPages(pages);
     const order = orderBase2(size);
     if (order < IOVA_RANGE_CACHE_MAX_SIZE) {
       // iova_rcache_get passes limit_pfn + 1 - size as an unsigned long: a request larger than
@@ -133,14 +133,13 @@ class LinuxIova implements LinuxIovaAllocator {
     const is32 = limit <= this.dma32BitPfn;
     if (is32 && size >= this.max32AllocSize) return 0;
     const align = roundupPowOfTwo(size);
-    const cachedKey = is32 ? this.cached32 : this.cached;
-    const retryPfn = this.tree.locate(cachedKey);
-    const predHi = this.tree.outPredHi;
+    const at = this.tree.locate(is32 ? this.cached32 : this.cached);
+    const retryPfn = at.hi;
     // A start at/above the limit restarts from the lowest range ending at/above it: the cached
     // range itself when the range below it ends under the limit.
     let pfn =
-      retryPfn < limit || predHi < limit
-        ? this.walk(cachedKey, predHi, size, align, limit, this.startPfn)
+      retryPfn < limit || at.predHi < limit
+        ? this.walk(at, size, align, limit, this.startPfn)
         : this.walkFromLimit(size, align, limit, this.startPfn);
     if (pfn < 0 && retryPfn < limit) {
       // Second pass: from the limit down to just above where the first pass started.
@@ -150,7 +149,8 @@ class LinuxIova implements LinuxIovaAllocator {
       this.max32AllocSize = size; // the kernel records it whatever the limit was
       return 0;
     }
-    this.tree.insertBelow(this.placedBelow, pfn, pfn + size - 1);
+    // walk() left the probe at the range right above the pfn's gap.
+    this.tree.insertBelow(this.tree.probe.key, pfn, pfn + size - 1);
     // __cached_rbnode_insert_update
     if (pfn + size - 1 < this.dma32BitPfn) this.cached32 = pfn;
     else this.cached = pfn;
@@ -162,26 +162,26 @@ class LinuxIova implements LinuxIovaAllocator {
    * high = limit down, so it starts at the lowest of them (iova_find_limit).
    */
   private walkFromLimit(size: number, align: number, limit: number, low: number): number {
-    const eKey = this.tree.lowestEndingAtOrAbove(limit);
-    return this.walk(eKey, this.tree.outPredHi, size, align, limit, low);
+    return this.walk(this.tree.lowestEndingAtOrAbove(limit), size, align, limit, low);
   }
 
   /**
-   * One pass of the kernel's top-down walk from the range keyed `eKey` (below which lies the
-   * range ending at `predHi`, or none when -1), placing `size` pfns aligned to `align` below
-   * the exclusive `limit` and at or above `low`. Returns the pfn, or -1; on success the key of
-   * the range right above the pfn's gap is in placedBelow.
+   * One pass of the kernel's top-down walk from the range E the tree's probe holds (key, and
+   * predHi: the range below it, -1 when none), placing `size` pfns aligned to `align` below the
+   * exclusive `limit` and at or above `low`. Returns the pfn, or -1; on success probe.key is
+   * the range right above the pfn's gap (insertBelow's key).
    */
-  private walk(eKey: number, predHi: number, size: number, align: number, limit: number, low: number): number {
+  private walk(at: IovaProbe, size: number, align: number, limit: number, low: number): number {
+    const eKey = at.key;
     const high = eKey < limit ? eKey : limit;
     if (high < size) return -1;
     const top = alignDown(high - size, align);
-    this.placedBelow = eKey;
+    const predHi = at.predHi;
     if (predHi < 0 || top > predHi) return top >= low ? top : -1;
     if (top < low) return -1;
     const fitKey = this.tree.highestFit(eKey, size, align);
     if (fitKey < 0) return -1;
-    this.placedBelow = fitKey;
+    at.key = fitKey;
     const pfn = alignDown(fitKey - size, align);
     return pfn >= low ? pfn : -1;
   }
@@ -210,10 +210,11 @@ class LinuxIova implements LinuxIovaAllocator {
   /** free_iova: remove_iova with __cached_rbnode_delete_update. */
   private freeIovaTree(pfn: number): void {
     // find_iova + rb_next + remove in one descent; the cached-node rules only read keys.
-    const lo = this.tree.removeContaining(pfn, ANCHOR);
+    const gone = this.tree.removeContaining(pfn, ANCHOR);
+    const lo = gone.key;
     if (lo < 0 || lo === ANCHOR) return;
-    const hi = this.tree.outHi;
-    const next = this.tree.outNext;
+    const hi = gone.hi;
+    const next = gone.next;
     const c32 = this.cached32;
     if (lo === c32 || (hi < this.dma32BitPfn && lo >= c32)) this.cached32 = next;
     if (lo < this.dma32BitPfn) this.max32AllocSize = this.dma32BitPfn;
@@ -221,32 +222,13 @@ class LinuxIova implements LinuxIovaAllocator {
   }
 
   reserve(lo: number, hi: number): void {
-    if (!Number.isSafeInteger(lo) || !Number.isSafeInteger(hi) || lo < 0 || hi < lo || hi >= ANCHOR) {
-      throw invalid('reserve', 'a reserved range needs 0 ≤ lo ≤ hi inside the IOVA space');
-    }
-    // reserve_iova: ranges it overlaps are widened downwards (__adjust_overlap_range); what is
-    // left above the last overlapping range is inserted as a new range. Cached nodes untouched.
-    let key = this.tree.lowestEndingAtOrAbove(lo);
-    while (key >= 0 && key !== ANCHOR && key <= hi) {
-      let kLo = key;
-      const kHi = this.tree.hiOf(key);
-      if (lo < kLo) {
-        // Widening a range's lo changes its key: reinsert it.
-        this.tree.remove(kLo);
-        this.tree.insert(lo, kHi);
-        this.rekeyCached(kLo, lo);
-        kLo = lo;
-      }
-      if (hi <= kHi) return;
-      lo = kHi + 1;
-      key = this.tree.nextKey(kLo);
-    }
-    this.tree.insert(lo, hi);
-  }
-
-  private rekeyCached(from: number, to: number): void {
-    if (this.cached32 === from) this.cached32 = to;
-    if (this.cached === from) this.cached = to;
+    // Below the anchor, so the tree's walk over overlapping ranges never reaches it.
+    checkReserve(lo, hi, ANCHOR - 1);
+    // The cached nodes stay on the same ranges, whose keys a widening may lower.
+    this.tree.reserve(lo, hi, (from, to) => {
+      if (this.cached32 === from) this.cached32 = to;
+      if (this.cached === from) this.cached = to;
+    });
   }
 
   flushQueue(): void {
@@ -310,11 +292,6 @@ class LinuxIova implements LinuxIovaAllocator {
     };
   }
 
-  /** Granule shift of this domain (for callers converting addresses). */
-  get granuleShift(): number {
-    return this.shift;
-  }
-
   /** Frees waiting in the flush queue (non-strict). */
   get queuedFrees(): number {
     return this.fqLen;
@@ -326,7 +303,14 @@ class LinuxIova implements LinuxIovaAllocator {
   }
 }
 
-export type FastLinuxIova = LinuxIovaAllocator & { checkInvariants(): void; readonly queuedFrees: number; trimDepot(): number; marks(): AllocatorMarks };
+export type FastLinuxIova = LinuxIovaAllocator & {
+  checkInvariants(): void;
+  readonly queuedFrees: number;
+  trimDepot(): number;
+  marks(): AllocatorMarks;
+  limitPfn(dmaLimitPfn: number): number;
+  allocatedPages(pages: number): number;
+};
 
 export function createLinuxIova(cfg: LinuxIovaConfig): FastLinuxIova {
   return new LinuxIova(cfg);
