@@ -88,7 +88,7 @@ export class Linux44IommuDma implements DmaOps {
 
   /** v4.4 allocates every size as its power of two (no rcache size classes). */
   allocatedPages(pages: number): number {
-    return roundupPowOfTwo(pages);
+    return this.iova.allocatedPages(pages);
   }
 
   mapSg(sg: readonly SgEntry[], _dir: DmaDirection, why?: SgExplainer): MapResult | MapFailure {
@@ -141,7 +141,7 @@ export class Linux44IommuDma implements DmaOps {
       sg,
       size: sumLengths(sg),
       segments,
-      allocs: [{ pfn, off: 0, bytes: roundupPowOfTwo(pages) * g }],
+      allocs: [{ pfn, off: 0, bytes: this.allocatedPages(pages) * g }],
       extents,
       bounce: null,
     };

@@ -11,7 +11,7 @@
 
 import type { SessionConfig } from '../session-config.js';
 import type { AllocatorMarks } from '../iova/iova-allocator.js';
-import { createLinuxIova, type FastLinuxIova } from '../iova/linux-iova.js';
+import { createLinuxIova, IOVA_ROUNDUP_BELOW, type FastLinuxIova } from '../iova/linux-iova.js';
 import { alignUp, modPow2 } from '../iova/pfn-math.js';
 import type { DmaDirection } from '../constants.js';
 import type { DmaOps, DmaSegment, Extent, MapFailure, MapResult, Mapping, SgEntry } from '../mapping.js';
@@ -40,7 +40,6 @@ export class LinuxIommuDma implements DmaOps {
   private readonly startPfn: number;
   private readonly dmaLimitPfn: number;
   private readonly coherentLimitPfn: number;
-  private readonly apertureEndPfn: number;
   private readonly maxSeg: number;
   private readonly segBits: number;
   private readonly boundarySpanPfns: number;
@@ -57,7 +56,6 @@ export class LinuxIommuDma implements DmaOps {
     const sh = BigInt(iommu.shift);
     const startPfn = Number(iommu.apertureStart >> sh);
     this.startPfn = startPfn > 1 ? startPfn : 1; // iommu_dma_init_domain: never pfn 0
-    this.apertureEndPfn = Number(iommu.apertureEnd >> sh);
     this.dmaLimitPfn = Number(cfg.dmaMask >> sh);
     this.coherentLimitPfn = Number(cfg.coherentDmaMask >> sh);
     this.maxSeg = cfg.maxSegmentSize;
@@ -67,7 +65,7 @@ export class LinuxIommuDma implements DmaOps {
       shift: iommu.shift,
       pageShift: cfg.pageShift,
       startPfn: this.startPfn,
-      apertureEndPfn: this.apertureEndPfn,
+      apertureEndPfn: Number(iommu.apertureEnd >> sh),
       pci: cfg.bus === 'pci',
       strict: iommu.strict,
     });
@@ -77,8 +75,7 @@ export class LinuxIommuDma implements DmaOps {
 
   /** iommu_dma_alloc_iova, or 0 when the limit lies below the domain (every request fails). */
   alloc(pages: number, limitPfn: number): number {
-    const limit = limitPfn < this.apertureEndPfn ? limitPfn : this.apertureEndPfn;
-    if (limit < this.startPfn) return 0;
+    if (this.iova.limitPfn(limitPfn) < this.startPfn) return 0;
     return this.iova.allocIova(pages, limitPfn);
   }
 
@@ -209,20 +206,17 @@ export class LinuxIommuDma implements DmaOps {
   }
 
   private explainFailure(why: SgExplainer, pages: number): void {
-    const limitPfn = this.dmaLimitPfn < this.apertureEndPfn ? this.dmaLimitPfn : this.apertureEndPfn;
+    const limitPfn = this.iova.limitPfn(this.dmaLimitPfn);
     why.fail({
       kernel: 'iommu_dma_alloc_iova',
-      message: `no free range of ${this.allocatedPages(pages)} pfns (${pages} needed, rounded up below 32) at or below limit pfn 0x${limitPfn.toString(16)} (min of dma_mask and the aperture end, in ${this.granule}-byte granules)`,
+      message: `no free range of ${this.allocatedPages(pages)} pfns (${pages} needed, rounded up below ${IOVA_ROUNDUP_BELOW}) at or below limit pfn 0x${limitPfn.toString(16)} (min of dma_mask and the aperture end, in ${this.granule}-byte granules)`,
       values: { pfns: pages, allocated_pfns: this.allocatedPages(pages), limit_pfn: `0x${limitPfn.toString(16)}`, start_pfn: `0x${this.startPfn.toString(16)}`, granule: this.granule },
     });
   }
 
-  /** What alloc_iova_fast really takes for `pages` (sizes below 32 pfns round up). */
+  /** What alloc_iova_fast really takes for `pages`: the allocator's rule (linux-iova.ts). */
   allocatedPages(pages: number): number {
-    if (pages >= 32) return pages;
-    let p = 1;
-    while (p < pages) p *= 2;
-    return p;
+    return this.iova.allocatedPages(pages);
   }
 
   mapPage(phys: number, size: number, _dir: DmaDirection): MapResult | MapFailure {
