@@ -199,15 +199,15 @@ export class DmaDevice {
   /** dma_unmap_sg / dma_unmap_page: the mapping it tore down (throws for an unknown or coherent handle). */
   unmap(req: UnmapRequest): Mapping {
     const m = this.table.get(req.handle);
-    if (!m || m.kind === 'coherent') {
-      if (m) this.debug.wrongFunction(m, 'map_page', this.addr(m));
-      else this.debug.unmapUnknown(req.handle, this.table.issued(req.handle) ? 'freed' : 'never');
-      if (m) {
-        // dma-debug reports it; Linux would tear down the wrong kind of mapping. We refuse,
-        // keeping the buffer intact, and say so.
-        throw new DmaemuError('DMAEMU_INVALID_ARGUMENT', `handle ${req.handle} is a coherent buffer: free it with free_coherent (DMA-API: device driver frees DMA memory with wrong function)`, 'handle');
-      }
+    if (!m) {
+      this.debug.unmapUnknown(req.handle, this.table.issued(req.handle) ? 'freed' : 'never');
       throw new DmaemuError('DMAEMU_HANDLE_NOT_FOUND', `handle ${req.handle}: device driver tries to free DMA memory it has not allocated`);
+    }
+    if (m.kind === 'coherent') {
+      // dma-debug reports it; Linux would tear down the wrong kind of mapping. We refuse,
+      // keeping the buffer intact, and say so.
+      this.debug.wrongFunction(m, 'map_page', this.addr(m));
+      throw new DmaemuError('DMAEMU_INVALID_ARGUMENT', `handle ${req.handle} is a coherent buffer: free it with free_coherent (DMA-API: device driver frees DMA memory with wrong function)`, 'handle');
     }
     this.debug.checkUnmap(m, req, () => this.addr(m));
     this.memory.syncForCpuOnUnmap(m, req.skip_cpu_sync === true);
