@@ -2,10 +2,10 @@
 // by side. Stateless: the sessions it runs in are temporary (src/service/compare.ts).
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
-import { CompareBody, CompareResult } from '../schemas/index.js';
+import { COMPARE_COLUMNS, CompareBody, CompareResult } from '../schemas/index.js';
 import { compare } from '../src/service/compare.js';
 import { refuseOversized } from '../src/service/http-batch-validator.js';
-import { errorResponses } from './route-kit.js';
+import { errorResponses, jsonStringified } from './route-kit.js';
 
 export const comparePlugin: FastifyPluginAsync = async (fastify) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
@@ -13,7 +13,8 @@ export const comparePlugin: FastifyPluginAsync = async (fastify) => {
     '/v1/compare',
     {
       // Counted on the raw body before zod walks it: 100 k entries are refused in microseconds.
-      preValidation: async (req) => refuseOversized(req.body, app.store.limits, { wholeLists: true }),
+      // Each op and entry runs in every column, and map_sg ops are explained unless they say not to.
+      preValidation: async (req) => refuseOversized(req.body, app.store.limits, { wholeLists: true, columns: COMPARE_COLUMNS.length, explained: true }),
       schema: {
         tags: ['dma'],
         operationId: 'compare',
@@ -25,6 +26,11 @@ export const comparePlugin: FastifyPluginAsync = async (fastify) => {
         response: { 200: CompareResult, ...errorResponses([400, 413, 429, 507]) },
       },
     },
-    async (req) => compare(req.body, app.store.limits, app.store.budget),
+    async (req, reply) => {
+      let large = false;
+      const out = await compare(req.body, app.store.limits, app.store.budget, () => (large = true));
+      if (large) jsonStringified(reply);
+      return out;
+    },
   );
 };

@@ -26,6 +26,11 @@ export const SESSION_ERRORS = {
   507: err("The service's memory budget cannot hold the call (DMAEMU_MEMORY_BUDGET); nothing was done"),
 } satisfies Record<ErrorStatus, z.ZodType>;
 
+/** Serializes this reply's answer with JSON.stringify (src/service/execute.ts LARGE_ANSWER says why). */
+export function jsonStringified(reply: FastifyReply): void {
+  void reply.type('application/json; charset=utf-8').serializer(JSON.stringify);
+}
+
 /** The OpenAPI responses of a call's error statuses. */
 export function errorResponses(statuses: readonly ErrorStatus[]): Partial<Record<ErrorStatus, z.ZodType>> {
   return Object.fromEntries(statuses.map((code) => [code, SESSION_ERRORS[code]]));
@@ -75,7 +80,14 @@ export function callRoute(app: FastifyInstance, spec: CallSpec, extras: CallRout
     async (req, reply) => {
       const s = app.store.get(req.params.id);
       const query = spec.query ? (req.query as CallQuery) : undefined;
-      const out = await execute(s, call, req.body, query, { journal: extras.stub ? null : app.journal, limits: app.store.limits, budget: app.store.budget });
+      let large = false;
+      const out = await execute(s, call, req.body, query, {
+        journal: extras.stub ? null : app.journal,
+        limits: app.store.limits,
+        budget: app.store.budget,
+        onLargeAnswer: () => (large = true),
+      });
+      if (large) jsonStringified(reply); // the answer only: an error goes out through the error handler as always
       return extras.respond ? extras.respond(out, req.body, req, reply) : out;
     },
   );

@@ -118,6 +118,8 @@ const SEGMENT_BYTES = 100;
 const EXPLAIN_BYTES = 100;
 const ROW_BYTES = 48;
 const FIXED_BYTES = 200;
+/** No call's estimate is below this (a trace import keeps each call's input and answer): lets a request's op count be checked before it is parsed. */
+export const MIN_ANSWER_BYTES = FIXED_BYTES;
 
 /** Rows ?pages=true lists for [phys, phys+length): granules spanned (dma-device's checkPageRows). */
 function rows(phys: number, length: number, granule: number): number {

@@ -14,7 +14,7 @@ import { DmaemuError } from '../core/errors.js';
 import { configRequest } from './config-wire.js';
 import type { MemoryBudget } from '../core/memory-budget.js';
 import { SILENT_OBSERVER } from '../core/observer.js';
-import { charged, checkCost, sliced, type RequestLimits } from './execute.js';
+import { LARGE_ANSWER, charged, checkCost, sliced, type RequestLimits } from './execute.js';
 import { parseTraceOps, traceCost, traceSteps, type ParsedTraceOp, type TraceOpIn } from './replay.js';
 import { Session, type SessionLimits } from './session.js';
 import { COMPARE_COLUMNS, type CompareColumn } from '../../schemas/compare.js';
@@ -36,11 +36,11 @@ function columnConfig(base: SessionCreateInput, column: CompareColumn): SessionC
  * memory budget with the four sessions (each a session's footprint, their mappings as they are
  * made), run in slices; the sessions' shares go back with the answer.
  */
-export async function compare(input: CompareInput, limits: SessionLimits & RequestLimits, budget: MemoryBudget): Promise<CompareOut> {
+export async function compare(input: CompareInput, limits: SessionLimits & RequestLimits, budget: MemoryBudget, onLargeAnswer?: () => void): Promise<CompareOut> {
   const raw: TraceOpIn[] = input.ops ? input.ops : [{ op: 'map_sg', dir: input.dir ?? 'to_device', sg: input.sg }];
   // `expect` belongs to the layout a trace was recorded under: it is not checked here.
   const withExplain = raw.map(({ expect: _e, ...op }) => (op.op === 'map_sg' && !('explain' in op) ? { ...op, explain: true } : op));
-  const ops = parseTraceOps(withExplain, 'ops'); // every op checked before anything runs: errors name ops.<i>.<field>
+  const ops = await sliced(parseTraceOps(withExplain, 'ops')); // every op checked before anything runs: errors name ops.<i>.<field>
   const base = input.session ?? {};
   const sessions: (Session | DmaemuError)[] = COMPARE_COLUMNS.map((column) => {
     try {
@@ -54,6 +54,7 @@ export async function compare(input: CompareInput, limits: SessionLimits & Reque
   const one = traceCost(ops, live[0]?.costUnit ?? { granule: 4096, pageSize: 4096 });
   const cost = { work: one.work * live.length, bytes: one.bytes * live.length };
   checkCost(cost, limits, `this compare (${live.length} columns)`);
+  if (cost.bytes >= LARGE_ANSWER) onLargeAnswer?.();
   try {
     for (const s of live) s.chargeCreation();
     return await charged(budget, cost.bytes, () => run(ops, raw, sessions));

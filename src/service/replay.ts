@@ -70,32 +70,43 @@ function depthOf(v: unknown, max: number): number {
   return deepest;
 }
 
-/** Validates every op before anything runs; the error names `<prefix>.<i>.<field>`. */
-export function parseTraceOps(ops: readonly TraceOpIn[], prefix: string): ParsedTraceOp[] {
-  return ops.map((raw, i) => {
-    const { expect, ref, ...rest } = raw;
-    const where = `${prefix}.${i}`;
-    const fail = (issues: readonly { path: readonly PropertyKey[]; message: string }[]): never => {
-      const first = issues[0];
-      const path = first ? first.path.map(String).join('.') : '';
-      throw new DmaemuError('DMAEMU_INVALID_ARGUMENT', first?.message ?? 'invalid op', path ? `${where}.${path}` : where);
-    };
-    if (expect !== undefined && depthOf(expect, MAX_EXPECT_DEPTH) > MAX_EXPECT_DEPTH) {
-      throw new DmaemuError('DMAEMU_INVALID_ARGUMENT', `nests deeper than ${MAX_EXPECT_DEPTH} levels (no answer does)`, `${where}.expect`);
-    }
-    const spec = TRACE_CALLS.get(raw.op);
-    if (spec && spec.opcode === null) {
-      // A call /batch has no op for (the memory calls): checked by its own body schema.
-      if (ref !== undefined) throw new DmaemuError('DMAEMU_INVALID_ARGUMENT', `${raw.op} takes no handle`, `${where}.ref`);
-      const { op: _, ...body } = rest;
-      const r = spec.body.safeParse(body);
-      if (!r.success) return fail(r.error.issues);
-      return { kind: 'memory', call: spec.name, body: r.data, expect };
-    }
-    const r = BatchOp.safeParse(ref === undefined ? rest : { ...rest, handle: { ref } });
+/**
+ * Validates every op before anything runs; the error names `<prefix>.<i>.<field>`. A generator
+ * (each step yields the op's scatterlist length + 1, the work zod just did), so a long trace is
+ * checked in slices (execute.ts `sliced`).
+ */
+export function* parseTraceOps(ops: readonly TraceOpIn[], prefix: string): Generator<number, ParsedTraceOp[]> {
+  const parsed: ParsedTraceOp[] = [];
+  for (let i = 0; i < ops.length; i++) {
+    const raw = ops[i] as TraceOpIn;
+    parsed.push(parseOne(raw, `${prefix}.${i}`));
+    yield 1 + (Array.isArray(raw.sg) ? raw.sg.length : 0);
+  }
+  return parsed;
+}
+
+function parseOne(raw: TraceOpIn, where: string): ParsedTraceOp {
+  const { expect, ref, ...rest } = raw;
+  const fail = (issues: readonly { path: readonly PropertyKey[]; message: string }[]): never => {
+    const first = issues[0];
+    const path = first ? first.path.map(String).join('.') : '';
+    throw new DmaemuError('DMAEMU_INVALID_ARGUMENT', first?.message ?? 'invalid op', path ? `${where}.${path}` : where);
+  };
+  if (expect !== undefined && depthOf(expect, MAX_EXPECT_DEPTH) > MAX_EXPECT_DEPTH) {
+    throw new DmaemuError('DMAEMU_INVALID_ARGUMENT', `nests deeper than ${MAX_EXPECT_DEPTH} levels (no answer does)`, `${where}.expect`);
+  }
+  const spec = TRACE_CALLS.get(raw.op);
+  if (spec && spec.opcode === null) {
+    // A call /batch has no op for (the memory calls): checked by its own body schema.
+    if (ref !== undefined) throw new DmaemuError('DMAEMU_INVALID_ARGUMENT', `${raw.op} takes no handle`, `${where}.ref`);
+    const { op: _, ...body } = rest;
+    const r = spec.body.safeParse(body);
     if (!r.success) return fail(r.error.issues);
-    return { kind: 'batch', op: r.data, expect };
-  });
+    return { kind: 'memory', call: spec.name, body: r.data, expect };
+  }
+  const r = BatchOp.safeParse(ref === undefined ? rest : { ...rest, handle: { ref } });
+  if (!r.success) return fail(r.error.issues);
+  return { kind: 'batch', op: r.data, expect };
 }
 
 export interface Mismatch {

@@ -11,7 +11,7 @@
 import { DmaemuError, invalid } from '../core/errors.js';
 import type { Journal } from './journal.js';
 import { parseTraceOps, type TraceReplay } from './replay.js';
-import { executeTrace } from './execute.js';
+import { executeTrace, sliced } from './execute.js';
 import { TRACE_CALLS, CALL_TABLE } from './calls.js';
 import type { Session } from './session.js';
 import type { SessionStore } from './session-store.js';
@@ -113,7 +113,7 @@ export async function createSession(
   }
   const extra = Object.keys(input).filter((k) => (input as Record<string, unknown>)[k] !== undefined);
   if (extra.length > 0) throw invalid('trace', `a trace carries its own session config; drop ${extra.join(', ')} (or put them in trace.session)`);
-  const ops = parseTraceOps(trace.ops, 'trace.ops'); // every op checked before anything runs
+  const ops = await sliced(parseTraceOps(trace.ops, 'trace.ops')); // every op checked before anything runs
   const config = trace.session ?? {};
   const session = store.prepare(config);
   let r: TraceReplay;
