@@ -160,7 +160,7 @@ const ONE: Cost = { work: 1, bytes: FIXED_BYTES };
 
 /** One entry with its own body / query types (checked here), stored type-erased in the table. */
 function call<B, Q extends CallQuery>(spec: Omit<CallSpec, 'run' | 'cost'> & { run(s: CallTarget, body: B, query: Q): unknown; cost(body: B, query: Q, unit: CostUnit): Cost }): CallSpec {
-  return spec as CallSpec;
+  return spec;
 }
 
 export const CALL_TABLE: Record<CallName, CallSpec> = {

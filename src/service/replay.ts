@@ -10,7 +10,7 @@
 
 import { isDeepStrictEqual } from 'node:util';
 import { DmaemuError } from '../core/errors.js';
-import { CALL_TABLE, TRACE_CALLS, type CallQuery, type CallTarget, type Cost, type CostUnit } from './calls.js';
+import { CALL_TABLE, TRACE_CALLS, type CallTarget, type Cost, type CostUnit } from './calls.js';
 import type { CallName, CallRecord } from './store/op-store.js';
 import { BatchOp } from '../../schemas/index.js';
 import type { BatchInput, BatchOpInput, ErrorBodyOut } from '../../schemas/index.js';
@@ -24,7 +24,7 @@ export function errorBodyOf(err: unknown): ErrorBodyOut {
 /** Runs a call; its answer or the error body it threw. */
 export function runCall(s: CallTarget, op: CallName, body: unknown, query: unknown): { out: unknown } | { err: ErrorBodyOut; thrown: unknown } {
   try {
-    return { out: CALL_TABLE[op].run(s, body, (query ?? {}) as CallQuery) };
+    return { out: CALL_TABLE[op].run(s, body, query ?? {}) };
   } catch (err) {
     return { err: errorBodyOf(err), thrown: err };
   }
