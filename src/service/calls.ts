@@ -163,6 +163,14 @@ function call<B, Q extends CallQuery>(spec: Omit<CallSpec, 'run' | 'cost'> & { r
   return spec;
 }
 
+/**
+ * A memory access (routes/memory.ts): its trace name is its path with `_` for `/`; not a /batch
+ * op, not a DMA-API call for /metrics; the budget may refuse the memory it creates (507).
+ */
+function memoryCall<B>(name: CallName, summary: string, body: z.ZodType, run: (s: CallTarget, body: B) => MemoryOut, cost: (body: B) => Cost): CallSpec {
+  return call<B, CallQuery>({ name, trace: name.replace('/', '_'), tag: 'memory', summary, body, result: S.MemoryResult, opcode: null, makesHandle: false, statuses: BUDGETED, metric: null, run, cost });
+}
+
 export const CALL_TABLE: Record<CallName, CallSpec> = {
   map_sg: call<MapSgInput, CallQuery>({
     name: 'map_sg',
@@ -283,62 +291,16 @@ export const CALL_TABLE: Record<CallName, CallSpec> = {
     run: (s, b) => s.batch(b),
     cost: (b, _q, u) => batchCost(b.ops, u),
   }),
-  'cpu/write': call<CpuWriteInput, CallQuery>({
-    name: 'cpu/write',
-    trace: 'cpu_write',
-    tag: 'memory',
-    summary: "CPU stores (into its cache when the device isn't coherent)",
-    body: S.CpuWriteBody,
-    result: S.MemoryResult,
-    opcode: null,
-    makesHandle: false,
-    statuses: BUDGETED,
-    metric: null,
-    run: (s, b) => s.cpuWrite(b),
-    cost: (b) => writeCost(b.data),
-  }),
-  'cpu/read': call<CpuReadInput, CallQuery>({
-    name: 'cpu/read',
-    trace: 'cpu_read',
-    tag: 'memory',
-    summary: 'CPU loads: what the CPU sees, stale lines included',
-    body: S.CpuReadBody,
-    result: S.MemoryResult,
-    opcode: null,
-    makesHandle: false,
-    statuses: BUDGETED,
-    metric: null,
-    run: (s, b) => s.cpuRead(b),
-    cost: (b) => readCost(b.length),
-  }),
-  'device/write': call<DeviceWriteInput, CallQuery>({
-    name: 'device/write',
-    trace: 'device_write',
-    tag: 'memory',
-    summary: 'Device DMA write through the IOMMU (or swiotlb); a fault instead of data when Linux would fault',
-    body: S.DeviceWriteBody,
-    result: S.MemoryResult,
-    opcode: null,
-    makesHandle: false,
-    statuses: BUDGETED,
-    metric: null,
-    run: (s, b) => s.deviceWrite(b),
-    cost: (b) => writeCost(b.data),
-  }),
-  'device/read': call<DeviceReadInput, CallQuery>({
-    name: 'device/read',
-    trace: 'device_read',
-    tag: 'memory',
-    summary: 'Device DMA read through the IOMMU (or swiotlb)',
-    body: S.DeviceReadBody,
-    result: S.MemoryResult,
-    opcode: null,
-    makesHandle: false,
-    statuses: BUDGETED,
-    metric: null,
-    run: (s, b) => s.deviceRead(b),
-    cost: (b) => readCost(b.length),
-  }),
+  'cpu/write': memoryCall<CpuWriteInput>('cpu/write', "CPU stores (into its cache when the device isn't coherent)", S.CpuWriteBody, (s, b) => s.cpuWrite(b), (b) => writeCost(b.data)),
+  'cpu/read': memoryCall<CpuReadInput>('cpu/read', 'CPU loads: what the CPU sees, stale lines included', S.CpuReadBody, (s, b) => s.cpuRead(b), (b) => readCost(b.length)),
+  'device/write': memoryCall<DeviceWriteInput>(
+    'device/write',
+    'Device DMA write through the IOMMU (or swiotlb); a fault instead of data when Linux would fault',
+    S.DeviceWriteBody,
+    (s, b) => s.deviceWrite(b),
+    (b) => writeCost(b.data),
+  ),
+  'device/read': memoryCall<DeviceReadInput>('device/read', 'Device DMA read through the IOMMU (or swiotlb)', S.DeviceReadBody, (s, b) => s.deviceRead(b), (b) => readCost(b.length)),
 };
 
 export const CALL_SPECS: readonly CallSpec[] = Object.values(CALL_TABLE);
