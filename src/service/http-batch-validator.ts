@@ -9,7 +9,7 @@ import type { FastifyRequest, FastifySchema, FastifySchemaCompiler, FastifySchem
 import { validatorCompiler as zodValidatorCompiler } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { BatchBody, BatchOp, decodeBatchBody } from '../../schemas/batch.js';
-import { BatchBinaryError, decodeBatchRequest, type BatchOps } from '../../schemas/batch-binary.js';
+import { BatchBinaryError, decodeBatchRequest, requestOpCount, type BatchOps } from '../../schemas/batch-binary.js';
 import { DmaemuError, invalid } from '../core/errors.js';
 import { MIN_ANSWER_BYTES, checkBatchOps } from './calls.js';
 import { REQUEST_LIMIT_ENV, type RequestLimits } from './execute.js';
@@ -90,8 +90,7 @@ function jsonOp(value: unknown, prefix: string): BatchOps[number] {
 export function parseBinaryBatch(req: FastifyRequest, body: Buffer, done: (err: Error | null, value?: unknown) => void): void {
   try {
     // The op count is the header's: a body of a million ops is refused before one is decoded.
-    const count = body.length >= 12 ? body.readUInt32LE(8) : 0;
-    checkBatchOps(count, req.server.store.limits.maxBatchOps);
+    checkBatchOps(requestOpCount(body) ?? 0, req.server.store.limits.maxBatchOps);
     done(null, new DecodedBinaryBatch(decodeBatchRequest(body, jsonOp)));
   } catch (err) {
     done(err instanceof BatchBinaryError ? invalid(err.field, err.message) : (err as Error));
