@@ -63,6 +63,12 @@ export const LARGE_ANSWER = 256 * 1024;
 
 /** Work run between two returns to the event loop (about one 4096-entry map_sg: a few ms). */
 export const SLICE_WORK = 4096;
+/**
+ * Steps run between two returns to the event loop, whatever their work: each op also costs a
+ * fixed part its units do not count (a trace op's zod check, its batch of one, its answer's JSON
+ * copy: tens of microseconds), so 128 of them are a few milliseconds.
+ */
+export const SLICE_STEPS = 128;
 
 /** Answers smaller than this are not charged: they fit the budget's headroom, and an unmap must never be refused for want of room. */
 const CHARGE_FLOOR = 64 * 1024;
@@ -97,14 +103,16 @@ export async function charged<T>(budget: MemoryBudget, answerBytes: number, fn: 
   }
 }
 
-/** Drives a generator of steps (each yields the work it did), returning to the event loop every SLICE_WORK units. */
+/** Drives a generator of steps (each yields the work it did), returning to the event loop every SLICE_WORK units or SLICE_STEPS steps. */
 export async function sliced<R>(steps: Generator<number, R>): Promise<R> {
-  let since = 0;
+  let work = 0;
+  let n = 0;
   let r = steps.next();
   while (!r.done) {
-    since += r.value;
-    if (since >= SLICE_WORK) {
-      since = 0;
+    work += r.value;
+    if (work >= SLICE_WORK || ++n >= SLICE_STEPS) {
+      work = 0;
+      n = 0;
       await tick();
     }
     r = steps.next();
@@ -150,9 +158,10 @@ export async function execute(s: Session, spec: CallSpec, body: unknown, query: 
   if (cost.bytes >= LARGE_ANSWER) ctx.onLargeAnswer?.();
   return charged(ctx.budget, cost.bytes, () =>
     inOrder(s, async (release) => {
-      if (!ctx.journal) return name === 'batch' && cost.work > SLICE_WORK ? sliced(batchSteps(s, body as BatchInput, s.costUnit)) : spec.run(s, body, q);
+      const long = name === 'batch' && (cost.work > SLICE_WORK || (body as BatchInput).ops.length > SLICE_STEPS);
+      if (!ctx.journal) return long ? sliced(batchSteps(s, body as BatchInput, s.costUnit)) : spec.run(s, body, q);
       let pending: Promise<unknown>;
-      if (name === 'batch' && cost.work > SLICE_WORK) {
+      if (long) {
         // A long batch runs in slices (other sessions' calls go between them), then is logged whole.
         let out: unknown;
         let thrown: { err: unknown } | null = null;

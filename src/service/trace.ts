@@ -8,10 +8,11 @@
 // Invariant: POSTing the trace of a session to /v1/sessions rebuilds a session whose every
 // answer equals its `expect` (replay.ts), because it makes the same calls in the same order.
 
+import { setImmediate as tick } from 'node:timers/promises';
 import { DmaemuError, invalid } from '../core/errors.js';
 import type { Journal } from './journal.js';
 import { parseTraceOps, type TraceReplay } from './replay.js';
-import { executeTrace, sliced } from './execute.js';
+import { SLICE_STEPS, executeTrace, sliced } from './execute.js';
 import { TRACE_CALLS, CALL_TABLE } from './calls.js';
 import type { Session } from './session.js';
 import type { SessionStore } from './session-store.js';
@@ -125,8 +126,20 @@ export async function createSession(
     throw err;
   }
   try {
-    // Appended in one turn: one group commit for the creation and every call.
-    await Promise.all([journal.created(session, config), journal.recordAll(session, r.calls)]);
+    // The creation, then the calls in slices (a trace of thousands of calls is thousands of
+    // records to encode): appended in order, made durable together. No client knows the id yet.
+    const pending: Promise<void>[] = [];
+    // Each promise is awaited below; handled now, so a failure while later slices wait is not an unhandled rejection.
+    const hold = (p: Promise<void>): void => {
+      pending.push(p);
+      p.catch(() => undefined);
+    };
+    hold(journal.created(session, config));
+    for (let i = 0; i < r.calls.length; i += SLICE_STEPS) {
+      await tick();
+      hold(journal.recordAll(session, r.calls.slice(i, i + SLICE_STEPS)));
+    }
+    await Promise.all(pending);
   } catch (err) {
     store.forget(session.id);
     await journal.ended(session.id, 'deleted').catch(() => undefined); // its log goes with it
@@ -134,6 +147,7 @@ export async function createSession(
   }
   return { session, replay: { ops: ops.length, mismatches: r.mismatches } };
 }
+
 /** A session whose creation could not be made durable is not kept: the client got an error for it. */
 async function created(store: SessionStore, journal: Journal, session: Session, input: SessionCreateRequestInput): Promise<void> {
   try {
