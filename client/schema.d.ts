@@ -115,7 +115,7 @@ export interface paths {
         put?: never;
         /**
          * Replay a trace (or one scatterlist) under linux, linux-4.4, arm-legacy and no IOMMU, side by side
-         * @description One row per op with each column's answer and `differs`, the fields that are not the same everywhere. map_sg answers carry `explain` (why each segment break happened). Nothing is stored: the four sessions live for this request only. See docs/explain.md.
+         * @description One row per op with each column's answer and `differs`, the fields that are not the same everywhere. map_sg answers carry `explain` (why each segment break happened). Nothing is stored: the four sessions live for this request only (their memory is charged to the budget while it runs). See docs/explain.md.
          */
         post: operations["compare"];
         delete?: never;
@@ -2808,7 +2808,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE) */
+            /** @description Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE), estimated work over DMAEMU_MAX_REQUEST_COST (DMAEMU_REQUEST_TOO_COSTLY), or answer over DMAEMU_MAX_RESPONSE_BYTES (DMAEMU_RESPONSE_TOO_LARGE) */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -2819,6 +2819,15 @@ export interface operations {
             };
             /** @description Over a limit (DMAEMU_TOO_MANY_*, DMAEMU_MEMORY_LIMIT) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The service's memory budget cannot hold the call (DMAEMU_MEMORY_BUDGET); nothing was done */
+            507: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2859,7 +2868,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE) */
+            /** @description Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE), estimated work over DMAEMU_MAX_REQUEST_COST (DMAEMU_REQUEST_TOO_COSTLY), or answer over DMAEMU_MAX_RESPONSE_BYTES (DMAEMU_RESPONSE_TOO_LARGE) */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -2879,6 +2888,15 @@ export interface operations {
             };
             /** @description The call could not be made durable in the session's op log (DMAEMU_PERSISTENCE_FAILED) */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The service's memory budget cannot hold the call (DMAEMU_MEMORY_BUDGET); nothing was done */
+            507: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3001,7 +3019,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE) */
+            /** @description Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE), estimated work over DMAEMU_MAX_REQUEST_COST (DMAEMU_REQUEST_TOO_COSTLY), or answer over DMAEMU_MAX_RESPONSE_BYTES (DMAEMU_RESPONSE_TOO_LARGE) */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3021,6 +3039,15 @@ export interface operations {
             };
             /** @description The call could not be made durable in the session's op log (DMAEMU_PERSISTENCE_FAILED) */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The service's memory budget cannot hold the call (DMAEMU_MEMORY_BUDGET); nothing was done */
+            507: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3072,7 +3099,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE) */
+            /** @description Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE), estimated work over DMAEMU_MAX_REQUEST_COST (DMAEMU_REQUEST_TOO_COSTLY), or answer over DMAEMU_MAX_RESPONSE_BYTES (DMAEMU_RESPONSE_TOO_LARGE) */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3092,6 +3119,15 @@ export interface operations {
             };
             /** @description The call could not be made durable in the session's op log (DMAEMU_PERSISTENCE_FAILED) */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The service's memory budget cannot hold the call (DMAEMU_MEMORY_BUDGET); nothing was done */
+            507: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3143,7 +3179,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE) */
+            /** @description Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE), estimated work over DMAEMU_MAX_REQUEST_COST (DMAEMU_REQUEST_TOO_COSTLY), or answer over DMAEMU_MAX_RESPONSE_BYTES (DMAEMU_RESPONSE_TOO_LARGE) */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3163,6 +3199,15 @@ export interface operations {
             };
             /** @description The call could not be made durable in the session's op log (DMAEMU_PERSISTENCE_FAILED) */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The service's memory budget cannot hold the call (DMAEMU_MEMORY_BUDGET); nothing was done */
+            507: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3214,7 +3259,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE) */
+            /** @description Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE), estimated work over DMAEMU_MAX_REQUEST_COST (DMAEMU_REQUEST_TOO_COSTLY), or answer over DMAEMU_MAX_RESPONSE_BYTES (DMAEMU_RESPONSE_TOO_LARGE) */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3234,6 +3279,15 @@ export interface operations {
             };
             /** @description The call could not be made durable in the session's op log (DMAEMU_PERSISTENCE_FAILED) */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The service's memory budget cannot hold the call (DMAEMU_MEMORY_BUDGET); nothing was done */
+            507: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3325,7 +3379,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE) */
+            /** @description Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE), estimated work over DMAEMU_MAX_REQUEST_COST (DMAEMU_REQUEST_TOO_COSTLY), or answer over DMAEMU_MAX_RESPONSE_BYTES (DMAEMU_RESPONSE_TOO_LARGE) */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3345,6 +3399,15 @@ export interface operations {
             };
             /** @description The call could not be made durable in the session's op log (DMAEMU_PERSISTENCE_FAILED) */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The service's memory budget cannot hold the call (DMAEMU_MEMORY_BUDGET); nothing was done */
+            507: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3396,7 +3459,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE) */
+            /** @description Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE), estimated work over DMAEMU_MAX_REQUEST_COST (DMAEMU_REQUEST_TOO_COSTLY), or answer over DMAEMU_MAX_RESPONSE_BYTES (DMAEMU_RESPONSE_TOO_LARGE) */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3416,6 +3479,15 @@ export interface operations {
             };
             /** @description The call could not be made durable in the session's op log (DMAEMU_PERSISTENCE_FAILED) */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The service's memory budget cannot hold the call (DMAEMU_MEMORY_BUDGET); nothing was done */
+            507: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3507,7 +3579,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE) */
+            /** @description Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE), estimated work over DMAEMU_MAX_REQUEST_COST (DMAEMU_REQUEST_TOO_COSTLY), or answer over DMAEMU_MAX_RESPONSE_BYTES (DMAEMU_RESPONSE_TOO_LARGE) */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3578,7 +3650,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE) */
+            /** @description Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE), estimated work over DMAEMU_MAX_REQUEST_COST (DMAEMU_REQUEST_TOO_COSTLY), or answer over DMAEMU_MAX_RESPONSE_BYTES (DMAEMU_RESPONSE_TOO_LARGE) */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3701,7 +3773,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE) */
+            /** @description Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE), estimated work over DMAEMU_MAX_REQUEST_COST (DMAEMU_REQUEST_TOO_COSTLY), or answer over DMAEMU_MAX_RESPONSE_BYTES (DMAEMU_RESPONSE_TOO_LARGE) */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3721,6 +3793,15 @@ export interface operations {
             };
             /** @description The call could not be made durable in the session's op log (DMAEMU_PERSISTENCE_FAILED) */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The service's memory budget cannot hold the call (DMAEMU_MEMORY_BUDGET); nothing was done */
+            507: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3777,7 +3858,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE) */
+            /** @description Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE), estimated work over DMAEMU_MAX_REQUEST_COST (DMAEMU_REQUEST_TOO_COSTLY), or answer over DMAEMU_MAX_RESPONSE_BYTES (DMAEMU_RESPONSE_TOO_LARGE) */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3797,6 +3878,15 @@ export interface operations {
             };
             /** @description The call could not be made durable in the session's op log (DMAEMU_PERSISTENCE_FAILED) */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The service's memory budget cannot hold the call (DMAEMU_MEMORY_BUDGET); nothing was done */
+            507: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3893,7 +3983,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE) */
+            /** @description Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE), estimated work over DMAEMU_MAX_REQUEST_COST (DMAEMU_REQUEST_TOO_COSTLY), or answer over DMAEMU_MAX_RESPONSE_BYTES (DMAEMU_RESPONSE_TOO_LARGE) */
             413: {
                 headers: {
                     [name: string]: unknown;
@@ -3913,6 +4003,15 @@ export interface operations {
             };
             /** @description The call could not be made durable in the session's op log (DMAEMU_PERSISTENCE_FAILED) */
             503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description The service's memory budget cannot hold the call (DMAEMU_MEMORY_BUDGET); nothing was done */
+            507: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4004,7 +4103,7 @@ export interface operations {
                     "application/json": components["schemas"]["Error"];
                 };
             };
-            /** @description Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE) */
+            /** @description Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE), estimated work over DMAEMU_MAX_REQUEST_COST (DMAEMU_REQUEST_TOO_COSTLY), or answer over DMAEMU_MAX_RESPONSE_BYTES (DMAEMU_RESPONSE_TOO_LARGE) */
             413: {
                 headers: {
                     [name: string]: unknown;

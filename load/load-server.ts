@@ -6,8 +6,8 @@
 
 import Fastify from 'fastify';
 import { buildApp } from '../src/service/app.js';
-import { sessionPost } from '../routes/route-kit.js';
-import { MapSgBody, MapSgResult, UnmapBody, UnmapResult } from '../schemas/index.js';
+import { callRoute } from '../routes/route-kit.js';
+import { CALL_TABLE } from '../src/service/calls.js';
 import type { MapSgOut, UnmapOut } from '../schemas/index.js';
 
 const logLevel = process.env.LOG_LEVEL ?? 'info';
@@ -30,8 +30,8 @@ async function main(): Promise<void> {
     app = await buildApp({ logLevel });
     // Same plugin helper, schemas and serializer as the real routes; the session lookup is the
     // only core call left (stub answers are fixed).
-    sessionPost(app, { path: 'stub/map_sg', tag: 'dma', summary: 'load-test stub', body: MapSgBody, result: MapSgResult }, () => STUB_MAP);
-    sessionPost(app, { path: 'stub/unmap', tag: 'dma', summary: 'load-test stub', body: UnmapBody, result: UnmapResult }, () => STUB_UNMAP);
+    callRoute(app, CALL_TABLE.map_sg, { stub: { path: 'stub/map_sg', answer: STUB_MAP } });
+    callRoute(app, CALL_TABLE.unmap, { stub: { path: 'stub/unmap', answer: STUB_UNMAP } });
   }
   const url = await app.listen({ host: '127.0.0.1', port: 0 });
   console.log(`listening on ${url}`);

@@ -1,12 +1,14 @@
-// What every route plugin shares: the documented error responses and a typed helper for the
-// session-scoped POST routes (parse → call the core → serialize; nothing else happens here).
+// What every route plugin shares: the documented error responses, and the session-scoped POST
+// route of a DMA call made from its table entry (src/service/calls.ts): parse → execute →
+// serialize; nothing else happens here.
 
 import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema, FastifySchemaCompiler } from 'fastify';
 import { z } from 'zod';
 import { ErrorBody, SessionParams } from '../schemas/index.js';
-import type { Session } from '../src/service/session.js';
 import { serializerCompiler } from '../src/service/http-serializer.js';
-import { CALLS, type CallName } from '../src/service/store/op-store.js';
+import type { CallQuery, CallSpec, ErrorStatus } from '../src/service/calls.js';
+import { execute } from '../src/service/execute.js';
+import { refuseOversized } from '../src/service/http-batch-validator.js';
 
 function wireSerializer(wire: z.ZodType) {
   return (ctx: { schema: unknown; httpStatus?: string }) => serializerCompiler({ schema: ctx.httpStatus === '200' ? wire : ctx.schema });
@@ -18,58 +20,75 @@ const err = (description: string) => ErrorBody.meta({ description });
 export const SESSION_ERRORS = {
   400: err('Invalid request; `message` names the field (DMAEMU_INVALID_ARGUMENT, DMAEMU_MALFORMED_BODY)'),
   404: err('Unknown session or handle (DMAEMU_SESSION_NOT_FOUND, DMAEMU_HANDLE_NOT_FOUND)'),
-  413: err('Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE)'),
+  413: err('Body over DMAEMU_BODY_LIMIT (DMAEMU_BODY_TOO_LARGE), estimated work over DMAEMU_MAX_REQUEST_COST (DMAEMU_REQUEST_TOO_COSTLY), or answer over DMAEMU_MAX_RESPONSE_BYTES (DMAEMU_RESPONSE_TOO_LARGE)'),
   429: err('Over a limit (DMAEMU_TOO_MANY_*, DMAEMU_MEMORY_LIMIT)'),
   503: err("The call could not be made durable in the session's op log (DMAEMU_PERSISTENCE_FAILED)"),
-};
+  507: err("The service's memory budget cannot hold the call (DMAEMU_MEMORY_BUDGET); nothing was done"),
+} satisfies Record<ErrorStatus, z.ZodType>;
 
-export interface SessionPostDef<B extends z.ZodType, R extends z.ZodType, Q extends z.ZodType | undefined> {
-  path: string;
-  tag: 'dma' | 'memory';
-  summary: string;
-  description?: string;
-  body: B;
-  result: R;
-  querystring?: Q;
-  /** A schema the 200 answer is serialized with instead of `result` (same JSON, faster shape). */
-  wire?: z.ZodType;
-  /** Turns the call's answer into what is sent (e.g. another encoding the client asked for); default: the answer. */
-  respond?: (out: z.output<R>, body: z.output<B>, req: FastifyRequest, reply: FastifyReply) => unknown;
-  /** A route-level validator compiler instead of the app's zod one (same schemas, compiled; see src/service/http-batch-validator.ts). */
-  validatorCompiler?: FastifySchemaCompiler<FastifySchema>;
+/** Serializes this reply's answer with JSON.stringify (src/service/execute.ts LARGE_ANSWER says why). */
+export function jsonStringified(reply: FastifyReply): void {
+  void reply.type('application/json; charset=utf-8').serializer(JSON.stringify);
 }
 
-export function sessionPost<B extends z.ZodType, R extends z.ZodType, Q extends z.ZodType | undefined = undefined>(
-  app: FastifyInstance,
-  def: SessionPostDef<B, R, Q>,
-  call: (s: Session, body: z.output<B>, query: Q extends z.ZodType ? z.output<Q> : undefined) => z.output<R>,
-): void {
-  // The DMA-API and memory calls are journaled (src/service/journal.ts): answered once durable.
-  const journaled = (CALLS as readonly string[]).includes(def.path) ? (def.path as CallName) : null;
-  // Plain route generics: the zod provider cannot infer through this helper's own generics,
-  // so the types come from `call`'s signature instead (validation still runs on the schemas).
+/** The OpenAPI responses of a call's error statuses. */
+export function errorResponses(statuses: readonly ErrorStatus[]): Partial<Record<ErrorStatus, z.ZodType>> {
+  return Object.fromEntries(statuses.map((code) => [code, SESSION_ERRORS[code]]));
+}
+
+/** What a route may add to its call's table entry (/batch's binary forms). */
+export interface CallRouteExtras {
+  /** A schema the 200 answer is serialized with instead of the call's `result` (same JSON, faster shape). */
+  wire?: z.ZodType;
+  /** Turns the call's answer into what is sent (e.g. another encoding the client asked for); default: the answer. */
+  respond?: (out: unknown, body: unknown, req: FastifyRequest, reply: FastifyReply) => unknown;
+  /** A route-level validator compiler instead of the app's zod one (same schemas, compiled; see src/service/http-batch-validator.ts). */
+  validatorCompiler?: FastifySchemaCompiler<FastifySchema>;
+  /** More text after the table's description. */
+  description?: string;
+  /** load/load-server.ts's stubs: the call's schemas and serializer under another path, with a fixed answer and no log. */
+  stub?: { path: string; answer: unknown };
+}
+
+/** POST /v1/sessions/{id}/<call>: the call's table entry as a route; it runs through execute (checked, charged, in order, journaled). */
+export function callRoute(app: FastifyInstance, spec: CallSpec, extras: CallRouteExtras = {}): void {
+  const description = [spec.description, extras.description].filter(Boolean).join(' ');
+  const path = extras.stub?.path ?? spec.name;
+  const answer = extras.stub?.answer;
+  const call: CallSpec = extras.stub ? { ...spec, run: () => answer } : spec;
   app.post<{ Params: { id: string } }>(
-    `/v1/sessions/:id/${def.path}`,
+    `/v1/sessions/:id/${path}`,
     {
-      ...(def.wire ? { serializerCompiler: wireSerializer(def.wire) } : {}),
-      ...(def.validatorCompiler ? { validatorCompiler: def.validatorCompiler } : {}),
+      ...(extras.wire ? { serializerCompiler: wireSerializer(extras.wire) } : {}),
+      ...(extras.validatorCompiler ? { validatorCompiler: extras.validatorCompiler } : {}),
+      // Array lengths counted before the schema walks the body (a 100 k-entry list is refused in microseconds).
+      preValidation: async (req) => {
+        const limits = app.store.limits;
+        refuseOversized(req.body, limits, spec.name === 'batch' ? { wholeLists: false, maxOps: limits.maxBatchOps } : { wholeLists: true });
+      },
       schema: {
-        tags: [def.tag],
-        operationId: def.path.replace('/', '_'),
-        summary: def.summary,
-        ...(def.description ? { description: def.description } : {}),
+        tags: [spec.tag],
+        operationId: path.replace('/', '_'),
+        summary: spec.summary,
+        ...(description ? { description } : {}),
         params: SessionParams,
-        ...(def.querystring ? { querystring: def.querystring } : {}),
-        body: def.body,
-        response: { 200: def.result, ...SESSION_ERRORS },
+        ...(spec.query ? { querystring: spec.query } : {}),
+        body: spec.body,
+        response: { 200: spec.result, ...errorResponses(spec.statuses) },
       },
     },
     async (req, reply) => {
       const s = app.store.get(req.params.id);
-      const body = req.body as z.output<B>;
-      const query = req.query as Q extends z.ZodType ? z.output<Q> : undefined;
-      const out = journaled ? await app.journal.call(s, journaled, body, def.querystring ? query : undefined, () => call(s, body, query)) : call(s, body, query);
-      return def.respond ? def.respond(out, body, req, reply) : out;
+      const query = spec.query ? (req.query as CallQuery) : undefined;
+      let large = false;
+      const out = await execute(s, call, req.body, query, {
+        journal: extras.stub ? null : app.journal,
+        limits: app.store.limits,
+        budget: app.store.budget,
+        onLargeAnswer: () => (large = true),
+      });
+      if (large) jsonStringified(reply); // the answer only: an error goes out through the error handler as always
+      return extras.respond ? extras.respond(out, req.body, req, reply) : out;
     },
   );
 }

@@ -4,6 +4,8 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { ErrorBody, LeakReport, SessionCreatedReplay, SessionCreateRequest, SessionParams, SessionSummary } from '../schemas/index.js';
 import { createSession } from '../src/service/trace.js';
 import { SESSION_ERRORS } from './route-kit.js';
+import { inOrder } from '../src/service/execute.js';
+import { refuseOversized } from '../src/service/http-batch-validator.js';
 
 export const sessionsPlugin: FastifyPluginAsync = async (fastify) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
@@ -14,6 +16,7 @@ export const sessionsPlugin: FastifyPluginAsync = async (fastify) => {
       // "Every field is optional": a POST without a body is a session with every default.
       preValidation: async (req) => {
         if (req.body === undefined || req.body === null) req.body = {};
+        refuseOversized(req.body, app.store.limits, { wholeLists: false }); // a trace's ops, counted before the schema walks them
       },
       schema: {
         tags: ['sessions'],
@@ -30,6 +33,7 @@ export const sessionsPlugin: FastifyPluginAsync = async (fastify) => {
           413: SESSION_ERRORS[413],
           429: ErrorBody.meta({ description: 'DMAEMU_MAX_SESSIONS sessions are live (DMAEMU_TOO_MANY_SESSIONS)' }),
           503: SESSION_ERRORS[503],
+          507: SESSION_ERRORS[507],
         },
       },
     },
@@ -66,7 +70,9 @@ export const sessionsPlugin: FastifyPluginAsync = async (fastify) => {
       },
     },
     async (req) => {
-      const report = app.store.delete(req.params.id);
+      // After the calls queued on the session (a long /batch runs in slices): its log ends after them.
+      const s = app.store.get(req.params.id);
+      const report = await inOrder(s, async () => app.store.delete(req.params.id));
       await app.journal.ended(req.params.id, 'deleted');
       return report;
     },

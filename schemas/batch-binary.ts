@@ -255,6 +255,13 @@ function handleAt(r: Reader, flags: number, field: string): number | { ref: numb
   return n;
 }
 
+/** The op count a request body's header states, read before anything is decoded; null when it is not a binary batch of this version (decoding says why). */
+export function requestOpCount(body: Uint8Array): number | null {
+  if (body.length < 12) return null;
+  const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  return view.getUint32(0, true) === REQUEST_MAGIC && body[4] === VERSION ? view.getUint32(8, true) : null;
+}
+
 /**
  * A binary body as the op objects BatchBody's JSON form decodes to. `jsonOp` checks and decodes
  * a JSON record's object as one op of the JSON form (the service passes zod's BatchOp), throwing

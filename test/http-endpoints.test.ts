@@ -610,6 +610,20 @@ t.test('429 for each limit: sessions, mappings, sg entries, batch ops, memory', 
   t.equal((await c2.get(m.url)).body.memory_bytes_touched, 8192, 'the refused write touched nothing');
 });
 
+t.test('413 before any effect: estimated work over DMAEMU_MAX_REQUEST_COST, estimated answer over DMAEMU_MAX_RESPONSE_BYTES', async (t) => {
+  const c2 = await appWith(t, { limits: { maxRequestCost: 10, maxResponseBytes: 5000 } });
+  const s = await c2.session();
+  const sg = (n: number) => Array.from({ length: n }, (_, i) => ({ phys: 0x80000000 + i * 0x10000, length: 4096 }));
+  // Work = 1 (the op) + 1 per entry: 9 entries cost 10 (at the limit), 10 cost 11.
+  t.equal((await c2.post(`${s.url}/map_sg`, { dir: 'to_device', sg: sg(9) })).status, 200, '9 entries: 10 units, at the limit');
+  expectError(t, await c2.post(`${s.url}/map_sg`, { dir: 'to_device', sg: sg(10) }), 413, 'DMAEMU_REQUEST_TOO_COSTLY', 'DMAEMU_MAX_REQUEST_COST=10');
+  t.equal((await c2.get(s.url)).body.live_mappings, 1, 'the refused map_sg mapped nothing');
+  // A read answers base64: 4 characters per 3 bytes, plus 200 for the fixed fields.
+  // 3000 bytes → 200 + 4000 = 4200 ≤ 5000; 4096 bytes → 200 + 4 × 1366 = 5664 > 5000.
+  t.equal((await c2.post(`${s.url}/cpu/read`, { phys: '0x0', length: 3000 })).status, 200, '~4200 bytes of answer fit');
+  expectError(t, await c2.post(`${s.url}/cpu/read`, { phys: '0x0', length: 4096 }), 413, 'DMAEMU_RESPONSE_TOO_LARGE', 'DMAEMU_MAX_RESPONSE_BYTES=5000');
+});
+
 t.test('?pages=true over DMAEMU_MAX_PAGE_ROWS is refused (400 naming pages); the same call without it maps', async (t) => {
   const c2 = await appWith(t, { limits: { maxPageRows: 2 } });
   const s = await c2.session();

@@ -17,6 +17,8 @@ export const ERROR_CODES = {
   DMAEMU_MALFORMED_BODY: { status: 400, doc: 'The body is not valid JSON (or carries __proto__ / constructor.prototype keys)' },
   DMAEMU_ROUTE_NOT_FOUND: { status: 404, doc: 'No such endpoint (see /openapi.json)' },
   DMAEMU_BODY_TOO_LARGE: { status: 413, doc: 'The body exceeds DMAEMU_BODY_LIMIT bytes (default 8 MiB)' },
+  DMAEMU_REQUEST_TOO_COSTLY: { status: 413, doc: "The request's estimated work (ops + scatterlist entries + page rows + 4 KiB pages touched) exceeds DMAEMU_MAX_REQUEST_COST; nothing was done" },
+  DMAEMU_RESPONSE_TOO_LARGE: { status: 413, doc: "The request's estimated answer exceeds DMAEMU_MAX_RESPONSE_BYTES (a trace import: the answers its log would keep); nothing was done" },
   DMAEMU_UNSUPPORTED_MEDIA_TYPE: { status: 415, doc: 'Bodies must be application/json (POST /batch also takes application/vnd.dmaemu.batch)' },
   DMAEMU_TRACE_UNAVAILABLE: { status: 409, doc: "The session's history was compacted into a snapshot: no trace from creation exists any more" },
   DMAEMU_PERSISTENCE_FAILED: { status: 503, doc: "The session's op log could not be written (disk full, I/O error): the call is not durable and the session refuses further calls" },

@@ -12,8 +12,11 @@ import { resolveConfig } from '../core/config.js';
 import type { Layout } from '../core/constants.js';
 import { DmaemuError } from '../core/errors.js';
 import { configRequest } from './config-wire.js';
-import { parseTraceOps, replayTrace, type TraceOpIn } from './replay.js';
-import { DEFAULT_SESSION_LIMITS, Session, type SessionLimits } from './session.js';
+import type { MemoryBudget } from '../core/memory-budget.js';
+import { SILENT_OBSERVER } from '../core/observer.js';
+import { LARGE_ANSWER, charged, checkCost, sliced, type RequestLimits } from './execute.js';
+import { parseTraceOps, traceCost, traceSteps, type ParsedTraceOp, type TraceOpIn } from './replay.js';
+import { Session, type SessionLimits } from './session.js';
 import { COMPARE_COLUMNS, type CompareColumn } from '../../schemas/compare.js';
 import type { CompareInput, CompareOut, SessionCreateInput } from '../../schemas/index.js';
 
@@ -28,26 +31,50 @@ function columnConfig(base: SessionCreateInput, column: CompareColumn): SessionC
   return { ...base, layout, iommu: base.iommu === null ? undefined : base.iommu };
 }
 
-export function compare(input: CompareInput, limits: SessionLimits = DEFAULT_SESSION_LIMITS): CompareOut {
+/**
+ * Checked as one request before any column runs (four times the trace's cost), charged to the
+ * memory budget with the four sessions (each a session's footprint, their mappings as they are
+ * made), run in slices; the sessions' shares go back with the answer.
+ */
+export async function compare(input: CompareInput, limits: SessionLimits & RequestLimits, budget: MemoryBudget, onLargeAnswer?: () => void): Promise<CompareOut> {
   const raw: TraceOpIn[] = input.ops ? input.ops : [{ op: 'map_sg', dir: input.dir ?? 'to_device', sg: input.sg }];
   // `expect` belongs to the layout a trace was recorded under: it is not checked here.
   const withExplain = raw.map(({ expect: _e, ...op }) => (op.op === 'map_sg' && !('explain' in op) ? { ...op, explain: true } : op));
-  const ops = parseTraceOps(withExplain, 'ops'); // every op checked before anything runs: errors name ops.<i>.<field>
+  const ops = await sliced(parseTraceOps(withExplain, 'ops')); // every op checked before anything runs: errors name ops.<i>.<field>
   const base = input.session ?? {};
-  const columns: CompareOut['columns'] = [];
-  const answers: (unknown[] | null)[] = [];
-  for (const column of COMPARE_COLUMNS) {
-    let s: Session;
+  const sessions: (Session | DmaemuError)[] = COMPARE_COLUMNS.map((column) => {
     try {
-      s = new Session(`compare-${column}`, resolveConfig(configRequest(columnConfig(base, column))), limits);
+      return new Session(`compare-${column}`, resolveConfig(configRequest(columnConfig(base, column))), limits, SILENT_OBSERVER, budget);
     } catch (err) {
       if (!(err instanceof DmaemuError) || err.code === 'DMAEMU_INTERNAL') throw err;
-      columns.push({ column, config: null, error: err.toBody() });
+      return err;
+    }
+  });
+  const live = sessions.filter((s): s is Session => s instanceof Session);
+  const one = traceCost(ops, live[0]?.costUnit ?? { granule: 4096, pageSize: 4096 });
+  const cost = { work: one.work * live.length, bytes: one.bytes * live.length };
+  checkCost(cost, limits, `this compare (${live.length} columns)`);
+  if (cost.bytes >= LARGE_ANSWER) onLargeAnswer?.();
+  try {
+    for (const s of live) s.chargeCreation();
+    return await charged(budget, cost.bytes, () => run(ops, raw, sessions));
+  } finally {
+    for (const s of live) s.releaseBudget();
+  }
+}
+
+async function run(ops: readonly ParsedTraceOp[], raw: readonly TraceOpIn[], sessions: readonly (Session | DmaemuError)[]): Promise<CompareOut> {
+  const columns: CompareOut['columns'] = [];
+  const answers: (unknown[] | null)[] = [];
+  for (const [k, column] of COMPARE_COLUMNS.entries()) {
+    const s = sessions[k] as Session | DmaemuError;
+    if (s instanceof DmaemuError) {
+      columns.push({ column, config: null, error: s.toBody() });
       answers.push(null);
       continue;
     }
     columns.push({ column, config: s.wireConfig });
-    answers.push(replayTrace(s, ops).answers);
+    answers.push((await sliced(traceSteps(s, ops, s.costUnit, { answers: true, calls: false }))).answers);
   }
   const rows: CompareOut['ops'] = ops.map((p, i) => {
     const results: Record<string, unknown> = {};

@@ -5,12 +5,15 @@
 // bodies), and a body ajv rejects goes to zod, so every 400 is zod's own, naming the field.
 
 import { Ajv2020 } from 'ajv/dist/2020.js';
-import type { FastifySchema, FastifySchemaCompiler, FastifySchemaValidationError } from 'fastify';
+import type { FastifyRequest, FastifySchema, FastifySchemaCompiler, FastifySchemaValidationError } from 'fastify';
 import { validatorCompiler as zodValidatorCompiler } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { BatchBody, BatchOp, decodeBatchBody } from '../../schemas/batch.js';
-import { BatchBinaryError, decodeBatchRequest, type BatchOps } from '../../schemas/batch-binary.js';
-import { invalid } from '../core/errors.js';
+import { BatchBinaryError, decodeBatchRequest, requestOpCount, type BatchOps } from '../../schemas/batch-binary.js';
+import { DmaemuError, invalid } from '../core/errors.js';
+import { MIN_ANSWER_BYTES, checkBatchOps } from './calls.js';
+import { REQUEST_LIMIT_ENV, type RequestLimits } from './execute.js';
+import type { SessionLimits } from './session.js';
 
 type Json = Record<string, unknown>;
 
@@ -84,10 +87,50 @@ function jsonOp(value: unknown, prefix: string): BatchOps[number] {
  * The content-type parser of binary /batch bodies (schemas/batch-binary.ts): decoded and checked
  * here, whole, before the route runs; a bad body is a 400 naming the field, as in the JSON form.
  */
-export function parseBinaryBatch(_req: unknown, body: Buffer, done: (err: Error | null, value?: unknown) => void): void {
+export function parseBinaryBatch(req: FastifyRequest, body: Buffer, done: (err: Error | null, value?: unknown) => void): void {
   try {
+    // The op count is the header's: a body of a million ops is refused before one is decoded.
+    checkBatchOps(requestOpCount(body) ?? 0, req.server.store.limits.maxBatchOps);
     done(null, new DecodedBinaryBatch(decodeBatchRequest(body, jsonOp)));
   } catch (err) {
     done(err instanceof BatchBinaryError ? invalid(err.field, err.message) : (err as Error));
+  }
+}
+
+/**
+ * Cheap checks on a raw JSON body, before its schema walks it (a preValidation hook): ops at
+ * most `maxOps` (/batch: DMAEMU_MAX_BATCH_OPS); with `wholeLists`, each scatterlist at most
+ * DMAEMU_MAX_SG_ENTRIES long (where one list over it fails the whole request anyway: map_sg,
+ * compare; in a /batch or a trace only its op fails); ops plus entries (twice for an
+ * `explained` map_sg, once per column for compare) within DMAEMU_MAX_REQUEST_COST — never more
+ * than calls.ts estimates once the body is parsed; ops × MIN_ANSWER_BYTES within
+ * DMAEMU_MAX_RESPONSE_BYTES. Reads only array lengths; everything else is left to the schema.
+ */
+export function refuseOversized(raw: unknown, limits: SessionLimits & RequestLimits, how: { wholeLists: boolean; maxOps?: number; columns?: number; explained?: boolean }): void {
+  if (typeof raw !== 'object' || raw === null) return;
+  const b = raw as { sg?: unknown; ops?: unknown; trace?: { ops?: unknown } };
+  let work = 0;
+  const sgOf = (sg: unknown, field: string, explained: boolean): void => {
+    if (!Array.isArray(sg)) return;
+    if (how.wholeLists && sg.length > limits.maxSgEntries) throw new DmaemuError('DMAEMU_TOO_MANY_SG_ENTRIES', `a scatterlist may hold at most ${limits.maxSgEntries} entries`, field);
+    work += explained ? 2 * sg.length : sg.length; // an explanation is a unit more per entry (calls.ts)
+  };
+  sgOf(b.sg, 'sg', how.explained === true);
+  const ops: unknown[] = Array.isArray(b.ops) ? b.ops : Array.isArray(b.trace?.ops) ? (b.trace.ops as unknown[]) : [];
+  if (how.maxOps !== undefined) checkBatchOps(ops.length, how.maxOps);
+  work += ops.length;
+  ops.forEach((op, i) => {
+    if (typeof op === 'object' && op !== null) sgOf((op as { sg?: unknown }).sg, `ops.${i}.sg`, how.explained === true && (op as { explain?: unknown }).explain !== false);
+  });
+  work *= how.columns ?? 1;
+  if (work > limits.maxRequestCost) {
+    throw new DmaemuError('DMAEMU_REQUEST_TOO_COSTLY', `this request is estimated at ${work} work units at least (its ops and scatterlist entries${how.columns ? `, in ${how.columns} columns` : ''}), over ${REQUEST_LIMIT_ENV.maxRequestCost}=${limits.maxRequestCost}: split it`);
+  }
+  // Every op's answer is estimated at MIN_ANSWER_BYTES at least (calls.ts): a trace of half a million ops is refused here, unparsed.
+  if (ops.length * MIN_ANSWER_BYTES > limits.maxResponseBytes) {
+    throw new DmaemuError(
+      'DMAEMU_RESPONSE_TOO_LARGE',
+      `this request's ${ops.length} ops would answer ~${ops.length * MIN_ANSWER_BYTES} bytes at least; ${REQUEST_LIMIT_ENV.maxResponseBytes}=${limits.maxResponseBytes}: split it`,
+    );
   }
 }

@@ -11,9 +11,10 @@ import { DmaemuError } from '../core/errors.js';
 import { DEFAULT_SESSION_LIMITS, Session, type SessionLimits } from './session.js';
 import { SILENT_OBSERVER, type DmaObserver } from '../core/observer.js';
 import { BUDGET_ENV, BUDGET_SHARE, MemoryBudget, budgetFromEnv, defaultBudgetBytes } from '../core/memory-budget.js';
+import { DEFAULT_REQUEST_LIMITS, REQUEST_LIMIT_ENV, type RequestLimits } from './execute.js';
 import type { LeakReportOut, SessionCreateInput } from '../../schemas/index.js';
 
-export interface StoreLimits extends SessionLimits {
+export interface StoreLimits extends SessionLimits, RequestLimits {
   maxSessions: number;
   /** Idle time after which a session is dropped. */
   ttlMs: number;
@@ -25,6 +26,7 @@ export interface StoreLimits extends SessionLimits {
 
 export const DEFAULT_STORE_LIMITS: StoreLimits = {
   ...DEFAULT_SESSION_LIMITS,
+  ...DEFAULT_REQUEST_LIMITS,
   maxSessions: 1000,
   ttlMs: 60 * 60 * 1000,
   memoryLimit: 256 * 1024 * 1024,
@@ -53,6 +55,8 @@ export function limitsFromEnv(env: NodeJS.ProcessEnv = process.env): StoreLimits
     maxBatchOps: pick('DMAEMU_MAX_BATCH_OPS', d.maxBatchOps),
     memoryLimit: pick('DMAEMU_MEMORY_LIMIT', d.memoryLimit),
     memoryBudget: budgetFromEnv(env),
+    maxRequestCost: pick(REQUEST_LIMIT_ENV.maxRequestCost, d.maxRequestCost),
+    maxResponseBytes: pick(REQUEST_LIMIT_ENV.maxResponseBytes, d.maxResponseBytes),
   };
 }
 
@@ -86,17 +90,46 @@ export class SessionStore {
   }
 
   create(input: SessionCreateInput): Session {
+    return this.admit(this.prepare(input));
+  }
+
+  /**
+   * A new session, charged its creation but not registered: no id a client holds reaches it
+   * (a trace is replayed into it first); `admit` registers it, `discard` gives its share back.
+   */
+  prepare(input: SessionCreateInput): Session {
     this.sweep();
-    if (this.sessions.size >= this.limits.maxSessions) {
-      throw new DmaemuError('DMAEMU_TOO_MANY_SESSIONS', `the live-session limit (DMAEMU_MAX_SESSIONS=${this.limits.maxSessions}) is reached; delete a session first`);
-    }
+    this.checkRoom();
     const config = resolveConfig(configRequest(input), { memoryLimit: this.limits.memoryLimit });
     const id = randomBytes(16).toString('base64url');
     const s = this.construct(id, config);
     s.chargeCreation(); // may refuse: the session is not registered yet
     s.lastUsed = this.now();
-    this.sessions.set(id, s);
     return s;
+  }
+
+  /** Registers a prepared session (the live-session limit is checked again: others may have been created meanwhile). */
+  admit(s: Session): Session {
+    try {
+      this.checkRoom();
+    } catch (err) {
+      s.releaseBudget();
+      throw err;
+    }
+    s.lastUsed = this.now();
+    this.sessions.set(s.id, s);
+    return s;
+  }
+
+  /** A prepared session that will not be admitted: its share of the budget goes back. */
+  discard(s: Session): void {
+    s.releaseBudget();
+  }
+
+  private checkRoom(): void {
+    if (this.sessions.size >= this.limits.maxSessions) {
+      throw new DmaemuError('DMAEMU_TOO_MANY_SESSIONS', `the live-session limit (DMAEMU_MAX_SESSIONS=${this.limits.maxSessions}) is reached; delete a session first`);
+    }
   }
 
   /** A session rebuilt after a restart (src/service/journal.ts): its old id, its logged creation input; no limit applies. */

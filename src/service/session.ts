@@ -3,7 +3,6 @@
 // attached. The id, idle time and wire config live here; everything the DMA API does, and the
 // session's share of the memory budget, is the device's.
 
-import { DmaemuError } from '../core/errors.js';
 import type { SessionConfig } from '../core/config.js';
 import type { DebugFinding } from '../core/dma-debug.js';
 import { DEFAULT_SESSION_LIMITS, DmaDevice, type SessionLimits } from '../core/dma-device.js';
@@ -43,7 +42,7 @@ import type {
   UnmapInput,
   UnmapOut,
 } from '../../schemas/index.js';
-import { runBatch } from './batch.js';
+import { checkBatchOps, runBatch, type CostUnit } from './calls.js';
 import { configToWire } from './config-wire.js';
 import { coherentPages, faultOut, firstAddress, memoryOut, iovaOut, iovaRangesOut, leakRow, mappingRow, pageRows, segmentsOut } from './present.js';
 
@@ -149,9 +148,7 @@ export class Session {
   }
 
   batch(input: BatchInput): BatchOut {
-    if (input.ops.length > this.limits.maxBatchOps) {
-      throw new DmaemuError('DMAEMU_TOO_MANY_BATCH_OPS', `a batch may hold at most ${this.limits.maxBatchOps} ops`, 'ops');
-    }
+    checkBatchOps(input.ops.length, this.limits.maxBatchOps);
     return runBatch(this, input);
   }
 
@@ -271,6 +268,11 @@ export class Session {
   }
 
   // ---- internals ----------------------------------------------------------------------
+
+  /** What a call's cost is counted in (calls.ts). */
+  get costUnit(): CostUnit {
+    return { granule: this.granule(), pageSize: this.config.pageSize };
+  }
 
   /** The unit of ?pages=true rows: the IOMMU granule, or the page without an IOMMU. */
   private granule(): number {

@@ -8,12 +8,15 @@
 // Invariant: POSTing the trace of a session to /v1/sessions rebuilds a session whose every
 // answer equals its `expect` (replay.ts), because it makes the same calls in the same order.
 
+import { setImmediate as tick } from 'node:timers/promises';
 import { DmaemuError, invalid } from '../core/errors.js';
 import type { Journal } from './journal.js';
-import { parseTraceOps, replayTrace } from './replay.js';
+import { parseTraceOps, type TraceReplay } from './replay.js';
+import { SLICE_STEPS, executeTrace, sliced } from './execute.js';
+import { TRACE_CALLS, CALL_TABLE } from './calls.js';
 import type { Session } from './session.js';
 import type { SessionStore } from './session-store.js';
-import type { CallName, CallRecord, StoredSession } from './store/op-store.js';
+import type { CallRecord, StoredSession } from './store/op-store.js';
 import type { ReplayReportOut, SessionCreateRequestInput } from '../../schemas/index.js';
 
 export interface TraceDoc {
@@ -23,9 +26,6 @@ export interface TraceDoc {
   ops: Record<string, unknown>[];
 }
 
-const TRACE_NAMES: Partial<Record<CallName, string>> = { 'cpu/write': 'cpu_write', 'cpu/read': 'cpu_read', 'device/write': 'device_write', 'device/read': 'device_read' };
-/** The calls that hand out a handle in their answer. */
-const MAKES_HANDLE = new Set(['map_sg', 'map_page', 'alloc_coherent']);
 
 /** Decoded values back to wire JSON: bigints and physical addresses as hex strings. */
 function toWire(v: unknown, key = ''): unknown {
@@ -62,7 +62,7 @@ export function traceOf(stored: StoredSession, version: string): TraceDoc {
       out.ref = refBase + (handle as { ref: number }).ref;
     }
     const a = answer as { handle?: unknown } | null;
-    if (MAKES_HANDLE.has(op) && typeof a?.handle === 'number') byHandle.set(a.handle, ops.length);
+    if (TRACE_CALLS.get(op)?.makesHandle === true && typeof a?.handle === 'number') byHandle.set(a.handle, ops.length);
     out.expect = answer;
     ops.push(out);
   };
@@ -78,7 +78,7 @@ export function traceOf(stored: StoredSession, version: string): TraceDoc {
 function addRecord(rec: CallRecord, push: (op: string, body: unknown, answer: unknown, pages: boolean, refBase: number) => void, count: () => number): void {
   const answer = rec.err ?? rec.out ?? null;
   if (rec.op !== 'batch') {
-    push(TRACE_NAMES[rec.op] ?? rec.op, rec.in, answer, (rec.q as { pages?: boolean } | undefined)?.pages === true, 0);
+    push(CALL_TABLE[rec.op].trace, rec.in, answer, (rec.q as { pages?: boolean } | undefined)?.pages === true, 0);
     return;
   }
   // A batch refused as a whole (too many ops) ran nothing: it has no ops to replay.
@@ -94,7 +94,13 @@ function addRecord(rec: CallRecord, push: (op: string, body: unknown, answer: un
 
 // ---- POST /v1/sessions ------------------------------------------------------------------------
 
-/** A new session from the create body, or rebuilt from `trace` (its config, then its ops, each logged like any call). */
+/**
+ * A new session from the create body, or rebuilt from `trace`: its config, then its ops, run
+ * into a session no client can reach yet (execute.ts: checked, charged, sliced). Only once the
+ * whole trace has run is the session registered and logged (its creation, then its calls), so
+ * a create that fails (a bad op, a refused cost or budget, a log that cannot be written) leaves
+ * nothing behind, in memory or on disk.
+ */
 export async function createSession(
   store: SessionStore,
   journal: Journal,
@@ -108,12 +114,37 @@ export async function createSession(
   }
   const extra = Object.keys(input).filter((k) => (input as Record<string, unknown>)[k] !== undefined);
   if (extra.length > 0) throw invalid('trace', `a trace carries its own session config; drop ${extra.join(', ')} (or put them in trace.session)`);
-  const ops = parseTraceOps(trace.ops, 'trace.ops'); // every op checked before anything runs
+  const ops = await sliced(parseTraceOps(trace.ops, 'trace.ops')); // every op checked before anything runs
   const config = trace.session ?? {};
-  const session = store.create(config);
-  await created(store, journal, session, config);
-  const r = replayTrace(session, ops);
-  await journal.recordAll(session, r.calls);
+  const session = store.prepare(config);
+  let r: TraceReplay;
+  try {
+    r = await executeTrace(session, ops, { limits: store.limits, budget: store.budget }, 'this trace (whose answers its log keeps)');
+    store.admit(session);
+  } catch (err) {
+    store.discard(session);
+    throw err;
+  }
+  try {
+    // The creation, then the calls in slices (a trace of thousands of calls is thousands of
+    // records to encode): appended in order, made durable together. No client knows the id yet.
+    const pending: Promise<void>[] = [];
+    // Each promise is awaited below; handled now, so a failure while later slices wait is not an unhandled rejection.
+    const hold = (p: Promise<void>): void => {
+      pending.push(p);
+      p.catch(() => undefined);
+    };
+    hold(journal.created(session, config));
+    for (let i = 0; i < r.calls.length; i += SLICE_STEPS) {
+      await tick();
+      hold(journal.recordAll(session, r.calls.slice(i, i + SLICE_STEPS)));
+    }
+    await Promise.all(pending);
+  } catch (err) {
+    store.forget(session.id);
+    await journal.ended(session.id, 'deleted').catch(() => undefined); // its log goes with it
+    throw err;
+  }
   return { session, replay: { ops: ops.length, mismatches: r.mismatches } };
 }
 
