@@ -1763,6 +1763,19 @@ export interface components {
          *           }
          *         }
          *       ],
+         *       "obstacles": [
+         *         {
+         *           "rule": "max_segment_size",
+         *           "entries": [
+         *             1,
+         *             2
+         *           ],
+         *           "fixed_by": {
+         *             "max_segment_size": 147456
+         *           },
+         *           "message": "max_segment_size 65536 is less than the entries add up to: one segment needs Σ length = 147456"
+         *         }
+         *       ],
          *       "contiguous_iova": true,
          *       "one_segment": false,
          *       "would_merge_with": {
@@ -1800,9 +1813,25 @@ export interface components {
                     [key: string]: number | string;
                 };
             };
+            /** @description Every kind of break that stands between the list and one segment, hidden ones included (empty when it is one segment) */
+            obstacles: {
+                /** @description arm-legacy: which test of __iommu_map_sg */
+                condition?: string;
+                /** @description The input entries it would start a new segment before */
+                entries: number[];
+                /** @description The device parameters that remove it on a fresh session; null when none does */
+                fixed_by: {
+                    max_segment_size?: number;
+                    /** @example 0xffffc000 */
+                    segment_boundary_mask?: string;
+                } | null;
+                message: string;
+                /** @enum {string} */
+                rule: "max_segment_size" | "segment_boundary" | "entry_offset" | "previous_partial" | "arm_new_chunk" | "v4.4_never_merges" | "no_iommu" | "swiotlb_bounce" | "dma_length_limit" | "iova_space";
+            }[];
             one_segment: boolean;
             verdict: string;
-            /** @description Device parameters that would give one segment (at least these values); null when none would or it already is one */
+            /** @description Device parameters that give one segment on a fresh session (at least these values); null when no parameter would (an obstacle has no fix) or it already is one */
             would_merge_with: {
                 max_segment_size?: number;
                 /** @example 0xffffc000 */
@@ -1836,6 +1865,19 @@ export interface components {
          *             "cur_len": 16384,
          *             "length": 65536
          *           }
+         *         }
+         *       ],
+         *       "obstacles": [
+         *         {
+         *           "rule": "max_segment_size",
+         *           "entries": [
+         *             1,
+         *             2
+         *           ],
+         *           "fixed_by": {
+         *             "max_segment_size": 147456
+         *           },
+         *           "message": "max_segment_size 65536 is less than the entries add up to: one segment needs Σ length = 147456"
          *         }
          *       ],
          *       "contiguous_iova": true,
@@ -1875,9 +1917,25 @@ export interface components {
                     [key: string]: number | string;
                 };
             };
+            /** @description Every kind of break that stands between the list and one segment, hidden ones included (empty when it is one segment) */
+            obstacles: {
+                /** @description arm-legacy: which test of __iommu_map_sg */
+                condition?: string;
+                /** @description The input entries it would start a new segment before */
+                entries: number[];
+                /** @description The device parameters that remove it on a fresh session; null when none does */
+                fixed_by: {
+                    max_segment_size?: number;
+                    /** @example 0xffffc000 */
+                    segment_boundary_mask?: string;
+                } | null;
+                message: string;
+                /** @enum {string} */
+                rule: "max_segment_size" | "segment_boundary" | "entry_offset" | "previous_partial" | "arm_new_chunk" | "v4.4_never_merges" | "no_iommu" | "swiotlb_bounce" | "dma_length_limit" | "iova_space";
+            }[];
             one_segment: boolean;
             verdict: string;
-            /** @description Device parameters that would give one segment (at least these values); null when none would or it already is one */
+            /** @description Device parameters that give one segment on a fresh session (at least these values); null when no parameter would (an obstacle has no fix) or it already is one */
             would_merge_with: {
                 max_segment_size?: number;
                 /** @example 0xffffc000 */
