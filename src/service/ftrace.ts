@@ -31,7 +31,29 @@ import { invalid } from '../core/errors.js';
 /** How long one parse slice may run before it yields to the event loop. */
 export const SLICE_MS = 10;
 export const DEFAULT_MAX_IMPORT_EVENTS = 100_000;
+/** Largest text/plain trace POST /v1/import/ftrace takes (JSON bodies stay under DMAEMU_BODY_LIMIT). */
+export const DEFAULT_IMPORT_BODY_LIMIT = 64 * 1024 * 1024;
+
+export interface ImportLimits {
+  /** DMAEMU_IMPORT_BODY_LIMIT: bytes of a text/plain trace. */
+  bodyLimit: number;
+  /** DMAEMU_MAX_IMPORT_EVENTS: dma events one import reads. */
+  maxEvents: number;
+}
+
+export function importLimitsFromEnv(env: NodeJS.ProcessEnv = process.env): ImportLimits {
+  const read = (name: string, dflt: number, min: number): number => {
+    const raw = env[name];
+    if (raw === undefined || raw === '') return dflt;
+    const v = Number(raw);
+    if (!Number.isSafeInteger(v) || v < min) throw new Error(`${name} must be an integer ≥ ${min}, got ${JSON.stringify(raw)}`);
+    return v;
+  };
+  return { bodyLimit: read('DMAEMU_IMPORT_BODY_LIMIT', DEFAULT_IMPORT_BODY_LIMIT, 1024), maxEvents: read('DMAEMU_MAX_IMPORT_EVENTS', DEFAULT_MAX_IMPORT_EVENTS, 1) };
+}
 const DMA_MAPPING_ERROR = (1n << 64n) - 1n;
+/** drivers/iommu/iova.c IOVA_DEPOT_DELAY: msecs_to_jiffies(100). */
+const IOVA_DEPOT_DELAY_S = 0.1;
 const PHYS_LIMIT = 2n ** 52n;
 
 type Dir = 'to_device' | 'from_device' | 'bidirectional';
@@ -203,11 +225,13 @@ export function readDmaEvent(event: string, payload: string, line: number): DmaE
 }
 
 /** A line's event name and payload; null for headers and comments; an error for anything else. */
-export function readLine(text: string, line: number): { event: string; payload: string } | null {
+export function readLine(text: string, line: number): { event: string; payload: string; ts: number | undefined } | null {
   if (HEADER.test(text)) return null;
   const m = LINE.exec(text);
   if (!m) throw invalid('text', `line ${line}: not an ftrace event line (TASK-PID [CPU] FLAGS TIMESTAMP: EVENT: fields): ${JSON.stringify(text.slice(0, 120))}`);
-  return { event: m[6] ?? '', payload: m[7] ?? '' };
+  // Seconds.microseconds (the default `local` clock); a counter clock prints no dot: no time then.
+  const ts = m[5]?.includes('.') ? Number(m[5]) : undefined;
+  return { event: m[6] ?? '', payload: m[7] ?? '', ts };
 }
 
 /** Every dma event of a (small) text, in order: the synchronous reader the tests' replay uses. */
@@ -297,6 +321,7 @@ class DeviceTrace {
   readonly lost = new Map<string, number>();
   /** dma − phys of every translated address seen; a single value means no IOMMU (dma-direct). */
   readonly offsets = new Set<bigint>();
+  lastTs: number | undefined;
   constructor(readonly name: string) {}
 }
 
@@ -332,7 +357,8 @@ export class FtraceImporter {
     return `its map (line ${at}) could not be expressed, so neither can this`;
   }
 
-  add(e: DmaEvent): void {
+  /** One event, at `ts` seconds when the trace's clock gives them. */
+  add(e: DmaEvent, ts?: number): void {
     if (this.opts.device !== undefined && e.device !== this.opts.device) return;
     let d = this.byDevice.get(e.device);
     if (!d) {
@@ -340,9 +366,13 @@ export class FtraceImporter {
       this.byDevice.set(e.device, d);
     }
     d.events++;
+    // IOVA_DEPOT_DELAY (100 ms) passed without a call: the rcache depot's delayed trim
+    // (iova_depot_work_func) had time to run. dmaemu's time stands still until told so.
+    if (ts !== undefined && d.lastTs !== undefined && ts - d.lastTs >= IOVA_DEPOT_DELAY_S) d.ops.push({ op: 'flush', depot_trim: true });
+    if (ts !== undefined) d.lastTs = ts;
     if (e.kind === 'other') return this.skip(e, e.why);
     if ('dir' in e && e.dir === 'none') return this.skip(e, 'DMA_NONE: dmaemu refuses a mapping without a direction, as dma-debug does', d);
-    const skipSync = e.attrs.includes('SKIP_CPU_SYNC') ? { skip_cpu_sync: true } : {};
+    const skipSync: { skip_cpu_sync?: true } = e.attrs.includes('SKIP_CPU_SYNC') ? { skip_cpu_sync: true } : {};
     switch (e.kind) {
       case 'map_single': {
         if (e.event === 'dma_map_resource' || e.attrs.includes('MMIO')) return this.skip(e, 'an MMIO mapping (dma_map_resource / DMA_ATTR_MMIO): dmaemu maps RAM only', d);
@@ -410,22 +440,36 @@ export class FtraceImporter {
 
   /**
    * dma_map_sg prints each entry's phys but each *segment's* dma address and length. When
-   * ents = nents nothing was merged, so segment i is entry i and its length is the entry's;
-   * otherwise the entries' own lengths are not in the trace.
+   * ents = nents nothing was merged, so segment i is entry i and its length is the entry's.
+   * Otherwise the entries' lengths are rebuilt from __finalise_sg's merge rules when only one
+   * scatterlist fits them (rebuildMerged), and listed as unexpressed when several do.
    */
-  private mapSg(d: DeviceTrace, e: Extract<DmaEvent, { kind: 'map_sg' }>, skipSync: Record<string, boolean>): void {
+  private mapSg(d: DeviceTrace, e: Extract<DmaEvent, { kind: 'map_sg' }>, skipSync: { skip_cpu_sync?: true }): void {
     if (e.truncated) return this.skip(e, `the event lists only the first ${e.phys.length} of ${e.nents} entries ([TRUNCATED] above 128)`, d);
+    let lengths: number[] = e.sizes;
+    let firsts: number[] = e.phys.map((_, i) => i); // the entry each segment starts with
     if (e.ents !== e.nents) {
-      return this.skip(e, `${e.nents} entries were merged into ${e.ents} segments: the event gives each segment's length, not each entry's, so the scatterlist cannot be rebuilt`, d);
+      const g = this.granuleOf(d.name);
+      const r = rebuildMerged(e.phys, e.dma, e.sizes, g);
+      if (typeof r === 'string') return this.skip(e, `${e.nents} entries were merged into ${e.ents} segments and ${r} (the event gives each segment's length, not each entry's; granule ${g})`, d);
+      lengths = r.lengths;
+      firsts = r.firsts;
     }
-    const bad = e.phys.findIndex((p, i) => p >= PHYS_LIMIT || (e.sizes[i] ?? 0) < 1);
-    if (bad >= 0) return this.skip(e, `entry ${bad} (phys ${hx(e.phys[bad] ?? 0n)}, ${e.sizes[bad] ?? 0} bytes) is not a dmaemu sg entry`, d);
+    const bad = e.phys.findIndex((p, i) => p >= PHYS_LIMIT || (lengths[i] ?? 0) < 1);
+    if (bad >= 0) return this.skip(e, `entry ${bad} (phys ${hx(e.phys[bad] ?? 0n)}, ${lengths[bad] ?? 0} bytes) is not a dmaemu sg entry`, d);
     const ref = d.ops.length;
-    const op: Record<string, unknown> = { op: 'map_sg', dir: e.dir, sg: e.phys.map((p, i) => ({ phys: hx(p), length: e.sizes[i] })), ...skipSync };
+    const op: Record<string, unknown> = { op: 'map_sg', dir: e.dir, sg: e.phys.map((p, i) => ({ phys: hx(p), length: lengths[i] })), ...skipSync };
     if (this.expect) op.expect = { nents: e.ents, segments: e.dma.map((a, i) => ({ dma_address: hx(a), dma_length: e.sizes[i] })) };
     d.ops.push(op);
     d.sgs.push({ ref, phys: e.phys, firstDma: e.dma[0] ?? 0n });
-    e.dma.forEach((a, i) => d.offsets.add(a - (e.phys[i] ?? 0n)));
+    e.dma.forEach((a, s) => d.offsets.add(a - (e.phys[firsts[s] ?? 0] ?? 0n)));
+  }
+
+  /** The IOMMU granule the options give this device (the merge rules work in it), else 4 KiB. */
+  private granuleOf(name: string): number {
+    const body = this.opts.devices?.[name] ?? this.opts.session;
+    const g = (body?.iommu as { granule?: unknown } | null | undefined)?.granule;
+    return typeof g === 'number' ? g : 4096;
   }
 
   result(): ImportResult {
@@ -463,6 +507,67 @@ export class FtraceImporter {
   }
 }
 
+/**
+ * The entries' lengths of a merged dma_map_sg, when __finalise_sg's rules leave one choice:
+ * segment s holds consecutive entries (a group); the group's first entry has the segment's
+ * offset within its granule; every later entry starts on a granule (s_iova_off == 0) and every
+ * entry but the last ends on one (else cur_len is reset); the lengths add up to the segment's.
+ * With q entries, a first offset `off` and total T, the q − 1 non-last entries take at least
+ * g − off, g, …, g bytes, and the last at least 1: that is the only choice exactly when
+ * T + off ≤ q·g (any more and a granule could sit in more than one entry). Grouping and
+ * lengths are counted together (a DP over entries and segments, stopped at two); the answer
+ * is given only when there is exactly one.
+ */
+export function rebuildMerged(phys: readonly bigint[], dma: readonly bigint[], sizes: readonly number[], g: number): { lengths: number[]; firsts: number[] } | string {
+  const n = phys.length;
+  const m = dma.length;
+  const G = BigInt(g);
+  const off = phys.map((p) => Number(p % G));
+  /** How many length choices group [i, j) has as segment s (0, 1 or 2 = several). */
+  const choices = (i: number, j: number, s: number): number => {
+    if (off[i] !== Number((dma[s] ?? 0n) % G)) return 0;
+    for (let k = i + 1; k < j; k++) if (off[k] !== 0) return 0;
+    const q = j - i;
+    const T = sizes[s] ?? 0;
+    const min = q === 1 ? 1 : g - (off[i] ?? 0) + (q - 2) * g + 1;
+    if (T < min) return 0;
+    return q === 1 || T + (off[i] ?? 0) <= q * g ? 1 : 2;
+  };
+  // ways[s][i]: the ways entries i.. can make segments s.. (capped at 2).
+  const ways: number[][] = Array.from({ length: m + 1 }, () => new Array<number>(n + 1).fill(0));
+  (ways[m] as number[])[n] = 1;
+  for (let s = m - 1; s >= 0; s--) {
+    for (let i = n - 1; i >= 0; i--) {
+      let w = 0;
+      for (let j = i + 1; j <= n && w < 2; j++) {
+        const rest = (ways[s + 1] as number[])[j] ?? 0;
+        if (rest > 0) w += choices(i, j, s) * rest;
+      }
+      (ways[s] as number[])[i] = Math.min(w, 2);
+    }
+  }
+  const total = (ways[0] as number[])[0] ?? 0;
+  if (total === 0) return 'no scatterlist fits the merge rules';
+  if (total > 1) return 'more than one scatterlist fits them';
+  const lengths: number[] = [];
+  const firsts: number[] = [];
+  let i = 0;
+  for (let s = 0; s < m; s++) {
+    let j = i + 1;
+    while (j < n && !(choices(i, j, s) === 1 && ((ways[s + 1] as number[])[j] ?? 0) === 1)) j++;
+    firsts.push(i);
+    let left = sizes[s] ?? 0;
+    for (let k = i; k < j - 1; k++) {
+      const len = g - (off[k] ?? 0);
+      lengths.push(len);
+      left -= len;
+    }
+    lengths.push(left);
+    i = j;
+  }
+  return { lengths, firsts };
+}
+
 function containing(m: ReadonlyMap<bigint, Live>, dma: bigint, size: number): Live | undefined {
   const exact = m.get(dma);
   if (exact && size <= exact.size) return exact;
@@ -489,7 +594,7 @@ export async function importFtrace(text: string, opts: ImportOptions = {}): Prom
         if (r.event.startsWith('dma_')) {
           imp.dmaEvents++;
           if (imp.dmaEvents > max) throw invalid('text', `more than ${max} dma events (DMAEMU_MAX_IMPORT_EVENTS); split the trace or record fewer`);
-          imp.add(readDmaEvent(r.event, r.payload, n));
+          imp.add(readDmaEvent(r.event, r.payload, n), r.ts);
         } else imp.otherEvents++;
       }
       // Look at the clock every 256 lines: often enough to stay well inside a slice.
