@@ -35,13 +35,13 @@ export const importPlugin: FastifyPluginAsync<{ limits?: Partial<ImportLimits> |
         },
       },
       // The generic 413 names DMAEMU_BODY_LIMIT; here the text/plain limit is another one.
-      errorHandler: (err: FastifyError, req, reply) => {
+      errorHandler: (err: FastifyError, req, reply): void => {
         if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE' && req.headers['content-type']?.startsWith('text/plain')) {
           const e = new DmaemuError('DMAEMU_BODY_TOO_LARGE', `the trace is over DMAEMU_IMPORT_BODY_LIMIT (${limits.bodyLimit} bytes)`);
-          return reply.code(413).send(e.toBody());
+          void reply.code(413).send(e.toBody());
+          return;
         }
         errorHandler(err, req, reply);
-        return reply;
       },
     },
     async (req) => {
