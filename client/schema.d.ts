@@ -124,6 +124,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/import/ftrace": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Turn the kernel's dma tracepoints (trace-cmd report, tracefs trace or trace_pipe) into dmaemu traces, one per device
+         * @description Reads dma_map_sg, dma_map_page / dma_map_phys, dma_unmap_*, dma_alloc / dma_free and dma_sync_* events of Linux 6.12 and later. Each device gets a trace for POST /v1/sessions `{ "trace": … }` or POST /v1/compare; events no dmaemu op can express are listed in `unexpressed` with their line. Body: JSON `{ text, session, devices, device, expect }`, or the trace itself as text/plain (up to DMAEMU_IMPORT_BODY_LIMIT bytes) with `device` and `expect` in the query. At most DMAEMU_MAX_IMPORT_EVENTS dma events. See docs/ftrace.md.
+         */
+        post: operations["import_ftrace"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/sessions": {
         parameters: {
             query?: never;
@@ -1556,6 +1576,100 @@ export interface components {
             };
             handle: number;
         };
+        ImportFtraceRequest: {
+            /** @description Import only this device */
+            device?: string;
+            /** @description Per device name: its own session body instead of `session` */
+            devices?: {
+                [key: string]: {
+                    [key: string]: unknown;
+                };
+            };
+            /** @description Put the kernel's answers in each op's `expect` (default true), so replaying the trace reports where dmaemu differs */
+            expect?: boolean;
+            /** @description Every device's session body. The device's bus, and for a device whose dma_addr is always phys + one offset `iommu: null` and `dma_offset`, are taken from the trace unless given here */
+            session?: {
+                [key: string]: unknown;
+            };
+            /** @description The trace as `trace-cmd report`, tracefs `trace` or `trace_pipe` print it */
+            text: string;
+        };
+        ImportFtraceRequestInput: {
+            /** @description Import only this device */
+            device?: string;
+            /** @description Per device name: its own session body instead of `session` */
+            devices?: {
+                [key: string]: {
+                    [key: string]: unknown;
+                };
+            };
+            /** @description Put the kernel's answers in each op's `expect` (default true), so replaying the trace reports where dmaemu differs */
+            expect?: boolean;
+            /** @description Every device's session body. The device's bus, and for a device whose dma_addr is always phys + one offset `iommu: null` and `dma_offset`, are taken from the trace unless given here */
+            session?: {
+                [key: string]: unknown;
+            };
+            /** @description The trace as `trace-cmd report`, tracefs `trace` or `trace_pipe` print it */
+            text: string;
+        };
+        ImportFtraceResult: {
+            devices: {
+                /** @description The device name the events carry (dev_name) */
+                device: string;
+                /** @description dma events of this device in the text */
+                events: number;
+                /** @description What the trace itself shows about the device */
+                inferred: {
+                    /** @enum {string} */
+                    bus: "pci" | "platform";
+                    dma_offset?: string;
+                    iommu: boolean;
+                    reason: string;
+                };
+                /** @description POST it to /v1/sessions as `{ "trace": … }`, or to /v1/compare */
+                trace: components["schemas"]["TraceDocument"];
+            }[];
+            dma_events: number;
+            lines: number;
+            /** @description Events of other subsystems, skipped */
+            other_events: number;
+            /** @description Every event no dmaemu op can express, with its line and why (nothing is dropped silently) */
+            unexpressed: {
+                device: string;
+                event: string;
+                line: number;
+                reason: string;
+            }[];
+        };
+        ImportFtraceResultInput: {
+            devices: {
+                /** @description The device name the events carry (dev_name) */
+                device: string;
+                /** @description dma events of this device in the text */
+                events: number;
+                /** @description What the trace itself shows about the device */
+                inferred: {
+                    /** @enum {string} */
+                    bus: "pci" | "platform";
+                    dma_offset?: string;
+                    iommu: boolean;
+                    reason: string;
+                };
+                /** @description POST it to /v1/sessions as `{ "trace": … }`, or to /v1/compare */
+                trace: components["schemas"]["TraceDocumentInput"];
+            }[];
+            dma_events: number;
+            lines: number;
+            /** @description Events of other subsystems, skipped */
+            other_events: number;
+            /** @description Every event no dmaemu op can express, with its line and why (nothing is dropped silently) */
+            unexpressed: {
+                device: string;
+                event: string;
+                line: number;
+                reason: string;
+            }[];
+        };
         LeakReport: {
             debug: components["schemas"]["DebugFinding"][];
             id: string;
@@ -2877,6 +2991,54 @@ export interface operations {
             };
             /** @description Over a limit (DMAEMU_TOO_MANY_*, DMAEMU_MEMORY_LIMIT) */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    import_ftrace: {
+        parameters: {
+            query?: {
+                /** @description Import only this device */
+                device?: string;
+                /** @description As `expect` in the JSON body (default true) */
+                expect?: "0" | "1" | "true" | "false";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ImportFtraceRequestInput"] | string;
+                "text/plain": components["schemas"]["ImportFtraceRequestInput"] | string;
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImportFtraceResult"];
+                };
+            };
+            /** @description A line that is not an ftrace event (the message names it), a bad option, or more than DMAEMU_MAX_IMPORT_EVENTS dma events */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over DMAEMU_BODY_LIMIT (JSON) or DMAEMU_IMPORT_BODY_LIMIT (text/plain) (DMAEMU_BODY_TOO_LARGE) */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
