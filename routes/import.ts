@@ -1,20 +1,28 @@
 // POST /v1/import/ftrace: the kernel's dma tracepoints in, one dmaemu trace per device out
 // (src/service/ftrace.ts). JSON bodies ({text, options}) stay under DMAEMU_BODY_LIMIT; a
 // text/plain body is the trace itself, up to DMAEMU_IMPORT_BODY_LIMIT, options in the query.
-import type { FastifyError, FastifyPluginAsync } from 'fastify';
+// The parse runs in a worker thread (src/service/ftrace-pool.ts): the answer comes back as
+// JSON bytes and is sent as they are.
+import type { FastifyError, FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import { ImportFtraceBody, ImportFtraceQuery, ImportFtraceResult } from '../schemas/import.js';
 import { DmaemuError } from '../src/core/errors.js';
 import { errorHandler } from '../src/service/http-errors.js';
-import { importFtrace, importLimitsFromEnv, type ImportLimits } from '../src/service/ftrace.js';
+import { importLimitsFromEnv, type ImportLimits } from '../src/service/ftrace.js';
+import { importInWorker } from '../src/service/ftrace-pool.js';
 import { SESSION_ERRORS } from './route-kit.js';
 
 export const importPlugin: FastifyPluginAsync<{ limits?: Partial<ImportLimits> | undefined }> = async (fastify, opts) => {
   const limits = { ...importLimitsFromEnv(), ...opts.limits };
   const app = fastify.withTypeProvider<ZodTypeProvider>();
-  // Only in this plugin: a text/plain body is handed over as the string it is.
-  app.addContentTypeParser('text/plain', { parseAs: 'string', bodyLimit: limits.bodyLimit }, (_req, body, done) => done(null, body));
+  // Only in this plugin: a text/plain body is kept as its bytes, for the worker (never decoded
+  // on this thread); the schema sees an empty string in its place.
+  const rawTexts = new WeakMap<FastifyRequest, Buffer>();
+  app.addContentTypeParser('text/plain', { parseAs: 'buffer', bodyLimit: limits.bodyLimit }, (req, body, done) => {
+    rawTexts.set(req, body as Buffer);
+    done(null, '');
+  });
   app.post(
     '/v1/import/ftrace',
     {
@@ -44,11 +52,13 @@ export const importPlugin: FastifyPluginAsync<{ limits?: Partial<ImportLimits> |
         errorHandler(err, req, reply);
       },
     },
-    async (req) => {
+    async (req, reply) => {
       const b = req.body;
-      const opts = typeof b === 'string' ? { device: req.query.device, expect: req.query.expect } : { ...b, device: b.device ?? req.query.device, expect: b.expect ?? req.query.expect };
-      const text = typeof b === 'string' ? b : b.text;
-      return importFtrace(text, { ...opts, maxEvents: limits.maxEvents });
+      const opts = typeof b === 'string' ? { device: req.query.device, expect: req.query.expect } : { ...b, text: undefined, device: b.device ?? req.query.device, expect: b.expect ?? req.query.expect };
+      const text = typeof b === 'string' ? (rawTexts.get(req) ?? Buffer.alloc(0)) : b.text;
+      const json = await importInWorker(text, { ...opts, maxEvents: limits.maxEvents });
+      // Already the ImportFtraceResult's JSON (the worker serialized it): Fastify sends a Buffer as it is.
+      return reply.type('application/json; charset=utf-8').send(json as unknown as z.output<typeof ImportFtraceResult>);
     },
   );
 };
