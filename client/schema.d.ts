@@ -115,7 +115,7 @@ export interface paths {
         put?: never;
         /**
          * Replay a trace (or one scatterlist) under linux, linux-4.4, arm-legacy and no IOMMU, side by side
-         * @description One row per op with each column's answer and `differs`, the fields that are not the same everywhere. map_sg answers carry `explain` (why each segment break happened). Nothing is stored: the four sessions live for this request only. See docs/explain.md.
+         * @description One row per op with each column's answer and `differs`, the fields that are not the same everywhere. map_sg answers carry `explain` (why each segment break happened). Nothing is stored: the four sessions live for this request only. `ftrace` takes the sequence from the kernel's dma events (docs/ftrace.md); `vary` also runs it under each combination of some device parameters, side by side in `varied`. See docs/explain.md.
          */
         post: operations["compare"];
         delete?: never;
@@ -750,6 +750,13 @@ export interface components {
              * @enum {string}
              */
             dir?: "bidirectional" | "to_device" | "from_device" | "none";
+            /** @description Compare a device's traced calls: imported as POST /v1/import/ftrace does, `session` as its options (docs/ftrace.md) */
+            ftrace?: {
+                /** @description The device whose events to compare; needed when the text holds several */
+                device?: string;
+                /** @description The trace as trace-cmd report, tracefs trace or trace_pipe print it */
+                text: string;
+            };
             name?: string;
             /** @description A trace in the format of test/vectors and GET /trace (`ref: i` = the handle op i returned); `expect` is ignored */
             ops?: components["schemas"]["TraceOp"][];
@@ -766,6 +773,13 @@ export interface components {
                  */
                 phys: unknown;
             }[];
+            /** @description Device parameters to vary, e.g. {"max_segment_size": [65536, 4294967295]}: each combination runs in the session's layout, side by side in `varied` (at most 16) */
+            vary?: {
+                dma_mask?: string[];
+                granule?: (4096 | 16384 | 65536)[];
+                max_segment_size?: number[];
+                segment_boundary_mask?: string[];
+            };
         };
         /**
          * @example {
@@ -797,6 +811,13 @@ export interface components {
              * @enum {string}
              */
             dir?: "bidirectional" | "to_device" | "from_device" | "none";
+            /** @description Compare a device's traced calls: imported as POST /v1/import/ftrace does, `session` as its options (docs/ftrace.md) */
+            ftrace?: {
+                /** @description The device whose events to compare; needed when the text holds several */
+                device?: string;
+                /** @description The trace as trace-cmd report, tracefs trace or trace_pipe print it */
+                text: string;
+            };
             name?: string;
             /** @description A trace in the format of test/vectors and GET /trace (`ref: i` = the handle op i returned); `expect` is ignored */
             ops?: components["schemas"]["TraceOpInput"][];
@@ -813,6 +834,13 @@ export interface components {
                  */
                 phys: string | number;
             }[];
+            /** @description Device parameters to vary, e.g. {"max_segment_size": [65536, 4294967295]}: each combination runs in the session's layout, side by side in `varied` (at most 16) */
+            vary?: {
+                dma_mask?: string[];
+                granule?: (4096 | 16384 | 65536)[];
+                max_segment_size?: number[];
+                segment_boundary_mask?: string[];
+            };
         };
         CompareResult: {
             columns: {
@@ -822,6 +850,16 @@ export interface components {
                 /** @description Why this column could not be set up (e.g. arm-legacy maps at most 4 GiB of aperture) */
                 error?: components["schemas"]["Error"];
             }[];
+            /** @description With `ftrace`: the device compared, and its events no op could express (left out) */
+            imported?: {
+                device: string;
+                unexpressed: {
+                    device: string;
+                    event: string;
+                    line: number;
+                    reason: string;
+                }[];
+            };
             ops: {
                 /** @description Fields whose values are not the same in every column (debug by check and message; explain.verdict for map_sg) */
                 differs: string[];
@@ -1096,6 +1134,91 @@ export interface components {
                 };
                 same: boolean;
             }[];
+            /** @description With `vary`: the sequence under each combination of the varied device parameters, side by side */
+            varied?: {
+                columns: {
+                    config: components["schemas"]["SessionConfig"] | null;
+                    error?: components["schemas"]["Error"];
+                    /** @description The varied parameters of this column */
+                    set: {
+                        [key: string]: number | string;
+                    };
+                }[];
+                /** @description The session's layout (or no-iommu), in which every variant ran */
+                layout: string;
+                ops: {
+                    differs: string[];
+                    name: string;
+                    op: number;
+                    /** @description One answer per variant, in `columns` order */
+                    results: ({
+                        /** @description Some entry goes through swiotlb */
+                        bounced?: boolean;
+                        /** @description Bytes copied between swiotlb and the original buffer */
+                        bounced_bytes?: number;
+                        /**
+                         * @description Cache maintenance performed
+                         * @enum {string}
+                         */
+                        cache?: "clean" | "invalidate" | "clean+invalidate" | "none";
+                        code?: string;
+                        data?: string;
+                        debug?: components["schemas"]["DebugFinding"][];
+                        /**
+                         * @description 0xffffffffffffffff (DMA_MAPPING_ERROR) on failure
+                         * @example 0xffffc000
+                         */
+                        dma_address?: string;
+                        /** @example 0xffffc000 */
+                        dma_handle?: string;
+                        error?: {
+                            /** @enum {string} */
+                            errno: "ENOMEM" | "EIO" | "EINVAL";
+                            message: string;
+                        } | string;
+                        explain?: components["schemas"]["MapSgExplain"];
+                        fault?: components["schemas"]["Fault"];
+                        /** @description IOVAs taken out of the flush queue */
+                        flushed?: number;
+                        handle?: number | null;
+                        /** @description The IOVA allocation (the first one for arm-legacy); null without an IOMMU */
+                        iova?: {
+                            /** @description Bytes */
+                            size: number;
+                            /** @example 0xffffc000 */
+                            start: string;
+                        } | null;
+                        /** @description Every IOVA allocation this mapping holds */
+                        iova_ranges?: {
+                            /** @description Bytes */
+                            size: number;
+                            /** @example 0xffffc000 */
+                            start: string;
+                        }[];
+                        message?: string;
+                        nents?: number;
+                        pages?: {
+                            /** @example 0xffffc000 */
+                            iova: string;
+                            /** @example 0xffffc000 */
+                            phys: string;
+                        }[];
+                        /** @description The physical pages, in order */
+                        phys?: string[];
+                        /** @description IOVAs returned from the rcache to the tree */
+                        rcache_freed?: number;
+                        segments?: {
+                            /** @example 0xffffc000 */
+                            dma_address: string;
+                            dma_length: number;
+                        }[];
+                        size?: number;
+                        statusCode?: number;
+                        written?: number;
+                    } | null)[];
+                    same: boolean;
+                }[];
+            };
         };
         CompareResultInput: {
             columns: {
@@ -1105,6 +1228,16 @@ export interface components {
                 /** @description Why this column could not be set up (e.g. arm-legacy maps at most 4 GiB of aperture) */
                 error?: components["schemas"]["ErrorInput"];
             }[];
+            /** @description With `ftrace`: the device compared, and its events no op could express (left out) */
+            imported?: {
+                device: string;
+                unexpressed: {
+                    device: string;
+                    event: string;
+                    line: number;
+                    reason: string;
+                }[];
+            };
             ops: {
                 /** @description Fields whose values are not the same in every column (debug by check and message; explain.verdict for map_sg) */
                 differs: string[];
@@ -1379,6 +1512,91 @@ export interface components {
                 };
                 same: boolean;
             }[];
+            /** @description With `vary`: the sequence under each combination of the varied device parameters, side by side */
+            varied?: {
+                columns: {
+                    config: components["schemas"]["SessionConfigInput"] | null;
+                    error?: components["schemas"]["ErrorInput"];
+                    /** @description The varied parameters of this column */
+                    set: {
+                        [key: string]: number | string;
+                    };
+                }[];
+                /** @description The session's layout (or no-iommu), in which every variant ran */
+                layout: string;
+                ops: {
+                    differs: string[];
+                    name: string;
+                    op: number;
+                    /** @description One answer per variant, in `columns` order */
+                    results: ({
+                        /** @description Some entry goes through swiotlb */
+                        bounced?: boolean;
+                        /** @description Bytes copied between swiotlb and the original buffer */
+                        bounced_bytes?: number;
+                        /**
+                         * @description Cache maintenance performed
+                         * @enum {string}
+                         */
+                        cache?: "clean" | "invalidate" | "clean+invalidate" | "none";
+                        code?: string;
+                        data?: string;
+                        debug?: components["schemas"]["DebugFindingInput"][];
+                        /**
+                         * @description 0xffffffffffffffff (DMA_MAPPING_ERROR) on failure
+                         * @example 0xffffc000
+                         */
+                        dma_address?: string;
+                        /** @example 0xffffc000 */
+                        dma_handle?: string;
+                        error?: {
+                            /** @enum {string} */
+                            errno: "ENOMEM" | "EIO" | "EINVAL";
+                            message: string;
+                        } | string;
+                        explain?: components["schemas"]["MapSgExplainInput"];
+                        fault?: components["schemas"]["FaultInput"];
+                        /** @description IOVAs taken out of the flush queue */
+                        flushed?: number;
+                        handle?: number | null;
+                        /** @description The IOVA allocation (the first one for arm-legacy); null without an IOMMU */
+                        iova?: {
+                            /** @description Bytes */
+                            size: number;
+                            /** @example 0xffffc000 */
+                            start: string;
+                        } | null;
+                        /** @description Every IOVA allocation this mapping holds */
+                        iova_ranges?: {
+                            /** @description Bytes */
+                            size: number;
+                            /** @example 0xffffc000 */
+                            start: string;
+                        }[];
+                        message?: string;
+                        nents?: number;
+                        pages?: {
+                            /** @example 0xffffc000 */
+                            iova: string;
+                            /** @example 0xffffc000 */
+                            phys: string;
+                        }[];
+                        /** @description The physical pages, in order */
+                        phys?: string[];
+                        /** @description IOVAs returned from the rcache to the tree */
+                        rcache_freed?: number;
+                        segments?: {
+                            /** @example 0xffffc000 */
+                            dma_address: string;
+                            dma_length: number;
+                        }[];
+                        size?: number;
+                        statusCode?: number;
+                        written?: number;
+                    } | null)[];
+                    same: boolean;
+                }[];
+            };
         };
         CpuReadRequest: {
             /** @description Bytes, at most 1 MiB per call */

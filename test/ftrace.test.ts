@@ -225,6 +225,43 @@ t.test('POST /v1/import/ftrace', async (t) => {
     t.equal(many.body.message, 'text: more than 50 dma events (DMAEMU_MAX_IMPORT_EVENTS); split the trace or record fewer');
   });
 
+  t.test('POST /v1/compare {ftrace, vary}: one device\'s traced calls under each max_segment_size, side by side, differences marked', async (t) => {
+    const excerpt = fixture('linux-6.12-excerpt.trace');
+    const r = await c.post('/v1/compare', { ftrace: { text: excerpt, device: '0000:00:03.0' }, vary: { max_segment_size: [65536, 4294967295] } });
+    t.equal(r.status, 200);
+    t.same(r.body.imported, { device: '0000:00:03.0', unexpressed: [] });
+    const varied = r.body.varied as Obj;
+    t.equal(varied.layout, 'linux');
+    t.same((varied.columns as Obj[]).map((col) => col.set), [{ max_segment_size: 65536 }, { max_segment_size: 4294967295 }]);
+    const first = (varied.ops as Obj[])[0] as Obj;
+    const [narrow, wide] = first.results as Obj[];
+    // 65536: __finalise_sg stops at 65536 − 65536 < 16384 and 65536 − 16384 < 65536: the three
+    // segments the kernel traced. UINT_MAX: one segment of 65536 + 16384 + 65536 = 147456 at the
+    // allocation's start, 36 pfns aligned to 64 below 0x100000 → 0xfffc0000.
+    t.same(narrow?.segments, [{ dma_address: '0xfffc0000', dma_length: 65536 }, { dma_address: '0xfffd0000', dma_length: 16384 }, { dma_address: '0xfffd4000', dma_length: 65536 }]);
+    t.same(wide?.segments, [{ dma_address: '0xfffc0000', dma_length: 147456 }]);
+    t.same(first.differs, ['nents', 'segments', 'explain.verdict']);
+    t.equal(((varied.ops as Obj[])[2] as Obj).same, true, 'the unmaps answer alike');
+    // The layout columns are compare's own: linux gives the kernel's answer.
+    const row = (r.body.ops as Obj[])[0] as Obj;
+    t.same(((row.results as Obj).linux as Obj).segments, narrow?.segments);
+  });
+
+  t.test('POST /v1/compare: several devices without ftrace.device, an unparseable line, too many variants: 400s naming the field', async (t) => {
+    const excerpt = fixture('linux-6.12-excerpt.trace');
+    const several = await c.post('/v1/compare', { ftrace: { text: excerpt } });
+    t.equal(several.status, 400);
+    t.equal(several.body.message, 'ftrace.device: the text holds 4 devices (0000:00:03.0, 0000:00:04.0, 0000:00:05.0, 0000:00:14.0): name one');
+    const bad = await c.post('/v1/compare', { ftrace: { text: 'cpus=1\nzzz\n' } });
+    t.equal(bad.status, 400);
+    t.match(bad.body.message, /^ftrace\.text: line 2: not an ftrace event line/);
+    const many = await c.post('/v1/compare', { sg: [{ phys: '0x1000', length: 4096 }], vary: { max_segment_size: [1, 2, 3, 4, 5], dma_mask: ['0xffffffff', '0xffffffffff', '0xffffffffffff', '0xffffffffffffffff'] } });
+    t.equal(many.status, 400);
+    t.match(many.body.message, /vary.*20 combinations, more than 16/);
+    const both = await c.post('/v1/compare', { sg: [{ phys: '0x1000', length: 4096 }], ftrace: { text: excerpt } });
+    t.equal(both.status, 400);
+  });
+
   t.test('text/plain stays refused (415) everywhere else', async (t) => {
     const r = await app.inject({ method: 'POST', url: '/v1/sessions', headers: { 'content-type': 'text/plain' }, payload: '{}' });
     t.equal(r.statusCode, 415);

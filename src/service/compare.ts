@@ -61,7 +61,7 @@ export function compare(input: CompareInput, limits: SessionLimits = DEFAULT_SES
 }
 
 /** The fields whose values are not the same in every column that ran (debug compared by check and message). */
-function differing(answers: readonly unknown[]): string[] {
+export function differing(answers: readonly unknown[]): string[] {
   const present = answers.filter((a): a is Record<string, unknown> => typeof a === 'object' && a !== null);
   const out: string[] = [];
   for (const f of COMPARED) {

@@ -9,7 +9,11 @@ import type { ImportJob, ImportReply } from './ftrace-worker.js';
 
 const MAX_RUNNING = 2;
 // Built: ftrace-worker.js beside this file; from source (tsx, tests): ftrace-worker.ts.
-const WORKER = new URL(import.meta.url.endsWith('.ts') ? './ftrace-worker.ts' : './ftrace-worker.js', import.meta.url);
+const FROM_SOURCE = import.meta.url.endsWith('.ts');
+const WORKER = new URL(FROM_SOURCE ? './ftrace-worker.ts' : './ftrace-worker.js', import.meta.url);
+// From source (tsx, the tests) a worker does not inherit the TypeScript loader: it registers
+// tsx itself (a devDependency, as in bin/dmaemu.mjs) before loading the worker module.
+const BOOT_FROM_SOURCE = `(async () => { (await import('tsx/esm/api')).register(); await import(${JSON.stringify(WORKER.href)}); })()`;
 let running = 0;
 const waiting: (() => void)[] = [];
 
@@ -32,7 +36,7 @@ export async function importInWorker(text: string | Uint8Array, opts: ImportOpti
   await slot();
   try {
     const bytes = typeof text === 'string' ? new TextEncoder().encode(text) : text;
-    const worker = new Worker(WORKER);
+    const worker = FROM_SOURCE ? new Worker(BOOT_FROM_SOURCE, { eval: true }) : new Worker(WORKER);
     try {
       const reply = await new Promise<ImportReply>((resolve, reject) => {
         worker.once('message', resolve);
