@@ -11,18 +11,12 @@ import fc from 'fast-check';
 import t from 'tap';
 import { MapSgBody } from '../schemas/dma.js';
 import type { MapSgOut } from '../schemas/index.js';
-import { hx, session, type Entry } from './helpers/dma-core.js';
+import { hx, session, type Entry, type RandomDevice } from './helpers/dma-core.js';
 
-type Layout = 'linux' | 'linux-4.4' | 'arm-legacy' | 'none';
+type Layout = RandomDevice['layout'];
 type Explain = NonNullable<MapSgOut['explain']>;
 
-interface Device {
-  layout: Layout;
-  pageSize: number;
-  granule: number;
-  dmaBits: number;
-  maxSeg: number;
-  boundaryBits: number;
+interface Device extends RandomDevice {
   bus: 'pci' | 'platform';
   /** arm-legacy: aperture size in pages from 0x10000000 (small ones make one chunk not fit a bitmap). */
   armPages: number;
