@@ -5,19 +5,27 @@
 // 2 the question itself was wrong (usage, or a value the service would answer 400 to).
 //
 //   dmaemu map --layout all --sg 64K@0x90000000,16K@0x91000000,64K@0x92000000
+//   dmaemu import-ftrace trace.txt [--device 0000:00:03.0] [--json]
 
+import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ZodError } from 'zod';
 import { MapSgBody, SessionCreateBody, type MapSgOut } from '../schemas/index.js';
 import { LAYOUTS, type Layout } from '../src/core/constants.js';
 import { DmaemuError } from '../src/core/errors.js';
 import { SessionStore } from '../src/service/session-store.js';
+import { importFtrace, type ImportResult } from '../src/service/ftrace.js';
 import { VERSION } from '../src/service/version.js';
 import { createDmaemuClient, DmaemuHttpError, type RequestBody } from './index.js';
 
 const USAGE = `dmaemu ${VERSION}: the Linux DMA API on an emulated IOMMU
 
 usage: dmaemu map --sg SIZE@PHYS[,SIZE@PHYS...] [options]
+       dmaemu import-ftrace FILE [--device NAME] [--json] [device options] [--url URL]
+
+import-ftrace reads the kernel's dma events (trace-cmd report, tracefs trace or trace_pipe
+output; docs/ftrace.md) and prints one dmaemu trace per device (--json: the whole answer of
+POST /v1/import/ftrace), the device options below setting each trace's session.
 
   --sg LIST                   the scatterlist: SIZE@PHYS entries, comma-separated; SIZE is
                               bytes (decimal, 0x hex, or with a K/M suffix), PHYS a byte address
@@ -32,6 +40,7 @@ usage: dmaemu map --sg SIZE@PHYS[,SIZE@PHYS...] [options]
   --pages                     also list IOVA -> phys rows, one per IOMMU granule
   --json                      print the service's JSON answers instead of a table
   --url URL                   ask the dmaemu service at URL instead of running in-process
+  --device NAME               import-ftrace: only this device (dev_name, e.g. 0000:00:03.0)
   -h, --help / -v, --version
 `;
 
@@ -64,6 +73,72 @@ interface Question {
   url: string | undefined;
 }
 
+/** The session a device option set describes (the schemas check every value later). */
+function sessionOf(values: { 'max-segment-size'?: string | undefined; 'segment-boundary-mask'?: string | undefined; 'dma-mask'?: string | undefined; bus?: string | undefined; granule?: string | undefined; 'no-iommu'?: boolean | undefined }): { device: Record<string, unknown>; iommu: Record<string, unknown> | null | undefined } {
+  const device: Record<string, unknown> = {};
+  if (values['max-segment-size'] !== undefined) device.max_segment_size = parseSize(values['max-segment-size'], '--max-segment-size');
+  if (values['segment-boundary-mask'] !== undefined) device.segment_boundary_mask = values['segment-boundary-mask'];
+  if (values['dma-mask'] !== undefined) device.dma_mask = values['dma-mask'];
+  if (values.bus !== undefined) device.bus = values.bus;
+  const iommu = values['no-iommu'] ? null : values.granule !== undefined ? { granule: parseSize(values.granule, '--granule') } : undefined;
+  return { device, iommu };
+}
+
+const DEVICE_OPTIONS = {
+  'max-segment-size': { type: 'string' },
+  'segment-boundary-mask': { type: 'string' },
+  'dma-mask': { type: 'string' },
+  bus: { type: 'string' },
+  granule: { type: 'string' },
+  'no-iommu': { type: 'boolean', default: false },
+  json: { type: 'boolean', default: false },
+  url: { type: 'string' },
+  help: { type: 'boolean', short: 'h', default: false },
+  version: { type: 'boolean', short: 'v', default: false },
+} as const;
+
+/** `dmaemu import-ftrace FILE`: in-process (the service's own reader), or POSTed to --url as text/plain. */
+async function importCommand(argv: string[], out: (s: string) => void): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, allowPositionals: true, options: { ...DEVICE_OPTIONS, device: { type: 'string' }, layout: { type: 'string' } } });
+  if (values.help) return (out(USAGE), 0);
+  const file = positionals[1];
+  if (file === undefined || positionals.length > 2) throw new UsageError('import-ftrace needs one FILE (the trace-cmd report or tracefs trace text)');
+  const { device, iommu } = sessionOf(values);
+  const session: Record<string, unknown> = { ...(values.layout ? { layout: values.layout } : {}), ...(Object.keys(device).length > 0 ? { device } : {}), ...(iommu === undefined ? {} : { iommu }) };
+  const text = readFileSync(file, 'utf8');
+  let r: ImportResult;
+  if (values.url) {
+    const client = createDmaemuClient(values.url);
+    const { data, error, response } = await client.http.POST('/v1/import/ftrace', { body: { text, session, ...(values.device ? { device: values.device } : {}) } });
+    if (!data) throw new DmaemuHttpError(response.status, error);
+    r = data;
+  } else {
+    if (Object.keys(session).length > 0) SessionCreateBody.parse(session);
+    r = await importFtrace(text, { session, device: values.device, maxEvents: Number.MAX_SAFE_INTEGER });
+  }
+  if (values.json) return (out(JSON.stringify(r, null, 2) + '\n'), 0);
+  out(importSummary(r));
+  return 0;
+}
+
+/** One line per device and per kind of event that could not be expressed. */
+export function importSummary(r: ImportResult): string {
+  const lines = [`${r.lines} lines, ${r.dma_events} dma events, ${r.other_events} other events`];
+  for (const d of r.devices) {
+    lines.push(`${d.device}: ${d.events} events -> ${d.trace.ops.length} ops; ${d.inferred.reason}; session ${JSON.stringify(d.trace.session)}`);
+  }
+  const kinds = new Map<string, { n: number; first: number }>();
+  for (const u of r.unexpressed) {
+    const k = `${u.event}: ${u.reason.replace(/\(line \d+\)/, '(line …)').replace(/\b\d+ entries were merged into \d+ segments/, 'entries were merged')}`;
+    const c = kinds.get(k) ?? { n: 0, first: u.line };
+    c.n++;
+    kinds.set(k, c);
+  }
+  for (const [k, c] of kinds) lines.push(`not expressed: ${c.n} × ${k} (first at line ${c.first})`);
+  lines.push('--json prints the traces: POST one to /v1/sessions as {"trace": …}, or to /v1/compare');
+  return lines.join('\n') + '\n';
+}
+
 function question(argv: string[]): Question | 'help' | 'version' {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -72,17 +147,8 @@ function question(argv: string[]): Question | 'help' | 'version' {
       sg: { type: 'string' },
       layout: { type: 'string', default: 'linux' },
       dir: { type: 'string', default: 'to_device' },
-      'max-segment-size': { type: 'string' },
-      'segment-boundary-mask': { type: 'string' },
-      'dma-mask': { type: 'string' },
-      bus: { type: 'string' },
-      granule: { type: 'string' },
-      'no-iommu': { type: 'boolean', default: false },
+      ...DEVICE_OPTIONS,
       pages: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-      url: { type: 'string' },
-      help: { type: 'boolean', short: 'h', default: false },
-      version: { type: 'boolean', short: 'v', default: false },
     },
   });
   if (values.help) return 'help';
@@ -95,17 +161,12 @@ function question(argv: string[]): Question | 'help' | 'version' {
     if (!(LAYOUTS as readonly string[]).includes(l)) throw new UsageError(`--layout: "${l}" is not one of ${LAYOUTS.join(', ')}, all`);
     return l as Layout;
   });
-  const device: Record<string, unknown> = {};
-  if (values['max-segment-size'] !== undefined) device.max_segment_size = parseSize(values['max-segment-size'], '--max-segment-size');
-  if (values['segment-boundary-mask'] !== undefined) device.segment_boundary_mask = values['segment-boundary-mask'];
-  if (values['dma-mask'] !== undefined) device.dma_mask = values['dma-mask'];
-  if (values.bus !== undefined) device.bus = values.bus;
-  const iommu = values['no-iommu'] ? null : values.granule !== undefined ? { granule: parseSize(values.granule, '--granule') } : undefined;
+  const { device, iommu } = sessionOf(values);
   const sg = parseSg(values.sg);
   return {
     layouts,
     // The schemas check every value (a bad mask or bus is the same 400 the service gives).
-    session: (layout) => ({ layout, device, ...(iommu === undefined ? {} : { iommu }) }) as RequestBody<'/v1/sessions'>,
+    session: (layout) => ({ layout, device, ...(iommu === undefined ? {} : { iommu }) }),
     body: { dir: values.dir, sg } as RequestBody<'/v1/sessions/{id}/map_sg'>,
     pages: values.pages,
     json: values.json,
@@ -148,6 +209,7 @@ export function table(layout: string, r: MapSgOut): string {
 
 export async function main(argv: string[], out: (s: string) => void = (s) => process.stdout.write(s), err: (s: string) => void = (s) => process.stderr.write(s)): Promise<number> {
   try {
+    if (argv.find((a) => !a.startsWith('-')) === 'import-ftrace') return await importCommand(argv, out);
     const q = question(argv);
     if (q === 'help') return (out(USAGE), 0);
     if (q === 'version') return (out(`${VERSION}\n`), 0);

@@ -115,9 +115,29 @@ export interface paths {
         put?: never;
         /**
          * Replay a trace (or one scatterlist) under linux, linux-4.4, arm-legacy and no IOMMU, side by side
-         * @description One row per op with each column's answer and `differs`, the fields that are not the same everywhere. map_sg answers carry `explain` (why each segment break happened). Nothing is stored: the four sessions live for this request only (their memory is charged to the budget while it runs). See docs/explain.md.
+         * @description One row per op with each column's answer and `differs`, the fields that are not the same everywhere. map_sg answers carry `explain` (why each segment break happened). Nothing is stored: the sessions live for this request only (their memory is charged to the budget while it runs). `ftrace` takes the sequence from the kernel's dma events (docs/ftrace.md); `vary` also runs it under each combination of some device parameters, side by side in `varied`. See docs/explain.md.
          */
         post: operations["compare"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/import/ftrace": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Turn the kernel's dma tracepoints (trace-cmd report, tracefs trace or trace_pipe) into dmaemu traces, one per device
+         * @description Reads dma_map_sg, dma_map_page / dma_map_phys, dma_unmap_*, dma_alloc / dma_free and dma_sync_* events of Linux 6.12 and later. Each device gets a trace for POST /v1/sessions `{ "trace": … }` or POST /v1/compare; events no dmaemu op can express are listed in `unexpressed` with their line. Body: JSON `{ text, session, devices, device, expect }`, or the trace itself as text/plain (up to DMAEMU_IMPORT_BODY_LIMIT bytes) with `device` and `expect` in the query. At most DMAEMU_MAX_IMPORT_EVENTS dma events. See docs/ftrace.md.
+         */
+        post: operations["import_ftrace"];
         delete?: never;
         options?: never;
         head?: never;
@@ -730,6 +750,13 @@ export interface components {
              * @enum {string}
              */
             dir?: "bidirectional" | "to_device" | "from_device" | "none";
+            /** @description Compare a device's traced calls: imported as POST /v1/import/ftrace does, `session` as its options (docs/ftrace.md) */
+            ftrace?: {
+                /** @description The device whose events to compare; needed when the text holds several */
+                device?: string;
+                /** @description The trace as trace-cmd report, tracefs trace or trace_pipe print it */
+                text: string;
+            };
             name?: string;
             /** @description A trace in the format of test/vectors and GET /trace (`ref: i` = the handle op i returned); `expect` is ignored */
             ops?: components["schemas"]["TraceOp"][];
@@ -746,6 +773,13 @@ export interface components {
                  */
                 phys: unknown;
             }[];
+            /** @description Device parameters to vary, e.g. {"max_segment_size": [65536, 4294967295]}: each combination runs in the session's layout, side by side in `varied` (at most 16) */
+            vary?: {
+                dma_mask?: string[];
+                granule?: (4096 | 16384 | 65536)[];
+                max_segment_size?: number[];
+                segment_boundary_mask?: string[];
+            };
         };
         /**
          * @example {
@@ -777,6 +811,13 @@ export interface components {
              * @enum {string}
              */
             dir?: "bidirectional" | "to_device" | "from_device" | "none";
+            /** @description Compare a device's traced calls: imported as POST /v1/import/ftrace does, `session` as its options (docs/ftrace.md) */
+            ftrace?: {
+                /** @description The device whose events to compare; needed when the text holds several */
+                device?: string;
+                /** @description The trace as trace-cmd report, tracefs trace or trace_pipe print it */
+                text: string;
+            };
             name?: string;
             /** @description A trace in the format of test/vectors and GET /trace (`ref: i` = the handle op i returned); `expect` is ignored */
             ops?: components["schemas"]["TraceOpInput"][];
@@ -793,6 +834,13 @@ export interface components {
                  */
                 phys: string | number;
             }[];
+            /** @description Device parameters to vary, e.g. {"max_segment_size": [65536, 4294967295]}: each combination runs in the session's layout, side by side in `varied` (at most 16) */
+            vary?: {
+                dma_mask?: string[];
+                granule?: (4096 | 16384 | 65536)[];
+                max_segment_size?: number[];
+                segment_boundary_mask?: string[];
+            };
         };
         CompareResult: {
             columns: {
@@ -802,6 +850,16 @@ export interface components {
                 /** @description Why this column could not be set up (e.g. arm-legacy maps at most 4 GiB of aperture) */
                 error?: components["schemas"]["Error"];
             }[];
+            /** @description With `ftrace`: the device compared, and its events no op could express (left out) */
+            imported?: {
+                device: string;
+                unexpressed: {
+                    device: string;
+                    event: string;
+                    line: number;
+                    reason: string;
+                }[];
+            };
             ops: {
                 /** @description Fields whose values are not the same in every column (debug by check and message; explain.verdict for map_sg) */
                 differs: string[];
@@ -1076,6 +1134,91 @@ export interface components {
                 };
                 same: boolean;
             }[];
+            /** @description With `vary`: the sequence under each combination of the varied device parameters, side by side */
+            varied?: {
+                columns: {
+                    config: components["schemas"]["SessionConfig"] | null;
+                    error?: components["schemas"]["Error"];
+                    /** @description The varied parameters of this column */
+                    set: {
+                        [key: string]: number | string;
+                    };
+                }[];
+                /** @description The session's layout (or no-iommu), in which every variant ran */
+                layout: string;
+                ops: {
+                    differs: string[];
+                    name: string;
+                    op: number;
+                    /** @description One answer per variant, in `columns` order */
+                    results: ({
+                        /** @description Some entry goes through swiotlb */
+                        bounced?: boolean;
+                        /** @description Bytes copied between swiotlb and the original buffer */
+                        bounced_bytes?: number;
+                        /**
+                         * @description Cache maintenance performed
+                         * @enum {string}
+                         */
+                        cache?: "clean" | "invalidate" | "clean+invalidate" | "none";
+                        code?: string;
+                        data?: string;
+                        debug?: components["schemas"]["DebugFinding"][];
+                        /**
+                         * @description 0xffffffffffffffff (DMA_MAPPING_ERROR) on failure
+                         * @example 0xffffc000
+                         */
+                        dma_address?: string;
+                        /** @example 0xffffc000 */
+                        dma_handle?: string;
+                        error?: {
+                            /** @enum {string} */
+                            errno: "ENOMEM" | "EIO" | "EINVAL";
+                            message: string;
+                        } | string;
+                        explain?: components["schemas"]["MapSgExplain"];
+                        fault?: components["schemas"]["Fault"];
+                        /** @description IOVAs taken out of the flush queue */
+                        flushed?: number;
+                        handle?: number | null;
+                        /** @description The IOVA allocation (the first one for arm-legacy); null without an IOMMU */
+                        iova?: {
+                            /** @description Bytes */
+                            size: number;
+                            /** @example 0xffffc000 */
+                            start: string;
+                        } | null;
+                        /** @description Every IOVA allocation this mapping holds */
+                        iova_ranges?: {
+                            /** @description Bytes */
+                            size: number;
+                            /** @example 0xffffc000 */
+                            start: string;
+                        }[];
+                        message?: string;
+                        nents?: number;
+                        pages?: {
+                            /** @example 0xffffc000 */
+                            iova: string;
+                            /** @example 0xffffc000 */
+                            phys: string;
+                        }[];
+                        /** @description The physical pages, in order */
+                        phys?: string[];
+                        /** @description IOVAs returned from the rcache to the tree */
+                        rcache_freed?: number;
+                        segments?: {
+                            /** @example 0xffffc000 */
+                            dma_address: string;
+                            dma_length: number;
+                        }[];
+                        size?: number;
+                        statusCode?: number;
+                        written?: number;
+                    } | null)[];
+                    same: boolean;
+                }[];
+            };
         };
         CompareResultInput: {
             columns: {
@@ -1085,6 +1228,16 @@ export interface components {
                 /** @description Why this column could not be set up (e.g. arm-legacy maps at most 4 GiB of aperture) */
                 error?: components["schemas"]["ErrorInput"];
             }[];
+            /** @description With `ftrace`: the device compared, and its events no op could express (left out) */
+            imported?: {
+                device: string;
+                unexpressed: {
+                    device: string;
+                    event: string;
+                    line: number;
+                    reason: string;
+                }[];
+            };
             ops: {
                 /** @description Fields whose values are not the same in every column (debug by check and message; explain.verdict for map_sg) */
                 differs: string[];
@@ -1359,6 +1512,91 @@ export interface components {
                 };
                 same: boolean;
             }[];
+            /** @description With `vary`: the sequence under each combination of the varied device parameters, side by side */
+            varied?: {
+                columns: {
+                    config: components["schemas"]["SessionConfigInput"] | null;
+                    error?: components["schemas"]["ErrorInput"];
+                    /** @description The varied parameters of this column */
+                    set: {
+                        [key: string]: number | string;
+                    };
+                }[];
+                /** @description The session's layout (or no-iommu), in which every variant ran */
+                layout: string;
+                ops: {
+                    differs: string[];
+                    name: string;
+                    op: number;
+                    /** @description One answer per variant, in `columns` order */
+                    results: ({
+                        /** @description Some entry goes through swiotlb */
+                        bounced?: boolean;
+                        /** @description Bytes copied between swiotlb and the original buffer */
+                        bounced_bytes?: number;
+                        /**
+                         * @description Cache maintenance performed
+                         * @enum {string}
+                         */
+                        cache?: "clean" | "invalidate" | "clean+invalidate" | "none";
+                        code?: string;
+                        data?: string;
+                        debug?: components["schemas"]["DebugFindingInput"][];
+                        /**
+                         * @description 0xffffffffffffffff (DMA_MAPPING_ERROR) on failure
+                         * @example 0xffffc000
+                         */
+                        dma_address?: string;
+                        /** @example 0xffffc000 */
+                        dma_handle?: string;
+                        error?: {
+                            /** @enum {string} */
+                            errno: "ENOMEM" | "EIO" | "EINVAL";
+                            message: string;
+                        } | string;
+                        explain?: components["schemas"]["MapSgExplainInput"];
+                        fault?: components["schemas"]["FaultInput"];
+                        /** @description IOVAs taken out of the flush queue */
+                        flushed?: number;
+                        handle?: number | null;
+                        /** @description The IOVA allocation (the first one for arm-legacy); null without an IOMMU */
+                        iova?: {
+                            /** @description Bytes */
+                            size: number;
+                            /** @example 0xffffc000 */
+                            start: string;
+                        } | null;
+                        /** @description Every IOVA allocation this mapping holds */
+                        iova_ranges?: {
+                            /** @description Bytes */
+                            size: number;
+                            /** @example 0xffffc000 */
+                            start: string;
+                        }[];
+                        message?: string;
+                        nents?: number;
+                        pages?: {
+                            /** @example 0xffffc000 */
+                            iova: string;
+                            /** @example 0xffffc000 */
+                            phys: string;
+                        }[];
+                        /** @description The physical pages, in order */
+                        phys?: string[];
+                        /** @description IOVAs returned from the rcache to the tree */
+                        rcache_freed?: number;
+                        segments?: {
+                            /** @example 0xffffc000 */
+                            dma_address: string;
+                            dma_length: number;
+                        }[];
+                        size?: number;
+                        statusCode?: number;
+                        written?: number;
+                    } | null)[];
+                    same: boolean;
+                }[];
+            };
         };
         CpuReadRequest: {
             /** @description Bytes, at most 1 MiB per call */
@@ -1555,6 +1793,100 @@ export interface components {
                 message: string;
             };
             handle: number;
+        };
+        ImportFtraceRequest: {
+            /** @description Import only this device */
+            device?: string;
+            /** @description Per device name: its own session body instead of `session` */
+            devices?: {
+                [key: string]: {
+                    [key: string]: unknown;
+                };
+            };
+            /** @description Put the kernel's answers in each op's `expect` (default true), so replaying the trace reports where dmaemu differs */
+            expect?: boolean;
+            /** @description Every device's session body. The device's bus, and for a device whose dma_addr is always phys + one offset `iommu: null` and `dma_offset`, are taken from the trace unless given here */
+            session?: {
+                [key: string]: unknown;
+            };
+            /** @description The trace as `trace-cmd report`, tracefs `trace` or `trace_pipe` print it */
+            text: string;
+        };
+        ImportFtraceRequestInput: {
+            /** @description Import only this device */
+            device?: string;
+            /** @description Per device name: its own session body instead of `session` */
+            devices?: {
+                [key: string]: {
+                    [key: string]: unknown;
+                };
+            };
+            /** @description Put the kernel's answers in each op's `expect` (default true), so replaying the trace reports where dmaemu differs */
+            expect?: boolean;
+            /** @description Every device's session body. The device's bus, and for a device whose dma_addr is always phys + one offset `iommu: null` and `dma_offset`, are taken from the trace unless given here */
+            session?: {
+                [key: string]: unknown;
+            };
+            /** @description The trace as `trace-cmd report`, tracefs `trace` or `trace_pipe` print it */
+            text: string;
+        };
+        ImportFtraceResult: {
+            devices: {
+                /** @description The device name the events carry (dev_name) */
+                device: string;
+                /** @description dma events of this device in the text */
+                events: number;
+                /** @description What the trace itself shows about the device */
+                inferred: {
+                    /** @enum {string} */
+                    bus: "pci" | "platform";
+                    dma_offset?: string;
+                    iommu: boolean;
+                    reason: string;
+                };
+                /** @description POST it to /v1/sessions as `{ "trace": … }`, or to /v1/compare */
+                trace: components["schemas"]["TraceDocument"];
+            }[];
+            dma_events: number;
+            lines: number;
+            /** @description Events of other subsystems, skipped */
+            other_events: number;
+            /** @description Every event no dmaemu op can express, with its line and why (nothing is dropped silently) */
+            unexpressed: {
+                device: string;
+                event: string;
+                line: number;
+                reason: string;
+            }[];
+        };
+        ImportFtraceResultInput: {
+            devices: {
+                /** @description The device name the events carry (dev_name) */
+                device: string;
+                /** @description dma events of this device in the text */
+                events: number;
+                /** @description What the trace itself shows about the device */
+                inferred: {
+                    /** @enum {string} */
+                    bus: "pci" | "platform";
+                    dma_offset?: string;
+                    iommu: boolean;
+                    reason: string;
+                };
+                /** @description POST it to /v1/sessions as `{ "trace": … }`, or to /v1/compare */
+                trace: components["schemas"]["TraceDocumentInput"];
+            }[];
+            dma_events: number;
+            lines: number;
+            /** @description Events of other subsystems, skipped */
+            other_events: number;
+            /** @description Every event no dmaemu op can express, with its line and why (nothing is dropped silently) */
+            unexpressed: {
+                device: string;
+                event: string;
+                line: number;
+                reason: string;
+            }[];
         };
         LeakReport: {
             debug: components["schemas"]["DebugFinding"][];
@@ -1763,6 +2095,19 @@ export interface components {
          *           }
          *         }
          *       ],
+         *       "obstacles": [
+         *         {
+         *           "rule": "max_segment_size",
+         *           "entries": [
+         *             1,
+         *             2
+         *           ],
+         *           "fixed_by": {
+         *             "max_segment_size": 147456
+         *           },
+         *           "message": "max_segment_size 65536 is less than the entries add up to: one segment needs Σ length = 147456"
+         *         }
+         *       ],
          *       "contiguous_iova": true,
          *       "one_segment": false,
          *       "would_merge_with": {
@@ -1800,9 +2145,25 @@ export interface components {
                     [key: string]: number | string;
                 };
             };
+            /** @description Every kind of break that stands between the list and one segment, hidden ones included (empty when it is one segment) */
+            obstacles: {
+                /** @description arm-legacy: which test of __iommu_map_sg */
+                condition?: string;
+                /** @description The input entries it would start a new segment before */
+                entries: number[];
+                /** @description The device parameters that remove it on a fresh session; null when none does */
+                fixed_by: {
+                    max_segment_size?: number;
+                    /** @example 0xffffc000 */
+                    segment_boundary_mask?: string;
+                } | null;
+                message: string;
+                /** @enum {string} */
+                rule: "max_segment_size" | "segment_boundary" | "entry_offset" | "previous_partial" | "arm_new_chunk" | "v4.4_never_merges" | "no_iommu" | "swiotlb_bounce" | "dma_length_limit" | "iova_space";
+            }[];
             one_segment: boolean;
             verdict: string;
-            /** @description Device parameters that would give one segment (at least these values); null when none would or it already is one */
+            /** @description Device parameters that give one segment on a fresh session (at least these values); null when no parameter would (an obstacle has no fix) or it already is one */
             would_merge_with: {
                 max_segment_size?: number;
                 /** @example 0xffffc000 */
@@ -1836,6 +2197,19 @@ export interface components {
          *             "cur_len": 16384,
          *             "length": 65536
          *           }
+         *         }
+         *       ],
+         *       "obstacles": [
+         *         {
+         *           "rule": "max_segment_size",
+         *           "entries": [
+         *             1,
+         *             2
+         *           ],
+         *           "fixed_by": {
+         *             "max_segment_size": 147456
+         *           },
+         *           "message": "max_segment_size 65536 is less than the entries add up to: one segment needs Σ length = 147456"
          *         }
          *       ],
          *       "contiguous_iova": true,
@@ -1875,9 +2249,25 @@ export interface components {
                     [key: string]: number | string;
                 };
             };
+            /** @description Every kind of break that stands between the list and one segment, hidden ones included (empty when it is one segment) */
+            obstacles: {
+                /** @description arm-legacy: which test of __iommu_map_sg */
+                condition?: string;
+                /** @description The input entries it would start a new segment before */
+                entries: number[];
+                /** @description The device parameters that remove it on a fresh session; null when none does */
+                fixed_by: {
+                    max_segment_size?: number;
+                    /** @example 0xffffc000 */
+                    segment_boundary_mask?: string;
+                } | null;
+                message: string;
+                /** @enum {string} */
+                rule: "max_segment_size" | "segment_boundary" | "entry_offset" | "previous_partial" | "arm_new_chunk" | "v4.4_never_merges" | "no_iommu" | "swiotlb_bounce" | "dma_length_limit" | "iova_space";
+            }[];
             one_segment: boolean;
             verdict: string;
-            /** @description Device parameters that would give one segment (at least these values); null when none would or it already is one */
+            /** @description Device parameters that give one segment on a fresh session (at least these values); null when no parameter would (an obstacle has no fix) or it already is one */
             would_merge_with: {
                 max_segment_size?: number;
                 /** @example 0xffffc000 */
@@ -2828,6 +3218,54 @@ export interface operations {
             };
             /** @description The service's memory budget cannot hold the call (DMAEMU_MEMORY_BUDGET); nothing was done */
             507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    import_ftrace: {
+        parameters: {
+            query?: {
+                /** @description Import only this device */
+                device?: string;
+                /** @description As `expect` in the JSON body (default true) */
+                expect?: "0" | "1" | "true" | "false";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ImportFtraceRequestInput"] | string;
+                "text/plain": components["schemas"]["ImportFtraceRequestInput"] | string;
+            };
+        };
+        responses: {
+            /** @description Default Response */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ImportFtraceResult"];
+                };
+            };
+            /** @description A line that is not an ftrace event (the message names it), a bad option, or more than DMAEMU_MAX_IMPORT_EVENTS dma events */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description Over DMAEMU_BODY_LIMIT (JSON) or DMAEMU_IMPORT_BODY_LIMIT (text/plain) (DMAEMU_BODY_TOO_LARGE) */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -3,7 +3,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { COMPARE_COLUMNS, CompareBody, CompareResult } from '../schemas/index.js';
-import { compare } from '../src/service/compare.js';
+import { compareRequest } from '../src/service/compare-vary.js';
 import { refuseOversized } from '../src/service/http-batch-validator.js';
 import { errorResponses, jsonStringified } from './route-kit.js';
 
@@ -21,14 +21,14 @@ export const comparePlugin: FastifyPluginAsync = async (fastify) => {
         summary: 'Replay a trace (or one scatterlist) under linux, linux-4.4, arm-legacy and no IOMMU, side by side',
         description:
           'One row per op with each column\'s answer and `differs`, the fields that are not the same everywhere. map_sg answers carry `explain` (why each segment break happened). ' +
-          'Nothing is stored: the four sessions live for this request only (their memory is charged to the budget while it runs). See docs/explain.md.',
+          'Nothing is stored: the sessions live for this request only (their memory is charged to the budget while it runs). `ftrace` takes the sequence from the kernel\'s dma events (docs/ftrace.md); `vary` also runs it under each combination of some device parameters, side by side in `varied`. See docs/explain.md.',
         body: CompareBody,
         response: { 200: CompareResult, ...errorResponses([400, 413, 429, 507]) },
       },
     },
     async (req, reply) => {
       let large = false;
-      const out = await compare(req.body, app.store.limits, app.store.budget, () => (large = true));
+      const out = await compareRequest(req.body, { limits: app.store.limits, budget: app.store.budget, onLargeAnswer: () => (large = true) });
       if (large) jsonStringified(reply);
       return out;
     },

@@ -12,6 +12,28 @@ import { TraceOp } from './trace.js';
 
 /** A compare replays its ops four times in temporary sessions: this many at most. */
 export const MAX_COMPARE_OPS = 256;
+/** `vary`: at most this many device variants (the product of the lists). */
+export const MAX_COMPARE_VARIANTS = 16;
+
+const HexMask = z.string().regex(/^0[xX][0-9a-fA-F]{1,16}$/, 'must be a hex string like "0xffff" (at most 64 bits)');
+
+/** Device parameters to try, each a list of values; every combination is one variant. */
+export const CompareVary = z
+  .strictObject({
+    max_segment_size: z.array(z.number().int().min(0).max(0xffffffff)).min(1).max(MAX_COMPARE_VARIANTS).optional(),
+    segment_boundary_mask: z.array(HexMask).min(1).max(MAX_COMPARE_VARIANTS).optional(),
+    dma_mask: z.array(HexMask).min(1).max(MAX_COMPARE_VARIANTS).optional(),
+    granule: z.array(z.union([z.literal(4096), z.literal(16384), z.literal(65536)])).min(1).max(3).optional(),
+  })
+  .meta({ description: `Device parameters to vary, e.g. {"max_segment_size": [65536, 4294967295]}: each combination runs in the session's layout, side by side in \`varied\` (at most ${MAX_COMPARE_VARIANTS})` });
+
+/** `ftrace`: the ops come from the kernel's dma events (POST /v1/import/ftrace), for one device. */
+export const CompareFtrace = z
+  .strictObject({
+    text: z.string().meta({ description: 'The trace as trace-cmd report, tracefs trace or trace_pipe print it' }),
+    device: z.string().min(1).max(256).optional().meta({ description: 'The device whose events to compare; needed when the text holds several' }),
+  })
+  .meta({ description: "Compare a device's traced calls: imported as POST /v1/import/ftrace does, `session` as its options (docs/ftrace.md)" });
 
 const THREAD_SG = [
   { phys: '0x90000000', length: 65536 },
@@ -32,9 +54,18 @@ export const CompareBody = z
       .meta({ description: 'A trace in the format of test/vectors and GET /trace (`ref: i` = the handle op i returned); `expect` is ignored' }),
     dir: Direction.optional().meta({ description: 'With `sg`: the direction of the one map_sg (default to_device)' }),
     sg: z.array(SgEntry).min(1).optional().meta({ description: 'The common case: a single map_sg of this scatterlist instead of `ops`' }),
+    ftrace: CompareFtrace.optional(),
+    vary: CompareVary.optional(),
   })
   .superRefine((b, ctx) => {
-    if ((b.ops === undefined) === (b.sg === undefined)) ctx.addIssue({ code: 'custom', path: ['ops'], message: 'give either ops (a trace) or sg (one scatterlist), not both or neither' });
+    const given = [b.ops, b.sg, b.ftrace].filter((x) => x !== undefined).length;
+    if (given !== 1) ctx.addIssue({ code: 'custom', path: ['ops'], message: 'give either ops (a trace), sg (one scatterlist) or ftrace (the kernel\'s dma events): exactly one' });
+    if (b.vary) {
+      const lists = Object.values(b.vary).filter((l) => l !== undefined);
+      const n = lists.reduce((p, l) => p * l.length, 1);
+      if (lists.length === 0) ctx.addIssue({ code: 'custom', path: ['vary'], message: 'name at least one device parameter to vary' });
+      if (n > MAX_COMPARE_VARIANTS) ctx.addIssue({ code: 'custom', path: ['vary'], message: `${n} combinations, more than ${MAX_COMPARE_VARIANTS}` });
+    }
     if (b.ops !== undefined && b.dir !== undefined) ctx.addIssue({ code: 'custom', path: ['dir'], message: 'dir goes with sg; each op of a trace carries its own' });
   })
   .meta({ id: 'CompareRequest', example: { session: { device: { max_segment_size: 65536 } }, dir: 'to_device', sg: THREAD_SG } });
@@ -73,5 +104,34 @@ export const CompareResult = z
         same: z.boolean(),
       }),
     ),
+    varied: z
+      .object({
+        layout: z.string().meta({ description: "The session's layout (or no-iommu), in which every variant ran" }),
+        columns: z.array(
+          z.object({
+            set: z.record(z.string(), z.union([z.number(), z.string()])).meta({ description: 'The varied parameters of this column' }),
+            config: SessionConfig.nullable(),
+            error: ErrorBody.optional(),
+          }),
+        ),
+        ops: z.array(
+          z.object({
+            op: z.number().int(),
+            name: z.string(),
+            results: z.array(CompareAnswer).meta({ description: "One answer per variant, in `columns` order" }),
+            differs: z.array(z.string()),
+            same: z.boolean(),
+          }),
+        ),
+      })
+      .optional()
+      .meta({ description: 'With `vary`: the sequence under each combination of the varied device parameters, side by side' }),
+    imported: z
+      .object({
+        device: z.string(),
+        unexpressed: z.array(z.object({ line: z.number().int(), device: z.string(), event: z.string(), reason: z.string() })),
+      })
+      .optional()
+      .meta({ description: 'With `ftrace`: the device compared, and its events no op could express (left out)' }),
   })
   .meta({ id: 'CompareResult' });

@@ -2,7 +2,7 @@
 // types; response schemas are exactly what the core returns.
 import { z } from 'zod';
 import { CACHE_OPS, SYNC_TARGETS } from '../src/core/constants.js';
-import type { BreakRule as CoreBreakRule, ExplainOut } from '../src/core/explain.js';
+import type { BreakRule as CoreBreakRule, ExplainOut, ObstacleRule as CoreObstacleRule } from '../src/core/explain.js';
 import { AddressOut, PhysIn, DebugFinding, Direction, Handle, IovaRange, KernelError, Length32, PageRow } from './common.js';
 import type { Assert, Exact } from './exact.js';
 
@@ -54,6 +54,14 @@ const EXPLAIN_EXAMPLE = {
       values: { max_segment_size: 65536, cur_len: 16384, length: 65536 },
     },
   ],
+  obstacles: [
+    {
+      rule: 'max_segment_size',
+      entries: [1, 2],
+      fixed_by: { max_segment_size: 147456 },
+      message: 'max_segment_size 65536 is less than the entries add up to: one segment needs Σ length = 147456',
+    },
+  ],
   contiguous_iova: true,
   one_segment: false,
   would_merge_with: { max_segment_size: 147456 },
@@ -62,6 +70,11 @@ const EXPLAIN_EXAMPLE = {
 
 export const BreakRule = z.enum(['max_segment_size', 'segment_boundary', 'entry_offset', 'previous_partial', 'arm_new_chunk', 'v4.4_never_merges', 'no_iommu', 'swiotlb_bounce']);
 type _BreakRuleIsCore = Assert<Exact<CoreBreakRule, z.output<typeof BreakRule>>>;
+
+export const ObstacleRule = z.enum([...BreakRule.options, 'dma_length_limit', 'iova_space']);
+type _ObstacleRuleIsCore = Assert<Exact<CoreObstacleRule, z.output<typeof ObstacleRule>>>;
+
+const WireFix = z.object({ max_segment_size: z.number().int().optional(), segment_boundary_mask: AddressOut.optional() });
 
 const WhyValues = z.record(z.string(), z.union([z.number(), z.string()])).meta({ description: 'The numbers the rule compared (addresses and masks as hex strings)' });
 
@@ -78,12 +91,22 @@ export const Explain = z
         values: WhyValues,
       }),
     ),
+    obstacles: z
+      .array(
+        z.object({
+          rule: ObstacleRule,
+          condition: z.string().optional().meta({ description: 'arm-legacy: which test of __iommu_map_sg' }),
+          entries: z.array(z.number().int()).meta({ description: 'The input entries it would start a new segment before' }),
+          fixed_by: WireFix.nullable().meta({ description: 'The device parameters that remove it on a fresh session; null when none does' }),
+          message: z.string(),
+        }),
+      )
+      .meta({ description: 'Every kind of break that stands between the list and one segment, hidden ones included (empty when it is one segment)' }),
     contiguous_iova: z.boolean().meta({ description: 'The segments lie back to back in IOVA space' }),
     one_segment: z.boolean(),
-    would_merge_with: z
-      .object({ max_segment_size: z.number().int().optional(), segment_boundary_mask: AddressOut.optional() })
-      .nullable()
-      .meta({ description: 'Device parameters that would give one segment (at least these values); null when none would or it already is one' }),
+    would_merge_with: WireFix.nullable().meta({
+      description: 'Device parameters that give one segment on a fresh session (at least these values); null when no parameter would (an obstacle has no fix) or it already is one',
+    }),
     verdict: z.string(),
     failure: z.object({ kernel: z.string(), message: z.string(), values: WhyValues }).optional().meta({ description: 'Why the mapping failed: which allocation, how big, under what limit' }),
   })

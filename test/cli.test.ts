@@ -10,6 +10,7 @@
 //   fit from aperture start 0 with 2^order alignment: 0x0, 0x10000, 0x20000.
 import t from 'tap';
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -88,4 +89,26 @@ t.test('a map Linux fails exits 1 with the errno; a wrong question exits 2 namin
   const badMask = await dmaemu('map', '--sg', '4K@0x80000000', '--segment-boundary-mask', '0x1234');
   t.equal(badMask.code, 2);
   t.match(badMask.stderr, /segment_boundary_mask/, 'the field is named, as a 400 would name it');
+});
+
+t.test('dmaemu import-ftrace: the 6.12 excerpt, in-process and with --url, gives the golden trace of 0000:00:03.0; a bad line exits 2 naming it', async (t) => {
+  const excerpt = path.join(root, 'test/kernel-recordings/ftrace/linux-6.12-excerpt.trace');
+  const golden = JSON.parse(readFileSync(path.join(root, 'test/kernel-recordings/ftrace/linux-6.12-excerpt.0000-00-03.0.golden.json'), 'utf8')) as unknown;
+  const local = await dmaemu('import-ftrace', excerpt, '--device', '0000:00:03.0', '--json');
+  t.equal(local.code, 0, local.stderr);
+  t.same((JSON.parse(local.stdout) as { devices: unknown[] }).devices, [golden]);
+  const summary = await dmaemu('import-ftrace', excerpt);
+  // 12 header lines + 256 event lines; 00:04.0's four merged maps and their unmaps are listed.
+  t.match(summary.stdout, /^268 lines, 256 dma events, 0 other events$/m);
+  t.match(summary.stdout, /^not expressed: 6 × dma_map_sg: entries were merged/m);
+  const app = await buildApp({ logLevel: 'silent', dataDir: null });
+  const url = await app.listen({ host: '127.0.0.1', port: 0 });
+  t.teardown(() => app.close());
+  const remote = await dmaemu('import-ftrace', excerpt, '--device', '0000:00:03.0', '--json', '--url', url);
+  t.equal(remote.code, 0, remote.stderr);
+  t.same((JSON.parse(remote.stdout) as { devices: unknown[] }).devices, [golden]);
+  const bad = path.join(root, 'test/kernel-recordings/ftrace/linux-7.x-formats.golden.json'); // JSON, not a trace
+  const r = await dmaemu('import-ftrace', bad);
+  t.equal(r.code, 2);
+  t.match(r.stderr, /^dmaemu: text: line 1: not an ftrace event line/);
 });

@@ -127,6 +127,73 @@ t.test('linux segment boundary pad: an entry that would straddle a boundary is m
   t.same(segsOf(fixed.out), [['0xfffc0000', 147456]], 'the named pair gives one segment');
 });
 
+t.test('linux obstacles: a boundary break can hide an entry offset (issue 25\'s list); the advice then is null and the verdict names both', async (t) => {
+  // Device: max_segment_size UINT_MAX, segment_boundary_mask 0xffff (64 KiB windows), 40-bit
+  // dma_mask, platform bus. iommu_dma_map_sg lays the entries out (iova_len before each; pad =
+  // (mask − iova_len + 1) & mask, added to the previous entry when pad && pad < s_iova_len − 1):
+  //   e0 4096 @0x80000000:       at 0x0,     s_iova_len 0x1000
+  //   e1 98304 @0x81000000:      pad 0x10000 − 0x1000 = 0xf000 < 0x17fff → e0 grows to 0x10000; at 0x10000, 0x18000
+  //   e2 16384 @0x82000000:      pad 0x10000 − 0x8000 = 0x8000, not < 0x3fff → none; at 0x28000, 0x4000
+  //   e3 40960 @0x83000000:      pad 0x10000 − 0xc000 = 0x4000 < 0x9fff → e2 grows to 0x8000; at 0x30000, 0xa000
+  //   e4 98304 @0x8400093d:      iova_off 0x93d, s_iova_len align(0x18000 + 0x93d) = 0x19000;
+  //                              pad 0x10000 − 0xa000 = 0x6000 < 0x18fff → e3 grows to 0x10000; at 0x40000
+  // iova_len 0x59000 = 89 pfns (≥ 32: not rounded), size-aligned to 128 pfns below pfn
+  // 0x10000000 (40-bit mask): (0x10000000 − 89) & ~127 = 0xfffff80 → 0xfffff80000.
+  // __finalise_sg: e1 follows a grown e0 (cur_len reset) → new segment; e2 joins (pfn 0xfffffa8
+  // & 15 != 0, UINT_MAX − 0x18000 ≥ 0x4000); e3 follows a grown e2 → new; e4 follows a grown e3
+  // → new, and its s_iova_off 0x93d would start one anyway. 4 segments.
+  const sg = [
+    { phys: '0x80000000', length: 4096 },
+    { phys: '0x81000000', length: 98304 },
+    { phys: '0x82000000', length: 16384 },
+    { phys: '0x83000000', length: 40960 },
+    { phys: '0x8400093d', length: 98304 },
+  ];
+  const device = { max_segment_size: 0xffffffff, segment_boundary_mask: '0xffff', dma_mask: '0xffffffffff' };
+  const { out, why } = explained(linux(device), sg);
+  t.same(segsOf(out), [['0xfffff80000', 0x1000], ['0xfffff90000', 0x1c000], ['0xfffffb0000', 0xa000], ['0xfffffc093d', 0x18000]]);
+  t.same(rules(why), [[1, 'segment_boundary'], [3, 'segment_boundary'], [4, 'segment_boundary']]);
+  // The obstacles: e4's offset (no parameter moves a buffer), and the pads before e1, e3, e4,
+  // which a window holding the whole list removes: Σ granule-padded lengths 0x1000 + 0x18000 +
+  // 0x4000 + 0xa000 + 0x19000 = 0x38000, in a 0x40000 window → mask 0x3ffff.
+  t.same(
+    why.obstacles.map((o) => [o.rule, o.entries, o.fixed_by]),
+    [
+      ['entry_offset', [4], null],
+      ['segment_boundary', [1, 3, 4], { segment_boundary_mask: '0x3ffff' }],
+    ],
+  );
+  t.equal(why.would_merge_with, null);
+  t.equal(
+    why.verdict,
+    'not one contiguous IOVA range, not one segment (4 segments); no device parameter would give one segment (entry 4: entry_offset), and segment_boundary_mask ≥ 0x3ffff would be needed as well (entries 1, 3, 4: segment_boundary)',
+  );
+  // The old advice (mask 0x3ffff alone): no pads; 0x38000 = 56 pfns aligned to 64 below
+  // 0x10000000 → 0xfffffc0000; e0..e3 join (0x1000 + 0x18000 + 0x4000 + 0xa000 = 0x27000), e4 at
+  // 0x27000 + 0x93d starts a segment: 2, as the issue says.
+  const masked = explained(linux({ ...device, segment_boundary_mask: '0x3ffff' }), sg);
+  t.same(segsOf(masked.out), [['0xfffffc0000', 0x27000], ['0xfffffe793d', 0x18000]]);
+  t.same(masked.why.obstacles.map((o) => [o.rule, o.entries]), [['entry_offset', [4]]]);
+  t.equal(masked.why.verdict, 'not one contiguous IOVA range, not one segment (2 segments); no device parameter would give one segment (entry 4: entry_offset)');
+  const loosest = explained(linux({ ...device, segment_boundary_mask: '0xffffffffffffffff' }), sg);
+  t.equal(loosest.out.nents, 2, 'the loosest limits leave the offset entry on its own');
+});
+
+t.test('linux obstacles: a list longer than UINT_MAX cannot be one segment (sg_dma_len is unsigned int)', async (t) => {
+  // 0xfffff000 + 0x2000 = 0x100001000 > 0xffffffff; with max_segment_size UINT_MAX,
+  // 0xffffffff − 0xfffff000 = 0xfff < 0x2000: entry 1 starts a segment, and no unsigned int
+  // limit holds Σ length.
+  const { out, why } = explained(linux({ max_segment_size: 0xffffffff, dma_mask: '0xffffffffffff' }), [
+    { phys: '0x100000000', length: 0xfffff000 },
+    { phys: '0x300000000', length: 0x2000 },
+  ]);
+  t.equal(out.nents, 2);
+  t.same(rules(why), [[1, 'max_segment_size']]);
+  t.same(why.obstacles.map((o) => [o.rule, o.entries, o.fixed_by]), [['dma_length_limit', [1], null]]);
+  t.equal(why.would_merge_with, null);
+  t.match(why.verdict, /no device parameter would give one segment \(entry 1: dma_length_limit\)$/);
+});
+
 t.test('linux failure: ENOMEM says which allocation, how many pfns and under what limit', async (t) => {
   // Aperture 0..0x3fff: limit pfn min(0xfffff, 3) = 3, start pfn 1; four pages need 4 pfns.
   const { out, why } = explained(linux({}, { granule: 4096, aperture: { start: '0x0', end: '0x3fff' } }), FOUR_PAGES);
@@ -146,7 +213,7 @@ t.test('linux-4.4 never merges: every entry after the first is a break, with the
   t.same(rules(why), [[1, 'v4.4_never_merges'], [2, 'v4.4_never_merges']]);
   t.same(why.breaks.map((b) => b.values), [{ pad: 0, alignment: 16384 }, { pad: 49152, alignment: 65536 }]);
   t.equal(why.contiguous_iova, false);
-  t.equal(why.verdict, 'not one contiguous IOVA range, not one segment (3 segments); no device parameter would give one segment (entry 1: v4.4_never_merges)');
+  t.equal(why.verdict, 'not one contiguous IOVA range, not one segment (3 segments); no device parameter would give one segment (entries 1, 2: v4.4_never_merges)');
 });
 
 t.test('linux-4.4 never merges: UINT_MAX max_segment_size changes nothing', async (t) => {
@@ -172,6 +239,35 @@ t.test('arm-legacy new chunk (max_segment_size): chunk_size + length > max_segme
   t.same(segsOf(fixed.out), [['0x10000000', 147456]], 'one chunk of 0x24000');
 });
 
+t.test('arm-legacy obstacles: one chunk of the whole list must fit one bitmap of the mapping (__alloc_iova never spans two)', async (t) => {
+  // Aperture 1 GiB = 262144 pages: bitmaps of at most PAGE_SIZE bytes = 32768 bits = 128 MiB.
+  // 64 MiB + 64 MiB + 4 KiB with max_segment_size 65536: three chunks (each + length > 65536),
+  // 64 MiB at 0x10000000, 64 MiB at 0x14000000, and 4 KiB in a second bitmap at 0x18000000.
+  // One chunk needs max_segment_size ≥ 0x8001000, but 0x8001000 bytes exceed one bitmap.
+  const sg = [
+    { phys: '0x80000000', length: 0x4000000 },
+    { phys: '0x90000000', length: 0x4000000 },
+    { phys: '0xa0000000', length: 0x1000 },
+  ];
+  const { out, why } = explained(arm(), sg);
+  t.same(segsOf(out), [['0x10000000', 0x4000000], ['0x14000000', 0x4000000], ['0x18000000', 0x1000]]);
+  t.same(
+    why.obstacles.map((o) => [o.rule, o.condition ?? null, o.entries, o.fixed_by]),
+    [
+      ['arm_new_chunk', 'max_segment_size', [1, 2], { max_segment_size: 0x8001000 }],
+      ['iova_space', null, [2], null],
+    ],
+  );
+  t.equal(why.would_merge_with, null);
+  t.equal(
+    why.verdict,
+    // 0x10000000 + 0x4000000 = 0x14000000, + 0x4000000 = 0x18000000: back to back, by chance.
+    'one contiguous IOVA range, not one segment (3 segments); no device parameter would give one segment (entry 2: iova_space), and max_segment_size ≥ 134221824 would be needed as well (entries 1, 2: arm_new_chunk (max_segment_size))',
+  );
+  const loosest = explained(arm({ max_segment_size: 0xffffffff }), sg);
+  t.equal(loosest.out.nents, 0, 'at UINT_MAX the one chunk is asked for, and __alloc_iova fails');
+});
+
 t.test('arm-legacy new chunk (offset): an entry with a page offset starts a chunk', async (t) => {
   const { why } = explained(arm(), [{ phys: '0x81000000', length: 0x1000 }, { phys: '0x82000200', length: 0x100 }]);
   t.same(why.breaks.map((b) => [b.before_entry, b.condition]), [[1, 'offset']]);
@@ -191,7 +287,7 @@ t.test('no IOMMU: dma-direct never merges; each entry is its own segment at phys
   const { out, why } = explained(direct(), THREAD);
   t.same(segsOf(out), [['0x90000000', 65536], ['0x91000000', 16384], ['0x92000000', 65536]]);
   t.same(rules(why), [[1, 'no_iommu'], [2, 'no_iommu']]);
-  t.equal(why.verdict, 'not one contiguous IOVA range, not one segment (3 segments); no device parameter would give one segment (entry 1: no_iommu)');
+  t.equal(why.verdict, 'not one contiguous IOVA range, not one segment (3 segments); no device parameter would give one segment (entries 1, 2: no_iommu)');
 });
 
 t.test('no IOMMU, swiotlb bounce: a bounced entry is its own segment at its slot', async (t) => {

@@ -22,17 +22,11 @@ import fc from 'fast-check';
 import t from 'tap';
 import type { MapSgOut } from '../schemas/index.js';
 import type { Session } from '../src/service/session.js';
-import { hx, mapSg, session, unmap, type Entry } from './helpers/dma-core.js';
+import { hx, mapSg, session, unmap, type Entry, type RandomDevice } from './helpers/dma-core.js';
 
-type Layout = 'linux' | 'linux-4.4' | 'arm-legacy' | 'none';
+type Layout = RandomDevice['layout'];
 
-interface Device {
-  layout: Layout;
-  pageSize: number;
-  granule: number;
-  dmaBits: number;
-  maxSeg: number;
-  boundaryBits: number;
+interface Device extends RandomDevice {
   strict: boolean;
   /** linux: aperture end = 2^apertureBits − 1 (small ones exhaust: the failure path). */
   apertureBits: number;

@@ -61,6 +61,7 @@ export class DmaDirect implements DmaOps {
       segments.push(r.seg);
       bounce.push(r.slot);
     }
+    why?.everyBreakStands();
     return { sg, size: sumLengths(sg), segments, allocs: [], extents: [], bounce: anyBounced(bounce) };
   }
 
@@ -75,9 +76,9 @@ export class DmaDirect implements DmaOps {
     if (r.slot) {
       const values = { phys, bounce: `0x${r.slot.tlbAddr.toString(16)}`, length: s.length };
       const cause = this.force ? 'swiotlb=force' : 'the buffer is not addressable under dma_mask (dma_capable)';
-      why.brk({ entry: i, rule: 'swiotlb_bounce', kernel: 'swiotlb_map', values, fix: null, message: `no IOMMU, and entry ${i} is bounced through swiotlb at ${values.bounce} (${cause}): its own segment` });
+      why.brk({ entry: i, rule: 'swiotlb_bounce', kernel: 'swiotlb_map', values, message: `no IOMMU, and entry ${i} is bounced through swiotlb at ${values.bounce} (${cause}): its own segment` });
     } else {
-      why.brk({ entry: i, rule: 'no_iommu', kernel: 'dma_direct_map_sg', values: { phys, length: s.length }, fix: null, message: `no IOMMU: dma-direct never merges, entry ${i} is its own segment at phys + dma_offset` });
+      why.brk({ entry: i, rule: 'no_iommu', kernel: 'dma_direct_map_sg', values: { phys, length: s.length }, message: `no IOMMU: dma-direct never merges, entry ${i} is its own segment at phys + dma_offset` });
     }
   }
 

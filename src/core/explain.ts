@@ -21,10 +21,7 @@ export type BreakRule =
   | 'no_iommu'
   | 'swiotlb_bounce';
 
-/**
- * The device parameters that would let the whole list be one segment, as far as this break is
- * concerned (at least these values). null: no device parameter would.
- */
+/** Device parameters, at least these values (null: no device parameter). */
 export type BreakFix = { max_segment_size?: number; segment_boundary_mask?: bigint } | null;
 
 export interface SgBreak {
@@ -35,7 +32,24 @@ export interface SgBreak {
   kernel: string;
   message: string;
   values: Record<string, number | string>;
+}
+
+/**
+ * What stands between the list and one segment: every kind of break that would still happen on
+ * the way to one segment, not only the first failing test of each break. `dma_length_limit`: the
+ * list is longer than one unsigned int sg_dma_len can hold; `iova_space`: one arm-legacy chunk of
+ * the whole list does not fit one bitmap of the mapping (__alloc_iova never spans two).
+ */
+export type ObstacleRule = BreakRule | 'dma_length_limit' | 'iova_space';
+
+export interface SgObstacle {
+  rule: ObstacleRule;
+  condition?: SgBreak['condition'];
+  /** The input entries it would break before (for iova_space and dma_length_limit: the last entry). */
+  entries: number[];
+  /** The device parameters that remove it on a fresh session, or null: none does. */
   fix: BreakFix;
+  message: string;
 }
 
 export interface SgFailureWhy {
@@ -47,16 +61,39 @@ export interface SgFailureWhy {
 /** What a layout fills while it maps, only when an explanation was asked for. */
 export class SgExplainer {
   readonly breaks: SgBreak[] = [];
+  readonly obstacles: SgObstacle[] = [];
   failure: SgFailureWhy | undefined;
 
   brk(b: SgBreak): void {
     this.breaks.push(b);
   }
 
+  obstacle(o: SgObstacle): void {
+    this.obstacles.push(o);
+  }
+
+  /** A layout that never concatenates: every recorded break stands, grouped by its rule. */
+  everyBreakStands(): void {
+    const byRule = new Map<string, SgObstacle>();
+    for (const b of this.breaks) {
+      const key = `${b.rule}/${b.condition ?? ''}`;
+      const o = byRule.get(key);
+      if (o) o.entries.push(b.entry);
+      else {
+        const fresh: SgObstacle = { rule: b.rule, entries: [b.entry], fix: null, message: b.message };
+        if (b.condition) fresh.condition = b.condition;
+        byRule.set(key, fresh);
+        this.obstacles.push(fresh);
+      }
+    }
+  }
+
   fail(f: SgFailureWhy): void {
     this.failure = f;
   }
 }
+
+type WireFix = { max_segment_size?: number; segment_boundary_mask?: string };
 
 export interface ExplainOut {
   breaks: {
@@ -68,24 +105,50 @@ export interface ExplainOut {
     message: string;
     values: Record<string, number | string>;
   }[];
+  obstacles: { rule: ObstacleRule; condition?: string; entries: number[]; fixed_by: WireFix | null; message: string }[];
   contiguous_iova: boolean;
   one_segment: boolean;
-  would_merge_with: { max_segment_size?: number; segment_boundary_mask?: string } | null;
+  would_merge_with: WireFix | null;
   verdict: string;
   failure?: SgFailureWhy;
 }
 
 const hex = (v: bigint): string => `0x${v.toString(16)}`;
 
+function wireFix(f: NonNullable<BreakFix>): WireFix {
+  const out: WireFix = {};
+  if (f.max_segment_size !== undefined) out.max_segment_size = f.max_segment_size;
+  if (f.segment_boundary_mask !== undefined) out.segment_boundary_mask = hex(f.segment_boundary_mask);
+  return out;
+}
+
+/** "entry 4" or "entries 1, 3, 4" (the first eight, then how many in all). */
+function entryList(entries: readonly number[]): string {
+  if (entries.length === 1) return `entry ${entries[0] ?? 0}`;
+  const shown = entries.slice(0, 8).join(', ');
+  return entries.length > 8 ? `entries ${shown}, … (${entries.length} in all)` : `entries ${shown}`;
+}
+
+const kindOf = (o: SgObstacle): string => (o.condition ? `${o.rule} (${o.condition})` : o.rule);
+
+function fixWords(f: WireFix): string {
+  const parts: string[] = [];
+  if (f.max_segment_size !== undefined) parts.push(`max_segment_size ≥ ${f.max_segment_size}`);
+  if (f.segment_boundary_mask !== undefined) parts.push(`segment_boundary_mask ≥ ${f.segment_boundary_mask}`);
+  return parts.join(' and ');
+}
+
 /**
  * The verdict: are the segments one back-to-back IOVA range, are they one segment, and which
- * device parameters (the largest value each break asks for) would merge them — none when any
- * break comes from a rule no device parameter changes.
+ * device parameters would merge them. The parameters are those every fixable obstacle asks for
+ * (the largest value of each); there are none when any obstacle has no fix, and then the verdict
+ * names every obstacle, the fixable ones with what they would need as well.
  */
 export function explainOut(why: SgExplainer, segments: readonly DmaSegment[], addrOf: (s: DmaSegment) => bigint): ExplainOut {
   if (why.failure) {
     return {
       breaks: [],
+      obstacles: [],
       contiguous_iova: false,
       one_segment: false,
       would_merge_with: null,
@@ -108,38 +171,43 @@ export function explainOut(why: SgExplainer, segments: readonly DmaSegment[], ad
     message: b.message,
     values: b.values,
   }));
-  let merge: ExplainOut['would_merge_with'] = null;
-  let blocker: SgBreak | undefined;
-  if (!one) {
-    let maxSeg = 0;
-    let mask = -1n;
-    for (const b of why.breaks) {
-      if (b.fix === null) {
-        blocker ??= b;
-        continue;
-      }
-      if (b.fix.max_segment_size !== undefined && b.fix.max_segment_size > maxSeg) maxSeg = b.fix.max_segment_size;
-      if (b.fix.segment_boundary_mask !== undefined && b.fix.segment_boundary_mask > mask) mask = b.fix.segment_boundary_mask;
-    }
-    if (!blocker) {
-      merge = {};
-      if (maxSeg > 0) merge.max_segment_size = maxSeg;
-      if (mask >= 0n) merge.segment_boundary_mask = hex(mask);
-    }
-  }
+  const standing = one ? [] : why.obstacles;
+  const obstacles = standing.map((o) => ({
+    rule: o.rule,
+    ...(o.condition ? { condition: o.condition } : {}),
+    entries: o.entries,
+    fixed_by: o.fix ? wireFix(o.fix) : null,
+    message: o.message,
+  }));
   const range = contiguous ? 'one contiguous IOVA range' : 'not one contiguous IOVA range';
-  let verdict: string;
-  if (one) verdict = `${range}, one segment`;
-  else {
-    const parts: string[] = [];
-    if (merge?.max_segment_size !== undefined) parts.push(`max_segment_size ≥ ${merge.max_segment_size}`);
-    if (merge?.segment_boundary_mask !== undefined) parts.push(`segment_boundary_mask ≥ ${merge.segment_boundary_mask}`);
-    const tail = merge
-      ? `${parts.join(' and ')} would give one segment`
-      : `no device parameter would give one segment (entry ${blocker?.entry ?? 0}: ${blocker?.rule ?? 'unknown'})`;
-    verdict = `${range}, not one segment (${segments.length} segments); ${tail}`;
+  if (one) return { breaks, obstacles, contiguous_iova: contiguous, one_segment: true, would_merge_with: null, verdict: `${range}, one segment` };
+
+  let maxSeg = 0;
+  let mask = -1n;
+  for (const o of standing) {
+    if (o.fix?.max_segment_size !== undefined && o.fix.max_segment_size > maxSeg) maxSeg = o.fix.max_segment_size;
+    if (o.fix?.segment_boundary_mask !== undefined && o.fix.segment_boundary_mask > mask) mask = o.fix.segment_boundary_mask;
   }
-  return { breaks, contiguous_iova: contiguous, one_segment: one, would_merge_with: merge, verdict };
+  const needed: NonNullable<BreakFix> = {};
+  if (maxSeg > 0) needed.max_segment_size = maxSeg;
+  if (mask >= 0n) needed.segment_boundary_mask = mask;
+  const blockers = standing.filter((o) => o.fix === null);
+  const fixable = standing.filter((o) => o.fix !== null);
+  let tail: string;
+  let merge: WireFix | null = null;
+  if (blockers.length === 0 && fixable.length > 0) {
+    merge = wireFix(needed);
+    tail = `${fixWords(merge)} would give one segment`;
+  } else if (blockers.length === 0) {
+    tail = 'no device parameter would give one segment (the layout recorded no obstacle)';
+  } else {
+    tail = `no device parameter would give one segment (${blockers.map((o) => `${entryList(o.entries)}: ${kindOf(o)}`).join('; ')})`;
+    if (fixable.length > 0) {
+      tail += `, and ${fixWords(wireFix(needed))} would be needed as well (${fixable.map((o) => `${entryList(o.entries)}: ${kindOf(o)}`).join('; ')})`;
+    }
+  }
+  const verdict = `${range}, not one segment (${segments.length} segments); ${tail}`;
+  return { breaks, obstacles, contiguous_iova: contiguous, one_segment: false, would_merge_with: merge, verdict };
 }
 
 /** Σ length: what max_segment_size must reach for a whole list to be one segment. */

@@ -19,6 +19,8 @@ import { comparePlugin } from '../../routes/compare.js';
 import { iovaSvgPlugin } from '../../routes/iova-svg.js';
 import { uiPlugin } from '../../routes/ui.js';
 import { tracePlugin } from '../../routes/trace.js';
+import { importPlugin } from '../../routes/import.js';
+import type { ImportLimits } from './ftrace.js';
 import type { Journal, JournalOptions } from './journal.js';
 import { dataDirFromEnv, journalOptionsFromEnv, openJournal } from './persistence.js';
 import { VERSION } from './version.js';
@@ -34,6 +36,8 @@ export interface AppOptions {
   dataDir?: string | null;
   /** When logs are compacted (default: DMAEMU_COMPACT_*, else src/service/journal.ts's defaults). */
   journal?: Partial<JournalOptions>;
+  /** POST /v1/import/ftrace's limits (default: DMAEMU_IMPORT_BODY_LIMIT, DMAEMU_MAX_IMPORT_EVENTS). */
+  importLimits?: Partial<ImportLimits>;
 }
 
 export const DEFAULT_BODY_LIMIT = 8 * 1024 * 1024;
@@ -102,6 +106,7 @@ export async function buildApp(opts: AppOptions = {}): Promise<FastifyInstance> 
   await app.register(uiPlugin);
   await app.register(tracePlugin);
   await app.register(comparePlugin);
+  await app.register(importPlugin, { limits: opts.importLimits });
   // Last: restored sessions get the observer the plugins installed.
   // Restored work was acknowledged before: the budget admits it all, then counts what it holds (docs/memory-budget.md).
   store.budget.admitAll(true);

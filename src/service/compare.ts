@@ -37,14 +37,64 @@ function columnConfig(base: SessionCreateInput, column: CompareColumn): SessionC
  * made), run in slices; the sessions' shares go back with the answer.
  */
 export async function compare(input: CompareInput, limits: SessionLimits & RequestLimits, budget: MemoryBudget, onLargeAnswer?: () => void): Promise<CompareOut> {
-  const raw: TraceOpIn[] = input.ops ? input.ops : [{ op: 'map_sg', dir: input.dir ?? 'to_device', sg: input.sg }];
+  const raw = compareOps(input);
+  const ops = await parseCompareOps(raw);
+  const base = input.session ?? {};
+  const configs = COMPARE_COLUMNS.map((column) => columnConfig(base, column));
+  const { sessions, answers } = await replayColumns(ops, configs, { limits, budget, what: 'this compare', onLargeAnswer });
+  const columns: CompareOut['columns'] = COMPARE_COLUMNS.map((column, k) => {
+    const s = sessions[k] as Session | DmaemuError;
+    return s instanceof DmaemuError ? { column, config: null, error: s.toBody() } : { column, config: s.wireConfig };
+  });
+  const rows: CompareOut['ops'] = ops.map((p, i) => {
+    const results: Record<string, unknown> = {};
+    COMPARE_COLUMNS.forEach((c, k) => {
+      results[c] = answers[k]?.[i] ?? null;
+    });
+    const differs = differing(COMPARE_COLUMNS.map((_, k) => answers[k]?.[i] ?? null));
+    return { op: i, name: opName(p, raw, i), results: results as CompareOut['ops'][number]['results'], differs, same: differs.length === 0 };
+  });
+  return { columns, ops: rows };
+}
+
+/** The sequence a compare body gives: its ops, or its one scatterlist as a map_sg. */
+export function compareOps(input: CompareInput): TraceOpIn[] {
+  return input.ops ? input.ops : [{ op: 'map_sg', dir: input.dir ?? 'to_device', sg: input.sg ?? [] }];
+}
+
+/** Every op checked before anything runs (errors name ops.<i>.<field>); map_sg ops explained unless they say not to. */
+export async function parseCompareOps(raw: readonly TraceOpIn[]): Promise<ParsedTraceOp[]> {
   // `expect` belongs to the layout a trace was recorded under: it is not checked here.
   const withExplain = raw.map(({ expect: _e, ...op }) => (op.op === 'map_sg' && !('explain' in op) ? { ...op, explain: true } : op));
-  const ops = await sliced(parseTraceOps(withExplain, 'ops')); // every op checked before anything runs: errors name ops.<i>.<field>
-  const base = input.session ?? {};
-  const sessions: (Session | DmaemuError)[] = COMPARE_COLUMNS.map((column) => {
+  return sliced(parseTraceOps(withExplain, 'ops'));
+}
+
+export function opName(p: ParsedTraceOp, raw: readonly TraceOpIn[], i: number): string {
+  return p.kind === 'batch' ? p.op.op : String(raw[i]?.op);
+}
+
+export interface ColumnBounds {
+  limits: SessionLimits & RequestLimits;
+  budget: MemoryBudget;
+  /** Names the request in a refusal. */
+  what: string;
+  onLargeAnswer?: (() => void) | undefined;
+}
+
+/**
+ * One temporary session per config (a config the core refuses is that column's error), the
+ * sequence replayed in each. Checked as one request before any column runs (the trace's cost
+ * times the columns that run), charged to the memory budget with the sessions (each a session's
+ * footprint, their mappings as they are made), run in slices; the shares go back with the answer.
+ */
+export async function replayColumns(
+  ops: readonly ParsedTraceOp[],
+  configs: readonly SessionCreateInput[],
+  b: ColumnBounds,
+): Promise<{ sessions: (Session | DmaemuError)[]; answers: (unknown[] | null)[] }> {
+  const sessions: (Session | DmaemuError)[] = configs.map((config, k) => {
     try {
-      return new Session(`compare-${column}`, resolveConfig(configRequest(columnConfig(base, column))), limits, SILENT_OBSERVER, budget);
+      return new Session(`compare-${k}`, resolveConfig(configRequest(config)), b.limits, SILENT_OBSERVER, b.budget);
     } catch (err) {
       if (!(err instanceof DmaemuError) || err.code === 'DMAEMU_INTERNAL') throw err;
       return err;
@@ -53,42 +103,24 @@ export async function compare(input: CompareInput, limits: SessionLimits & Reque
   const live = sessions.filter((s): s is Session => s instanceof Session);
   const one = traceCost(ops, live[0]?.costUnit ?? { granule: 4096, pageSize: 4096 });
   const cost = { work: one.work * live.length, bytes: one.bytes * live.length };
-  checkCost(cost, limits, `this compare (${live.length} columns)`);
-  if (cost.bytes >= LARGE_ANSWER) onLargeAnswer?.();
+  checkCost(cost, b.limits, `${b.what} (${live.length} columns)`);
+  if (cost.bytes >= LARGE_ANSWER) b.onLargeAnswer?.();
   try {
     for (const s of live) s.chargeCreation();
-    return await charged(budget, cost.bytes, () => run(ops, raw, sessions));
+    return await charged(b.budget, cost.bytes, async () => {
+      const answers: (unknown[] | null)[] = [];
+      for (const s of sessions) {
+        answers.push(s instanceof DmaemuError ? null : (await sliced(traceSteps(s, ops, s.costUnit, { answers: true, calls: false }))).answers);
+      }
+      return { sessions, answers };
+    });
   } finally {
     for (const s of live) s.releaseBudget();
   }
 }
 
-async function run(ops: readonly ParsedTraceOp[], raw: readonly TraceOpIn[], sessions: readonly (Session | DmaemuError)[]): Promise<CompareOut> {
-  const columns: CompareOut['columns'] = [];
-  const answers: (unknown[] | null)[] = [];
-  for (const [k, column] of COMPARE_COLUMNS.entries()) {
-    const s = sessions[k] as Session | DmaemuError;
-    if (s instanceof DmaemuError) {
-      columns.push({ column, config: null, error: s.toBody() });
-      answers.push(null);
-      continue;
-    }
-    columns.push({ column, config: s.wireConfig });
-    answers.push((await sliced(traceSteps(s, ops, s.costUnit, { answers: true, calls: false }))).answers);
-  }
-  const rows: CompareOut['ops'] = ops.map((p, i) => {
-    const results: Record<string, unknown> = {};
-    COMPARE_COLUMNS.forEach((c, k) => {
-      results[c] = answers[k]?.[i] ?? null;
-    });
-    const differs = differing(COMPARE_COLUMNS.map((_, k) => answers[k]?.[i] ?? null));
-    return { op: i, name: p.kind === 'batch' ? p.op.op : String(raw[i]?.op), results: results as CompareOut['ops'][number]['results'], differs, same: differs.length === 0 };
-  });
-  return { columns, ops: rows };
-}
-
 /** The fields whose values are not the same in every column that ran (debug compared by check and message). */
-function differing(answers: readonly unknown[]): string[] {
+export function differing(answers: readonly unknown[]): string[] {
   const present = answers.filter((a): a is Record<string, unknown> => typeof a === 'object' && a !== null);
   const out: string[] = [];
   for (const f of COMPARED) {

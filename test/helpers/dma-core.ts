@@ -8,6 +8,16 @@ import { SessionStore } from '../../src/service/session-store.js';
 import type { Session } from '../../src/service/session.js';
 
 export type Dir = 'to_device' | 'from_device' | 'bidirectional';
+
+/** The device the property tests draw at random: a layout (or none: no IOMMU) and its limits. */
+export interface RandomDevice {
+  layout: 'linux' | 'linux-4.4' | 'arm-legacy' | 'none';
+  pageSize: number;
+  granule: number;
+  dmaBits: number;
+  maxSeg: number;
+  boundaryBits: number;
+}
 export type Entry = { phys: number | string; length: number };
 
 /** DMA_MAPPING_ERROR as the wire shows it. */

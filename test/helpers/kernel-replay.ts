@@ -11,6 +11,7 @@ import { gunzipSync } from 'node:zlib';
 import { AllocCoherentBody, FlushBody, FreeCoherentBody, MapPageBody, MapSgBody, UnmapBody } from '../../schemas/dma.js';
 import { SessionCreateBody } from '../../schemas/session.js';
 import { SessionStore } from '../../src/service/session-store.js';
+import { readDmaEvents } from '../../src/service/ftrace.js';
 import type { Session } from '../../src/service/session.js';
 
 export type Seg = [string, number];
@@ -236,30 +237,16 @@ export interface TraceMap {
   segs: [bigint, number][];
 }
 
-/** Parses the raw trace (tracefs `trace` of events/dma) down to its map events, in order. */
+/**
+ * The raw trace (tracefs `trace` of events/dma) down to its map events, in order, read by the
+ * service's own ftrace reader (src/service/ftrace.ts), so the import and this check agree.
+ */
 export function parseTrace(text: string): TraceMap[] {
   const out: TraceMap[] = [];
-  const list = (s: string | undefined): string[] => (s ? s.split(',').filter((x) => x !== '') : []);
-  for (const line of text.split('\n')) {
-    const sg = /dma_map_sg: (\S+) .*dma_addrs=\{([^}]*)\} sizes=\{([^}]*)\} phys_addrs=\{([^}]*)\}/.exec(line);
-    if (sg) {
-      const addrs = list(sg[2]);
-      const sizes = list(sg[3]);
-      out.push({
-        pci: sg[1] ?? '',
-        op: 'map_sg',
-        phys: list(sg[4]).map((p) => BigInt(p)),
-        segs: addrs.map((a, i): [bigint, number] => [BigInt(a), Number(sizes[i])]),
-      });
-      continue;
-    }
-    const pg = /dma_map_page: (\S+) .*dma_addr=([0-9a-f]+) size=(\d+) phys_addr=([0-9a-f]+)/.exec(line);
-    if (pg) {
-      out.push({ pci: pg[1] ?? '', op: 'map_page', phys: [BigInt('0x' + (pg[4] ?? ''))], segs: [[BigInt('0x' + (pg[2] ?? '')), Number(pg[3])]] });
-      continue;
-    }
-    const al = /dma_alloc: (\S+) .*dma_addr=([0-9a-f]+) size=(\d+)/.exec(line);
-    if (al) out.push({ pci: al[1] ?? '', op: 'alloc_coherent', phys: [], segs: [[BigInt('0x' + (al[2] ?? '')), Number(al[3])]] });
+  for (const e of readDmaEvents(text)) {
+    if (e.kind === 'map_sg') out.push({ pci: e.device, op: 'map_sg', phys: e.phys, segs: e.dma.map((a, i): [bigint, number] => [a, e.sizes[i] ?? 0]) });
+    else if (e.kind === 'map_single') out.push({ pci: e.device, op: 'map_page', phys: [e.phys], segs: [[e.dma, e.size]] });
+    else if (e.kind === 'alloc') out.push({ pci: e.device, op: 'alloc_coherent', phys: [], segs: [[e.dma, e.size]] });
   }
   return out;
 }

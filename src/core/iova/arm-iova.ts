@@ -52,6 +52,16 @@ export class ArmIova implements ArmIovaAllocator {
     return this.bits * this.pageSize;
   }
 
+  /** Bytes of IOVA one bitmap covers: the largest allocation __alloc_iova can make. */
+  get bitmapBytes(): number {
+    return this.mappingSize;
+  }
+
+  /** Would a fresh mapping hold one allocation of `size` bytes (it never spans two bitmaps)? */
+  fitsOneBitmap(size: number): boolean {
+    return size >= 1 && Math.ceil(size / this.pageSize) <= this.bits;
+  }
+
   allocIova(size: number): number {
     if (!Number.isSafeInteger(size) || size < 1) throw invalid('size', 'size must be a positive number of bytes');
     let order = Math.max(0, Math.ceil(Math.log2(Math.ceil(size / this.pageSize)))); // get_order

@@ -109,7 +109,53 @@ export class ArmLegacyIommuDma implements DmaOps {
         size = (size + s.length) >>> 0;
       }
     }
+    if (why && segments.length > 1) this.explainObstacles(why, sg);
     return { sg, size: sumLengths(sg), segments, allocs, extents, bounce: null };
+  }
+
+  /**
+   * Everything between this list and one chunk, on a fresh mapping: each of __iommu_map_sg's
+   * three tests at every entry, the chunk grown as the loosest limit would grow it. An entry with a page
+   * offset, or a chunk so far that does not end on a page, starts a chunk whatever the limits;
+   * chunk_size + length > max_segment_size (unsigned int) goes away at first offset + Σ length
+   * (or UINT_MAX, which the unsigned sum never exceeds); and the one chunk must fit one bitmap
+   * of the mapping, since __alloc_iova never spans two.
+   */
+  private explainObstacles(why: SgExplainer, sg: readonly SgEntry[]): void {
+    const p = this.pageSize;
+    const first = sg[0] as SgEntry;
+    const offsets: number[] = [];
+    const partial: number[] = [];
+    const tooLong: number[] = [];
+    // The chunk as max_segment_size UINT_MAX would grow it: only the two tests no limit changes
+    // start a new one (and reset the size); where the device's own limit would, is noted.
+    let size = ((first.phys % p) + first.length) >>> 0;
+    for (let i = 1; i < sg.length; i++) {
+      const s = sg[i] as SgEntry;
+      const sOff = s.phys % p;
+      if (sOff !== 0 || size % p !== 0) {
+        (sOff !== 0 ? offsets : partial).push(i);
+        size = (sOff + s.length) >>> 0;
+        continue;
+      }
+      if ((size + s.length) >>> 0 > this.maxSeg) tooLong.push(i);
+      size = (size + s.length) >>> 0;
+    }
+    if (offsets.length > 0) {
+      why.obstacle({ rule: 'arm_new_chunk', condition: 'offset', entries: offsets, fix: null, message: 'an entry with a page offset (s->offset != 0) starts a chunk whatever the limits' });
+    }
+    if (partial.length > 0) {
+      why.obstacle({ rule: 'arm_new_chunk', condition: 'chunk_not_page_multiple', entries: partial, fix: null, message: 'the entries before it do not end on a page: a new chunk whatever the limits' });
+    }
+    const whole = (first.phys % p) + totalLength(sg);
+    if (tooLong.length > 0) {
+      const need = whole <= 0xffffffff ? whole : 0xffffffff;
+      why.obstacle({ rule: 'arm_new_chunk', condition: 'max_segment_size', entries: tooLong, fix: { max_segment_size: need }, message: `max_segment_size ${this.maxSeg} is less than the one chunk (first offset + Σ length = ${whole})` });
+    }
+    const bytes = alignUp(((first.phys % p) + totalLength(sg)) % 2 ** 32, p);
+    if (offsets.length + partial.length === 0 && !this.iova.fitsOneBitmap(bytes)) {
+      why.obstacle({ rule: 'iova_space', entries: [sg.length - 1], fix: null, message: `one chunk of ${bytes} bytes is larger than one bitmap of the mapping (${this.iova.bitmapBytes} bytes of IOVA): __alloc_iova never spans two` });
+    }
   }
 
   /** Which of __iommu_map_sg's three tests closed the chunk before entry i (checked in its order). */
@@ -119,14 +165,12 @@ export class ArmLegacyIommuDma implements DmaOps {
     const kernel = '__iommu_map_sg';
     const sOff = s.phys % p;
     if (sOff !== 0) {
-      why.brk({ entry: i, rule: 'arm_new_chunk', condition: 'offset', kernel, values: { offset: sOff, page_size: p }, fix: null, message: `new chunk: entry ${i} starts ${sOff} bytes into its page (s->offset != 0)` });
+      why.brk({ entry: i, rule: 'arm_new_chunk', condition: 'offset', kernel, values: { offset: sOff, page_size: p }, message: `new chunk: entry ${i} starts ${sOff} bytes into its page (s->offset != 0)` });
     } else if (size % p !== 0) {
-      why.brk({ entry: i, rule: 'arm_new_chunk', condition: 'chunk_not_page_multiple', kernel, values: { chunk_size: size, page_size: p }, fix: null, message: `new chunk: the chunk before entry ${i} is ${size} bytes, not a whole number of pages` });
+      why.brk({ entry: i, rule: 'arm_new_chunk', condition: 'chunk_not_page_multiple', kernel, values: { chunk_size: size, page_size: p }, message: `new chunk: the chunk before entry ${i} is ${size} bytes, not a whole number of pages` });
     } else {
-      const first = sg[0] as SgEntry;
       const values = { chunk_size: size, length: s.length, max_segment_size: this.maxSeg };
-      const fix = { max_segment_size: (first.phys % p) + totalLength(sg) };
-      why.brk({ entry: i, rule: 'arm_new_chunk', condition: 'max_segment_size', kernel, values, fix, message: `new chunk: chunk_size ${size} + length ${s.length} > max_segment_size ${this.maxSeg}` });
+      why.brk({ entry: i, rule: 'arm_new_chunk', condition: 'max_segment_size', kernel, values, message: `new chunk: chunk_size ${size} + length ${s.length} > max_segment_size ${this.maxSeg}` });
     }
   }
 

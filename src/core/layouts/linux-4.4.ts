@@ -133,10 +133,11 @@ export class Linux44IommuDma implements DmaOps {
         const p = sg[i - 1] as SgEntry;
         const pad = off - (entryOff[i - 1] as number) - alignUp(p.length + (p.phys % g), g);
         const values = { pad, alignment: roundupPowOfTwo(sLenOf(s, g)) };
-        why.brk({ entry: i, rule: 'v4.4_never_merges', kernel: '__finalise_sg (v4.4)', values, fix: null, message: `v4.4 never concatenates: entry ${i} is its own segment, placed after ${pad} bytes of padding so it starts aligned to ${values.alignment}` });
+        why.brk({ entry: i, rule: 'v4.4_never_merges', kernel: '__finalise_sg (v4.4)', values, message: `v4.4 never concatenates: entry ${i} is its own segment, placed after ${pad} bytes of padding so it starts aligned to ${values.alignment}` });
       }
       extents.push({ pfn, off, phys: s.phys - (s.phys % g), bytes: sIovaLen[i] as number });
     }
+    why?.everyBreakStands();
     return {
       sg,
       size: sumLengths(sg),

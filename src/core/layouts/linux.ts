@@ -146,6 +146,7 @@ export class LinuxIommuDma implements DmaOps {
       if (s.length + sIovaOff < sLen) curLen = 0;
       extents.push({ pfn, off, phys: s.phys - sIovaOff, bytes: sLen });
     }
+    if (why && segments.length > 1) this.explainObstacles(why, sg, pfn);
     return {
       sg,
       size: sumLengths(sg),
@@ -171,38 +172,79 @@ export class LinuxIommuDma implements DmaOps {
       const ownEnd = p.length + pOff;
       if (ownEnd % g !== 0) {
         const values = { prev_length: p.length, prev_iova_off: pOff, granule: g };
-        why.brk({ entry: i, rule: 'previous_partial', kernel, values, fix: null, message: `entry ${i - 1} ends ${ownEnd % g} bytes into a granule (iova_off ${pOff} + length ${p.length} is not a multiple of ${g}): cur_len was reset, nothing may follow it` });
+        why.brk({ entry: i, rule: 'previous_partial', kernel, values, message: `entry ${i - 1} ends ${ownEnd % g} bytes into a granule (iova_off ${pOff} + length ${p.length} is not a multiple of ${g}): cur_len was reset, nothing may follow it` });
       } else {
         const values = { segment_boundary_mask: `0x${(2n ** BigInt(this.segBits) - 1n).toString(16)}`, prev_length: p.length };
-        why.brk({ entry: i, rule: 'segment_boundary', kernel: 'iommu_dma_map_sg', values, fix: this.boundaryFix(sg), message: `entry ${i} would straddle a segment boundary: entry ${i - 1} was padded so that entry ${i} starts on it, and cur_len was reset` });
+        why.brk({ entry: i, rule: 'segment_boundary', kernel: 'iommu_dma_map_sg', values, message: `entry ${i} would straddle a segment boundary: entry ${i - 1} was padded so that entry ${i} starts on it, and cur_len was reset` });
       }
       return;
     }
     if (iovaOff !== 0) {
-      why.brk({ entry: i, rule: 'entry_offset', kernel, values: { iova_off: iovaOff, granule: g }, fix: null, message: `entry ${i} starts ${iovaOff} bytes into a granule (s_iova_off ${iovaOff} != 0)` });
+      why.brk({ entry: i, rule: 'entry_offset', kernel, values: { iova_off: iovaOff, granule: g }, message: `entry ${i} starts ${iovaOff} bytes into a granule (s_iova_off ${iovaOff} != 0)` });
       return;
     }
     if (!this.offBoundary(entryPfn)) {
       const values = { dma_address: `0x${(BigInt(entryPfn) << BigInt(this.shift)).toString(16)}`, segment_boundary_mask: `0x${(2n ** BigInt(this.segBits) - 1n).toString(16)}` };
-      why.brk({ entry: i, rule: 'segment_boundary', kernel, values, fix: this.boundaryFix(sg), message: `entry ${i} starts on a segment boundary ((dma_addr & mask) == 0)` });
+      why.brk({ entry: i, rule: 'segment_boundary', kernel, values, message: `entry ${i} starts on a segment boundary ((dma_addr & mask) == 0)` });
       return;
     }
     const values = { max_segment_size: this.maxSeg, cur_len: curLen, length: s.length };
-    why.brk({ entry: i, rule: 'max_segment_size', kernel, values, fix: { max_segment_size: totalLength(sg) }, message: `max_segment_size ${this.maxSeg} − cur_len ${curLen} < length ${s.length}` });
+    why.brk({ entry: i, rule: 'max_segment_size', kernel, values, message: `max_segment_size ${this.maxSeg} − cur_len ${curLen} < length ${s.length}` });
   }
 
   /**
-   * A mask whose window holds the whole unpadded list (the size-aligned allocation then meets no
-   * boundary inside it) — and, since __finalise_sg tests the boundary before max_segment_size,
-   * the max_segment_size the merged segment would still need.
+   * Everything between this list and one segment, on a fresh session (docs/explain.md). A
+   * segment ends before entry i when any of __finalise_sg's tests fails there, so every test
+   * is looked at for every entry, not only the first that failed:
+   * - s_iova_off != 0 (entry_offset) and a previous entry that ends inside a granule
+   *   (previous_partial) depend on the buffer alone: no device parameter removes them;
+   * - a boundary pad (iommu_dma_map_sg) or an entry whose IOVA lies on a boundary
+   *   (segment_boundary) goes away with a mask whose window holds the whole list: the
+   *   allocation is size-aligned (alloc_iova_fast), so it then lies inside one window with no
+   *   pad and no entry after the first on a boundary, wherever it lands;
+   * - max_len − cur_len ≥ s_length (unsigned int) depends on the lengths and max_segment_size
+   *   alone once every entry joins; Σ length is enough unless it exceeds UINT_MAX, and then no
+   *   unsigned int max_segment_size (nor sg_dma_len) holds the one segment.
    */
-  private boundaryFix(sg: readonly SgEntry[]): { segment_boundary_mask: bigint; max_segment_size?: number } {
-    let len = 0;
-    for (const s of sg) len += alignUp(s.length + modPow2(s.phys, this.granule), this.granule);
-    let w = 1n;
-    while (w < BigInt(len)) w *= 2n;
+  private explainObstacles(why: SgExplainer, sg: readonly SgEntry[], pfn: number): void {
+    const g = this.granule;
+    const n = sg.length;
+    const offsets: number[] = [];
+    const partials: number[] = [];
+    const boundary: number[] = [];
+    let padded = 0; // Σ granule-padded lengths: the list's allocation without boundary pads
+    for (let i = 0; i < n; i++) {
+      const s = sg[i] as SgEntry;
+      const off = modPow2(s.phys, g);
+      const own = alignUp(s.length + off, g);
+      padded += own;
+      if (i === 0) continue;
+      const p = sg[i - 1] as SgEntry;
+      const pOff = modPow2(p.phys, g);
+      if (off !== 0) offsets.push(i);
+      if ((p.length + pOff) % g !== 0) partials.push(i);
+      const grown = (this.sIovaLen[i - 1] as number) !== alignUp(p.length + pOff, g); // a pad was added to entry i − 1
+      if (grown || !this.offBoundary(pfn + (this.entryOff[i] as number) / g)) boundary.push(i);
+    }
+    if (offsets.length > 0) {
+      why.obstacle({ rule: 'entry_offset', entries: offsets, fix: null, message: `${offsets.length === 1 ? 'an entry starts' : 'entries start'} inside an IOMMU granule (s_iova_off != 0): a new segment whatever the device's limits` });
+    }
+    if (partials.length > 0) {
+      why.obstacle({ rule: 'previous_partial', entries: partials, fix: null, message: `the entry before ${partials.length === 1 ? 'it ends' : 'each ends'} inside an IOMMU granule (s_length + s_iova_off < s_iova_len): cur_len is reset whatever the device's limits` });
+    }
+    if (boundary.length > 0) {
+      let w = 1n;
+      while (w < BigInt(padded)) w *= 2n;
+      why.obstacle({ rule: 'segment_boundary', entries: boundary, fix: { segment_boundary_mask: w - 1n }, message: `the segment_boundary_mask 0x${(2n ** BigInt(this.segBits) - 1n).toString(16)} window (2^${this.segBits}) is smaller than the list's ${padded}-byte allocation: a ${w}-byte window holds it` });
+    }
     const total = totalLength(sg);
-    return total > this.maxSeg ? { segment_boundary_mask: w - 1n, max_segment_size: total } : { segment_boundary_mask: w - 1n };
+    const tooLong = finaliseLengthBreaks(sg, this.maxSeg);
+    if (tooLong.length === 0) return;
+    if (total <= 0xffffffff) {
+      why.obstacle({ rule: 'max_segment_size', entries: tooLong, fix: { max_segment_size: total }, message: `max_segment_size ${this.maxSeg} is less than the entries add up to: one segment needs Σ length = ${total}` });
+    } else {
+      why.obstacle({ rule: 'dma_length_limit', entries: finaliseLengthBreaks(sg, 0xffffffff), fix: null, message: `Σ length ${total} exceeds UINT_MAX: no max_segment_size (unsigned int) lets one segment hold it` });
+    }
   }
 
   private explainFailure(why: SgExplainer, pages: number): void {
@@ -299,3 +341,22 @@ export function sumLengths(sg: readonly SgEntry[]): number {
   for (const s of sg) t += s.length;
   return t;
 }
+
+/**
+ * The entries before which __finalise_sg's length test (max_len − cur_len ≥ s_length, unsigned
+ * int) fails when every entry joins the one segment: it depends on the lengths and the limit only.
+ */
+export function finaliseLengthBreaks(sg: readonly SgEntry[], maxSeg: number): number[] {
+  const out: number[] = [];
+  let cur = (sg[0] as SgEntry).length;
+  for (let i = 1; i < sg.length; i++) {
+    const len = (sg[i] as SgEntry).length;
+    if ((maxSeg - cur) >>> 0 >= len) cur = (cur + len) >>> 0;
+    else {
+      out.push(i);
+      cur = len;
+    }
+  }
+  return out;
+}
+
