@@ -59,6 +59,7 @@ export async function buildApp(opts: AppOptions = {}): Promise<FastifyInstance> 
   app.addHook('onClose', async () => store.stopSweeping());
   const journal = openJournal(opts.dataDir === undefined ? dataDirFromEnv() : opts.dataDir, store, app.log, { ...journalOptionsFromEnv(), ...opts.journal });
   app.decorate('journal', journal);
+  drainOnClose(app);
   // After the routes' onClose hooks: in-flight requests have been answered, so their records are written.
   app.addHook('onClose', async () => journal.store.close());
 
@@ -109,6 +110,25 @@ export async function buildApp(opts: AppOptions = {}): Promise<FastifyInstance> 
   store.budget.resync(store.values());
   app.log.info({ store: journal.store.description, ...restored, ms: Math.round(restored.ms) }, 'op store opened');
   return app;
+}
+
+/**
+ * While the app closes (SIGTERM: server.ts), answers to requests already in flight carry
+ * `Connection: close`, so their keep-alive connections end with the answer instead of staying
+ * open until keepAliveTimeout and holding server.close() (and the process) up. Connections idle
+ * when close starts are closed by Node's server.close() (forceCloseConnections 'idle', Fastify's
+ * default); requests arriving during the drain get Fastify's 503 with Connection: close.
+ */
+function drainOnClose(app: FastifyInstance): void {
+  let draining = false;
+  app.addHook('preClose', (done) => {
+    draining = true;
+    done();
+  });
+  app.addHook('onSend', (_req, reply, payload, done) => {
+    if (draining) void reply.header('connection', 'close');
+    done(null, payload);
+  });
 }
 
 type OpenApiDoc = { paths?: Record<string, unknown> } & Record<string, unknown>;
