@@ -6,7 +6,8 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { jsonSchemaTransform, jsonSchemaTransformObject, validatorCompiler } from 'fastify-type-provider-zod';
-import { errorHandler, notFoundHandler } from './http-errors.js';
+import { errorHandler, frameworkErrors, notFoundHandler } from './http-errors.js';
+import { parseJsonBody } from './json-body.js';
 import { serializerCompiler } from './http-serializer.js';
 import { SessionStore, limitsFromEnv, type StoreLimits } from './session-store.js';
 import { metricsPlugin } from '../../routes/metrics.js';
@@ -52,6 +53,8 @@ export async function buildApp(opts: AppOptions = {}): Promise<FastifyInstance> 
     bodyLimit: opts.bodyLimit ?? bodyLimitFromEnv(),
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
+    // A malformed percent-escape or an over-long path segment: refused by the router before any route, in our error shape.
+    frameworkErrors,
   });
   const store = new SessionStore({ ...limitsFromEnv(), ...opts.limits });
   store.startSweeping();
@@ -65,6 +68,15 @@ export async function buildApp(opts: AppOptions = {}): Promise<FastifyInstance> 
 
   // JSON only: Fastify's text/plain parser would hand strings to the schemas (→ a misleading 400).
   app.removeContentTypeParser('text/plain');
+  // Ours names a poisoning key and where it is (json-body.ts); Fastify's says only "not valid JSON".
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+    try {
+      done(null, parseJsonBody(body as string));
+    } catch (err) {
+      done(err as Error, undefined);
+    }
+  });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(errorHandler);

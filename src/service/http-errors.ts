@@ -84,6 +84,23 @@ export function errorHandler(err: FastifyError & HttpErrorFields, req: FastifyRe
   void reply.code(e.statusCode).send(e.toBody());
 }
 
+/**
+ * Errors Fastify's router raises before any route runs (its `frameworkErrors` option): a URL
+ * whose percent-escapes do not decode (FST_ERR_BAD_URL) and a path parameter over
+ * maxParamLength, 100 characters (FST_ERR_MAX_PARAM_LENGTH, which Fastify would answer 414 in its
+ * own shape). Both are a wrong request: 400 naming the URL. Anything else goes to errorHandler.
+ */
+export function frameworkErrors(err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
+  const path = req.url.split('?')[0] ?? '';
+  if (err.code === 'FST_ERR_BAD_URL' || err.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    const what = err.code === 'FST_ERR_BAD_URL' ? 'a percent-escape that does not decode' : 'a path segment longer than 100 characters';
+    const e = new DmaemuError('DMAEMU_INVALID_ARGUMENT', `${what} (${path.slice(0, 120)}${path.length > 120 ? '…' : ''})`, 'url');
+    void reply.code(e.statusCode).send(e.toBody());
+    return;
+  }
+  errorHandler(err, req, reply);
+}
+
 export function notFoundHandler(req: FastifyRequest, reply: FastifyReply): void {
   const e = new DmaemuError('DMAEMU_ROUTE_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0] ?? ''} (see /openapi.json)`);
   void reply.code(e.statusCode).send(e.toBody());
