@@ -17,10 +17,8 @@
 // killed. Talks only to 127.0.0.1. Last line, exactly:
 // `attack-rss: heap_mb=<h> budget_mb=<b> margin_mb=160 peak_rss_mb=<p> over_mb=<p − b − 160> budget_full_s=<s|never> alive=<bool> bystander_ok=<bool>`
 
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { startService } from './load-server-process.js';
 
 const HEAP_MB = Number(process.env.ATTACK_HEAP_MB ?? 512);
 const FILL_SECONDS = Number(process.env.FILL_SECONDS ?? 150);
@@ -29,26 +27,7 @@ const REQUEST_TIMEOUT_MS = 30_000;
 /** docs/memory-budget.md: what RSS may exceed the budget by (baseline, uncharged buffers). */
 const MARGIN_MB = 160;
 const MB = 1024 * 1024;
-const here = path.dirname(fileURLToPath(import.meta.url));
-const isTs = import.meta.url.endsWith('.ts');
-const server = path.join(here, '../src/service', isTs ? 'server.ts' : 'server.js');
-
-const child = spawn(process.execPath, [`--max-old-space-size=${HEAP_MB}`, ...(isTs ? ['--import', 'tsx'] : []), server], {
-  env: { ...process.env, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'warn', DMAEMU_DATA_DIR: 'off' },
-  stdio: ['ignore', 'pipe', 'inherit'],
-});
-process.on('exit', () => {
-  if (child.exitCode === null) child.kill('SIGKILL');
-});
-const url = await new Promise<string>((resolve, reject) => {
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => {
-    out += d.toString();
-    const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
-    if (m?.[1]) resolve(m[1]);
-  });
-  child.once('exit', (code) => reject(new Error(`server exited early with ${code}: ${out}`)));
-});
+const { url, child } = await startService([`--max-old-space-size=${HEAP_MB}`]);
 const pid = child.pid ?? 0;
 let lastHwm = 0;
 /** The child's peak RSS so far (VmHWM), kept once it has exited. */
