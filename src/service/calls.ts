@@ -73,6 +73,8 @@ export interface Cost {
 export interface CostUnit {
   granule: number;
   pageSize: number;
+  /** The session's RAM: an allocation larger than it fails (ENOMEM) before touching a page. */
+  memoryLimit: number;
 }
 
 /** The decoded query string of a call (or the same fields of a /batch op). */
@@ -246,8 +248,12 @@ export const CALL_TABLE: Record<CallName, CallSpec> = {
     statuses: BUDGETED,
     metric: 'alloc_coherent',
     run: (s, b) => s.allocCoherent(b),
-    // `phys` lists every page: ~24 bytes each.
-    cost: (b, _q, u) => ({ work: 1 + Math.ceil(b.size / u.pageSize), bytes: FIXED_BYTES + 24 * Math.ceil(b.size / u.pageSize) }),
+    // `phys` lists every page: ~24 bytes each. A buffer larger than the session's RAM is
+    // refused by the page allocator (ENOMEM, as Linux answers) before any page is touched.
+    cost: (b, _q, u) => {
+      const pages = b.size > u.memoryLimit ? 0 : Math.ceil(b.size / u.pageSize);
+      return { work: 1 + pages, bytes: FIXED_BYTES + 24 * pages };
+    },
   }),
   free_coherent: call<FreeCoherentInput, CallQuery>({
     name: 'free_coherent',

@@ -101,7 +101,7 @@ export async function replayColumns(
     }
   });
   const live = sessions.filter((s): s is Session => s instanceof Session);
-  const one = traceCost(ops, live[0]?.costUnit ?? { granule: 4096, pageSize: 4096 });
+  const one = traceCost(ops, live[0]?.costUnit ?? { granule: 4096, pageSize: 4096, memoryLimit: 0 });
   const cost = { work: one.work * live.length, bytes: one.bytes * live.length };
   checkCost(cost, b.limits, `${b.what} (${live.length} columns)`);
   if (cost.bytes >= LARGE_ANSWER) b.onLargeAnswer?.();

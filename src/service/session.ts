@@ -284,7 +284,7 @@ export class Session {
 
   /** What a call's cost is counted in (calls.ts). */
   get costUnit(): CostUnit {
-    return { granule: this.granule(), pageSize: this.config.pageSize };
+    return { granule: this.granule(), pageSize: this.config.pageSize, memoryLimit: this.config.memoryLimit };
   }
 
   /** The unit of ?pages=true rows: the IOMMU granule, or the page without an IOMMU. */
