@@ -22,6 +22,8 @@ import { tracePlugin } from '../../routes/trace.js';
 import type { Journal, JournalOptions } from './journal.js';
 import { dataDirFromEnv, journalOptionsFromEnv, openJournal } from './persistence.js';
 import { VERSION } from './version.js';
+import { safeStdout } from './log-destination.js';
+import type { StoreIo } from './store/file-op-store.js';
 
 export interface AppOptions {
   logLevel?: string;
@@ -34,6 +36,8 @@ export interface AppOptions {
   dataDir?: string | null;
   /** When logs are compacted (default: DMAEMU_COMPACT_*, else src/service/journal.ts's defaults). */
   journal?: Partial<JournalOptions>;
+  /** The op store's writes (tests inject short writes and ENOSPC where no small filesystem can be mounted). */
+  storeIo?: StoreIo;
 }
 
 export const DEFAULT_BODY_LIMIT = 8 * 1024 * 1024;
@@ -47,7 +51,8 @@ declare module 'fastify' {
 
 export async function buildApp(opts: AppOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: { level: opts.logLevel ?? 'info', ...(opts.logStream ? { stream: opts.logStream } : {}) },
+    // stdout through safeStdout: a log line that cannot be written must never kill the service.
+    logger: { level: opts.logLevel ?? 'info', stream: opts.logStream ?? safeStdout() },
     logController: new OneLinePerRequest(),
     bodyLimit: opts.bodyLimit ?? bodyLimitFromEnv(),
     onProtoPoisoning: 'error',
@@ -57,7 +62,7 @@ export async function buildApp(opts: AppOptions = {}): Promise<FastifyInstance> 
   store.startSweeping();
   app.decorate('store', store);
   app.addHook('onClose', async () => store.stopSweeping());
-  const journal = openJournal(opts.dataDir === undefined ? dataDirFromEnv() : opts.dataDir, store, app.log, { ...journalOptionsFromEnv(), ...opts.journal });
+  const journal = openJournal(opts.dataDir === undefined ? dataDirFromEnv() : opts.dataDir, store, app.log, { ...journalOptionsFromEnv(), ...opts.journal }, opts.storeIo);
   app.decorate('journal', journal);
   // After the routes' onClose hooks: in-flight requests have been answered, so their records are written.
   app.addHook('onClose', async () => journal.store.close());

@@ -14,9 +14,19 @@
 // so disk use stays within (1 + compactRatio) × snapshot + compactMinBytes. Below the floor
 // the history is kept whole, so a short session (a bug report) can still be exported as a trace.
 //
+// A failed write (disk full, I/O error): the calls whose records were not made durable answer
+// 503 DMAEMU_PERSISTENCE_FAILED and must have had no effect, yet they already ran in memory.
+// The session is therefore rebuilt from its durable log (store.recover() cuts the file back to
+// its last durable byte; the rebuild is the restore a restart would do), and serves again from
+// there; while that runs, its calls answer 503 without running. Chosen over running each call
+// on a copy, which would cost every call a copy of the session to guard against a rare failure:
+// this costs nothing until a write fails, then one restore of that session (bounded by
+// compaction), and it gives exactly what a restart would. Only when the log's state on disk
+// cannot be known (a compaction's rename failed half-way) does the session stop for good.
+//
 // Invariants: records reach the store in the order the calls ran (each is appended in the
-// same turn as its call, before any await); a session whose append failed is refused from
-// then on (its memory state is ahead of its log, and a later record would not replay).
+// same turn as its call, before any await); after a failed append, the live session is the
+// one its durable log rebuilds, or it refuses every call (broken).
 
 import { DmaemuError } from '../core/errors.js';
 import { errorBodyOf, replayRecord } from './replay.js';
@@ -44,6 +54,10 @@ export interface RestoreReport {
 
 export class Journal {
   private readonly broken = new Set<string>();
+  /** Sessions being rebuilt from their durable log after a failed write (their calls answer 503 meanwhile). */
+  private readonly recovering = new Map<string, Promise<void>>();
+  /** Calls answered 503 because their record was not made durable (each also had no effect). */
+  failedCalls = 0;
   private readonly uncompactable = new Set<string>();
   /** Calls each live session has made since creation (a snapshot records how many it folds in). */
   private readonly callCount = new Map<string, number>();
@@ -67,6 +81,7 @@ export class Journal {
   /** Runs `run` (the route's call into the core), logs it with its answer, and resolves once that is durable. */
   async call<T>(s: Session, op: CallName, body: unknown, query: unknown, run: () => T): Promise<T> {
     if (this.broken.has(s.id)) throw this.brokenError(s.id);
+    if (this.recovering.has(s.id)) throw this.failedError(s.id, 'it is being rebuilt from its log after a failed write; retry');
     let out: T | undefined;
     let threw = false;
     let thrown: unknown;
@@ -149,7 +164,7 @@ export class Journal {
 
   private async maybeCompact(s: Session): Promise<void> {
     const size = this.store.sizeOf(s.id);
-    if (!size || this.uncompactable.has(s.id) || this.broken.has(s.id)) return;
+    if (!size || this.uncompactable.has(s.id) || this.broken.has(s.id) || this.recovering.has(s.id)) return;
     const past = size.total - size.base;
     if (past <= this.opts.compactMinBytes || past <= this.opts.compactRatio * size.base) return;
     let state: Buffer;
@@ -163,20 +178,65 @@ export class Journal {
     }
     const create = this.creates.get(s.id);
     if (!create) return;
-    await this.durable(s.id, this.store.compact(s.id, { create, calls: this.callCount.get(s.id) ?? 0, at: s.lastUsed, state }));
+    try {
+      await this.store.compact(s.id, { create, calls: this.callCount.get(s.id) ?? 0, at: s.lastUsed, state });
+    } catch (err) {
+      // The call that asked for it is durable already (and answered); the calls folded into the failed snapshot are not.
+      await this.rollBack(s.id, err);
+    }
   }
 
   private async durable(id: string, p: Promise<void>): Promise<void> {
     try {
       await p;
     } catch (err) {
-      this.broken.add(id);
-      this.log.error({ session: id, err }, `session ${id}: its log could not be written; the session refuses further calls`);
-      throw this.brokenError(id);
+      this.failedCalls++;
+      await this.rollBack(id, err);
+      if (this.broken.has(id)) throw this.brokenError(id);
+      throw this.failedError(id, 'the session is back at its last durable call; retry');
     }
   }
 
+  /** Rebuilds session `id` from its durable log, once per failure however many calls it failed. */
+  private rollBack(id: string, err: unknown): Promise<void> {
+    let r = this.recovering.get(id);
+    if (!r) {
+      this.log.error({ session: id, err }, `session ${id}: its log could not be written; the calls not yet durable are undone and the session is rebuilt from its log`);
+      r = this.rebuild(id).finally(() => this.recovering.delete(id));
+      this.recovering.set(id, r);
+    }
+    return r;
+  }
+
+  private async rebuild(id: string): Promise<void> {
+    try {
+      const st = await this.store.recover(id);
+      this.sessions.forget(id);
+      if (st === null) {
+        // Not even its creation was durable: it never existed.
+        this.callCount.delete(id);
+        this.creates.delete(id);
+        return;
+      }
+      const budget = this.sessions.budget;
+      budget.admitAll(true); // it held at least this much a moment ago
+      try {
+        this.restoreOne(st);
+      } finally {
+        budget.admitAll(false);
+        budget.resync(this.sessions.values());
+      }
+    } catch (err) {
+      this.broken.add(id);
+      this.log.error({ session: id, err }, `session ${id}: its log could not be brought back to a known state; the session refuses further calls`);
+    }
+  }
+
+  private failedError(id: string, why: string): DmaemuError {
+    return new DmaemuError('DMAEMU_PERSISTENCE_FAILED', `session ${id}: this call could not be made durable, so it was not made: ${why} (see the service log)`);
+  }
+
   private brokenError(id: string): DmaemuError {
-    return new DmaemuError('DMAEMU_PERSISTENCE_FAILED', `session ${id}: a call could not be made durable, so this session's log stopped; create a new session (see the service log)`);
+    return new DmaemuError('DMAEMU_PERSISTENCE_FAILED', `session ${id}: a call could not be made durable and its log could not be brought back, so this session stopped; create a new session (see the service log)`);
   }
 }
