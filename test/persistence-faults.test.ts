@@ -158,7 +158,7 @@ t.test('a full disk: no acknowledged call is lost, a refused call (503) has no e
   t.comment(`acknowledged ops lost: ${lost} of ${total()}; refused ops found after restart: ${made}`);
   t.equal(lost, 0, 'acknowledged ops lost under ENOSPC: 0');
   t.equal(made, 0, 'no refused call is in the restored sessions');
-  t.same(b.lines.filter((l) => l.level >= 40).map((l) => asText(l.msg)), [], 'the restart finds nothing damaged or torn');
+  t.same(b.lines.filter((l) => (l.level as number) >= 40).map((l) => asText(l.msg)), [], 'the restart finds nothing damaged or torn');
 });
 
 t.test('short writes: a record written 1000 bytes at a time is whole on disk', async (t) => {
