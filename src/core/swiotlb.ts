@@ -5,11 +5,37 @@
 // the end of i's 128-slot segment (0 for a used slot); `index` is where the next search starts
 // (next fit, wrapping to 0); `used` counts allocated slots.
 
+import { describe, f64s, field, num, StateError, u8s } from './state/codec.js';
+
 export const IO_TLB_SHIFT = 11;
 export const IO_TLB_SIZE = 1 << IO_TLB_SHIFT;
 export const IO_TLB_SEGSIZE = 128;
 
 export class Swiotlb {
+  /** Saved state: each slot's free-run count and mapped size, the next search index, the slots in use. */
+  static readonly STATE = describe<Swiotlb>('swiotlb', 1, [
+    field(
+      'list',
+      u8s,
+      (o) => o.list,
+      (o, v) => {
+        if (v.length !== o.nslabs) throw new StateError(`a pool of ${v.length} slots; this session's has ${o.nslabs}`);
+        o.list.set(v);
+      },
+    ),
+    field(
+      'allocSize',
+      f64s,
+      (o) => o.allocSize,
+      (o, v) => {
+        if (v.length !== o.nslabs) throw new StateError(`a pool of ${v.length} slots; this session's has ${o.nslabs}`);
+        o.allocSize.set(v);
+      },
+    ),
+    field('index', num, (o) => o.index, (o, v) => (o.index = v)),
+    field('used', num, (o) => o.used, (o, v) => (o.used = v)),
+  ]);
+
   readonly start: number; // physical address of slot 0
   readonly nslabs: number;
   private readonly list: Uint8Array; // values 0..128

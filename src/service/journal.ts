@@ -10,9 +10,13 @@
 // reaching a session (validation, unknown session) change nothing and are not logged.
 //
 // Compaction: when the records after a session's base outgrow `compactRatio` × the base and
-// `compactMinBytes`, the base is replaced by a snapshot of the live state (store/snapshot.ts),
-// so disk use stays within (1 + compactRatio) × snapshot + compactMinBytes. Below the floor
-// the history is kept whole, so a short session (a bug report) can still be exported as a trace.
+// `compactMinBytes`, the base is replaced by a snapshot of the live state (its device's saved
+// state, src/core/state/codec.ts: each structure's fields, named and versioned), so disk use
+// stays within (1 + compactRatio) × snapshot + compactMinBytes. Below the floor the history is
+// kept whole, so a short session (a bug report) can still be exported as a trace. A snapshot in
+// the format before it (format 0, the V8 object graph: store/snapshot.ts) is still read, once,
+// and the log rewritten in the current format right after (or refused, naming the class that
+// changed, when this build's classes no longer have its fields).
 //
 // A failed write (disk full, I/O error): the calls whose records were not made durable answer
 // 503 DMAEMU_PERSISTENCE_FAILED and must have had no effect, yet they already ran in memory.
@@ -32,7 +36,8 @@ import { DmaemuError } from '../core/errors.js';
 import { errorBodyOf, replayRecord } from './replay.js';
 import type { Session } from './session.js';
 import type { SessionStore } from './session-store.js';
-import { encodeSnapshot, restoreSnapshot, SnapshotError } from './store/snapshot.js';
+import { isV8GraphSnapshot, restoreSnapshot } from './store/snapshot.js';
+import { DEVICE_STATE_MAGIC } from '../core/dma-device.js';
 import type { CallName, CallRecord, CreateRecord, OpStore, StoredSession } from './store/op-store.js';
 import type { StoreLog } from './store/file-op-store.js';
 import type { ErrorBodyOut, SessionCreateInput } from '../../schemas/index.js';
@@ -58,7 +63,6 @@ export class Journal {
   private readonly recovering = new Map<string, Promise<void>>();
   /** Calls answered 503 because their record was not made durable (each also had no effect). */
   failedCalls = 0;
-  private readonly uncompactable = new Set<string>();
   /** Calls each live session has made since creation (a snapshot records how many it folds in). */
   private readonly callCount = new Map<string, number>();
   /** Each live session's create record (the base a snapshot keeps). */
@@ -111,7 +115,6 @@ export class Journal {
   async ended(id: string, reason: 'deleted' | 'expired'): Promise<void> {
     this.callCount.delete(id);
     this.creates.delete(id);
-    this.uncompactable.delete(id);
     if (this.broken.delete(id)) return this.store.remove(id);
     await this.durable(id, this.store.append(id, { t: 'end', at: Date.now(), reason }));
     await this.store.remove(id);
@@ -130,8 +133,9 @@ export class Journal {
     let restored = 0;
     for (const st of sessions) {
       try {
-        this.restoreOne(st);
+        const migrated = this.restoreOne(st);
         restored++;
+        if (migrated) await this.rewrite(st);
       } catch (err) {
         this.log.error({ file: st.where, err }, `${st.where}: session ${st.id} could not be rebuilt from its log (${(err as Error).message}); it is not restored (the file is left as it is)`);
         this.sessions.forget(st.id);
@@ -140,9 +144,16 @@ export class Journal {
     return { restored, failed: problems.length + sessions.length - restored, ms: performance.now() - t0 };
   }
 
-  private restoreOne(st: StoredSession): void {
+  /** Rebuilds one session; true when its snapshot was in format 0 (its log should be rewritten). */
+  private restoreOne(st: StoredSession): boolean {
     const s = this.sessions.restore(st.id, st.create.input);
-    if (st.snapshot) restoreSnapshot(s, st.snapshot.state, this.sessions.externalsOf(s));
+    const state = st.snapshot?.state;
+    let migrated = false;
+    if (state?.subarray(0, DEVICE_STATE_MAGIC.length).equals(DEVICE_STATE_MAGIC)) s.device.loadState(state);
+    else if (state && isV8GraphSnapshot(state)) {
+      restoreSnapshot(s, state, this.sessions.externalsOf(s));
+      migrated = true;
+    } else if (state) throw new Error(`its snapshot is in no format this dmaemu reads (first bytes ${state.subarray(0, 8).toString('hex')})`);
     let diverged = -1;
     st.calls.forEach((rec, i) => {
       if (!replayRecord(s, rec) && diverged < 0) diverged = i;
@@ -154,6 +165,24 @@ export class Journal {
     s.lastUsed = st.calls[st.calls.length - 1]?.at ?? st.snapshot?.at ?? st.create.at;
     this.callCount.set(st.id, (st.snapshot?.calls ?? 0) + st.calls.length);
     this.creates.set(st.id, st.create);
+    return migrated;
+  }
+
+  /** A session restored from a format-0 snapshot: its log becomes a current-format snapshot now, so the old reader is needed once. */
+  private async rewrite(st: StoredSession): Promise<void> {
+    const s = this.sessions.values();
+    for (const x of s) {
+      if (x.id !== st.id) continue;
+      try {
+        await this.store.compact(st.id, { create: st.create, calls: this.callCount.get(st.id) ?? 0, at: x.lastUsed, state: x.device.saveState() });
+        this.log.info({ file: st.where }, `${st.where}: snapshot format 0 (V8 object graph) read and rewritten in the current format`);
+      } catch (err) {
+        // The old log is whole (compaction replaces it only once the new one is durable): the session goes on from it.
+        this.log.warn({ file: st.where, err }, `${st.where}: could not rewrite a format-0 snapshot in the current format; it stays as it is`);
+        await this.rollBack(st.id, err);
+      }
+      return;
+    }
   }
 
   private async record(s: Session, rec: CallRecord): Promise<void> {
@@ -164,18 +193,10 @@ export class Journal {
 
   private async maybeCompact(s: Session): Promise<void> {
     const size = this.store.sizeOf(s.id);
-    if (!size || this.uncompactable.has(s.id) || this.broken.has(s.id) || this.recovering.has(s.id)) return;
+    if (!size || this.broken.has(s.id) || this.recovering.has(s.id)) return;
     const past = size.total - size.base;
     if (past <= this.opts.compactMinBytes || past <= this.opts.compactRatio * size.base) return;
-    let state: Buffer;
-    try {
-      state = encodeSnapshot(s, this.sessions.fresh(s), this.sessions.externalsOf(s));
-    } catch (err) {
-      if (!(err instanceof SnapshotError)) throw err;
-      this.uncompactable.add(s.id);
-      this.log.warn({ session: s.id, err }, `session ${s.id}: no snapshot (${err.message}); its log is kept whole`);
-      return;
-    }
+    const state = s.device.saveState();
     const create = this.creates.get(s.id);
     if (!create) return;
     try {

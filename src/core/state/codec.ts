@@ -249,6 +249,21 @@ export function nested<T, C>(name: string, desc: StateDescription<C>, get: (o: T
   return { name, write: (w, o) => writeState(w, desc, get(o)), read: (r, o) => readState(r, desc, get(o)) };
 }
 
+/** One instance's state, whatever its structure: what a holder of an interface (DmaOps) saves through. */
+export interface StateRef {
+  write(w: StateWriter): void;
+  read(r: StateReader): void;
+}
+
+export function stateRef<T>(desc: StateDescription<T>, o: T): StateRef {
+  return { write: (w) => writeState(w, desc, o), read: (r) => readState(r, desc, o) };
+}
+
+/** A part known by its interface only (a layout's ops): saved through the StateRef it gives. */
+export function part<T>(name: string, get: (o: T) => StateRef): Field<T> {
+  return { name, write: (w, o) => get(o).write(w), read: (r, o) => get(o).read(r) };
+}
+
 export interface StateDescription<T> {
   /** Stable on disk: never renamed (a new name is a new structure). */
   readonly name: string;
