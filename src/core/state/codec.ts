@@ -16,7 +16,9 @@
 // Invariants: readState(writeState(x)) restores every field the description lists; a reader never
 // reads past its buffer (StateError instead); decoding arbitrary bytes never throws anything else.
 
-export class StateError extends Error {}
+export class StateError extends Error {
+  override name = 'StateError';
+}
 
 export class StateWriter {
   private buf = Buffer.allocUnsafe(1 << 16);

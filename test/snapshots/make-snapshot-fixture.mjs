@@ -1,9 +1,11 @@
-// Writes test/snapshots/v8-graph-linux.oplog: a compacted op log whose snapshot is in the format
-// dmaemu wrote up to issue 23 (the V8-serialized object graph of the session, src/service/store/
-// snapshot.ts), from a fixed sequence of calls. Run against a build of the code that writes that
-// format, e.g. main at 2cf4a1e built into dist/:
-//   node test/snapshots/make-v8-graph-fixture.mjs dist
-// The file is committed; test/snapshot-formats.test.ts restores it and checks the next answers.
+// Writes a compacted op log of the fixed calls in fixture-calls.mjs, its snapshot in the format
+// the given build writes. The committed fixtures (test/snapshot-formats.test.ts restores them):
+//   v8-graph-linux.oplog  format 0, the V8 object graph: main at 2cf4a1e built into a dir
+//                         (npx tsc -p tsconfig.json --outDir <dir>), then
+//                         node test/snapshots/make-snapshot-fixture.mjs <dir> test/snapshots/v8-graph-linux.oplog
+//   state-v1-linux.oplog  format 1 (src/core/state/codec.ts): npm run build, then
+//                         node test/snapshots/make-snapshot-fixture.mjs dist test/snapshots/state-v1-linux.oplog
+// A fixture is written once and never regenerated: it stands for what that version wrote.
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -33,8 +35,8 @@ for (const [i, [op, body]] of FIXTURE_CALLS.entries()) {
 }
 await journal.store.close();
 const file = readdirSync(path.join(dir, 'sessions'))[0];
-const out = path.resolve('test/snapshots/v8-graph-linux.oplog');
+const out = path.resolve(process.argv[3] ?? 'fixture.oplog');
 copyFileSync(path.join(dir, 'sessions', file), out);
 truncateSync(out, decodeFrames(readFileSync(out)).validBytes); // without the preallocated zeros
 rmSync(dir, { recursive: true, force: true });
-console.log(`wrote test/snapshots/v8-graph-linux.oplog from ${file}`);
+console.log(`wrote ${out} from ${file}`);
