@@ -28,7 +28,7 @@ import { mapContiguous, sumLengths } from './linux.js';
 import type { SgExplainer } from '../explain.js';
 import { BOUNDARY_32, type LayoutSpec } from './layout.js';
 import { MAPPING_CODEC } from '../mapping.js';
-import { describe, field, list, part, stateRef, type StateRef } from '../state/codec.js';
+import { describe, listIn, part, stateRef, type StateRef } from '../state/codec.js';
 
 /** v4.4: the 32-bit segment boundary default, and iommu_dma_init_domain's range check. */
 export const LINUX_4_4_LAYOUT: LayoutSpec = {
@@ -54,16 +54,7 @@ export class Linux44IommuDma implements DmaOps {
   /** Saved state: the allocator and the strays (unmapped mappings whose range v4.4 left allocated), oldest first. */
   static readonly STATE = describe<Linux44IommuDma>('linux-4.4-iommu-dma', 1, [
     part('iova', (o) => o.iova.state()),
-    field(
-      'strays',
-      list(MAPPING_CODEC),
-      (o) => (o.strayRule as V44Unmap).strays,
-      (o, v) => {
-        const strays = (o.strayRule as V44Unmap).strays;
-        strays.length = 0;
-        strays.push(...v);
-      },
-    ),
+    listIn('strays', MAPPING_CODEC, (o) => (o.strayRule as V44Unmap).strays),
   ]);
 
   readonly shift: number;

@@ -15,7 +15,7 @@
 // for_cpu and unmap copy bounce → original for FROM_DEVICE/BIDIRECTIONAL, after the cache
 // maintenance of the bounce buffer.
 
-import { bigint, bool, describe, field, list, nested, num, oneOf, readState, record, StateError, str, writeState } from '../state/codec.js';
+import { bigint, bool, describe, field, list, listIn, nested, num, oneOf, readState, record, StateError, str, writeState } from '../state/codec.js';
 import type { SessionConfig } from '../session-config.js';
 import { backendOf } from '../layouts/registry.js';
 import type { DmaDebug } from '../dma-debug.js';
@@ -85,15 +85,7 @@ export class DeviceView {
           if (o.cache) readState(r, CpuCache.STATE, o.cache);
         },
       },
-      field(
-        'faultLog',
-        list(faultCodec),
-        (o) => o.faultLog,
-        (o, v) => {
-          o.faultLog.length = 0;
-          o.faultLog.push(...v);
-        },
-      ),
+      listIn('faultLog', faultCodec, (o) => o.faultLog),
       field(
         'coherentBufs',
         list(num),

@@ -5,7 +5,7 @@
 // Invariants: `free` holds disjoint [start, end) runs in ascending order, all inside
 // [REGION_START, REGION_END); an allocation of n pages takes 2^order pages aligned to them.
 
-import { describe, field, list, num, record } from '../state/codec.js';
+import { describe, listIn, num, record } from '../state/codec.js';
 
 const REGION_START = 0x00800000;
 const REGION_END = 0x08000000; // the swiotlb pool starts here (config.SWIOTLB_START)
@@ -13,15 +13,7 @@ const REGION_END = 0x08000000; // the swiotlb pool starts here (config.SWIOTLB_S
 export class PageAllocator {
   /** Saved state: the free runs, ascending. */
   static readonly STATE = describe<PageAllocator>('page-allocator', 1, [
-    field(
-      'free',
-      list(record<{ start: number; end: number }>({ start: num, end: num }, ['start', 'end'])),
-      (o) => o.free,
-      (o, v) => {
-        o.free.length = 0;
-        o.free.push(...v);
-      },
-    ),
+    listIn('free', record<{ start: number; end: number }>({ start: num, end: num }, ['start', 'end']), (o) => o.free),
   ]);
 
   private readonly free: { start: number; end: number }[] = [{ start: REGION_START, end: REGION_END }];

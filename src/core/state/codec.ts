@@ -194,32 +194,23 @@ export function nullable<V>(item: Codec<V>): Codec<V | null> {
   };
 }
 
-/** Typed arrays of numbers (f64 each). */
-export const f64s: Codec<Float64Array> = {
-  write: (w, v) => {
-    w.u32(v.length);
-    for (const x of v) w.f64(x);
-  },
-  read: (r) => {
-    const n = r.u32();
-    const out = new Float64Array(n);
-    for (let i = 0; i < n; i++) out[i] = r.f64();
-    return out;
-  },
-};
+/** A typed array: its length, then each element as `one` writes it. */
+function typed<A extends Float64Array | Uint32Array>(make: (n: number) => A, one: Codec<number>): Codec<A> {
+  return {
+    write: (w, v) => {
+      w.u32(v.length);
+      for (const x of v) one.write(w, x);
+    },
+    read: (r) => {
+      const out = make(r.u32());
+      for (let i = 0; i < out.length; i++) out[i] = one.read(r);
+      return out;
+    },
+  };
+}
 
-export const u32s: Codec<Uint32Array> = {
-  write: (w, v) => {
-    w.u32(v.length);
-    for (const x of v) w.u32(x);
-  },
-  read: (r) => {
-    const n = r.u32();
-    const out = new Uint32Array(n);
-    for (let i = 0; i < n; i++) out[i] = r.u32();
-    return out;
-  },
-};
+export const f64s: Codec<Float64Array> = typed((n) => new Float64Array(n), num);
+export const u32s: Codec<Uint32Array> = typed((n) => new Uint32Array(n), { write: (w, v) => w.u32(v), read: (r) => r.u32() });
 
 /** A plain record, its fields in the order given (that order is the format). */
 export function record<T extends object>(fields: { [K in keyof T]: Codec<T[K]> }, order: readonly (keyof T)[]): Codec<T> {
@@ -244,6 +235,15 @@ export interface Field<T> {
 
 export function field<T, V>(name: string, codec: Codec<V>, get: (o: T) => V, set: (o: T, v: V) => void): Field<T> {
   return { name, write: (w, o) => codec.write(w, get(o)), read: (r, o) => set(o, codec.read(r)) };
+}
+
+/** A list the structure holds in an array it never replaces (readonly): restored into that array. */
+export function listIn<T, V>(name: string, item: Codec<V>, get: (o: T) => V[]): Field<T> {
+  return field(name, list(item), get, (o, v) => {
+    const a = get(o);
+    a.length = 0;
+    a.push(...v);
+  });
 }
 
 /** A structure inside this one, with its own name and version (restored into the instance `get` returns). */
