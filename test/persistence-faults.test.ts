@@ -265,6 +265,41 @@ t.test('a snapshot cut short inside its state frame is refused, and the file is 
   t.equal((await b.c.get(s.url)).status, 404, 'not restored (rather than restored empty)');
 });
 
+t.test('a server whose stdout is a full disk (/dev/full) keeps serving; its log lines go to stderr, counted in /metrics', async (t) => {
+  const { openSync, closeSync } = await import('node:fs');
+  const { createServer } = await import('node:net');
+  // A free loopback port (the server cannot print its URL: its stdout takes nothing).
+  const port = await new Promise<number>((resolve) => {
+    const probe = createServer().listen(0, '127.0.0.1', () => {
+      const a = probe.address();
+      probe.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
+    });
+  });
+  const full = openSync('/dev/full', 'w');
+  t.teardown(() => closeSync(full));
+  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'src/service/server.ts')], {
+    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'info', DMAEMU_DATA_DIR: join(tmp, 'stdout-full') },
+    stdio: ['ignore', full, 'pipe'],
+  });
+  let err = '';
+  child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
+  t.teardown(() => void child.kill('SIGKILL'));
+  const url = `http://127.0.0.1:${port}`;
+  let up = false;
+  for (let i = 0; i < 200 && !up && child.exitCode === null; i++) {
+    up = await fetch(`${url}/healthz`).then((r) => r.ok, () => false);
+    if (!up) await new Promise((r) => setTimeout(r, 100));
+  }
+  t.ok(up, 'it started');
+  for (let i = 0; i < 20; i++) t.equal((await fetch(`${url}/v1/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).status, 201);
+  const metrics = await (await fetch(`${url}/metrics`)).text();
+  t.match(metrics, /dmaemu_log_lines_lost_total\{outcome="stderr"\} [1-9]/, 'the lines stdout refused are counted as written to stderr');
+  t.match(err, /"msg":"request completed"/, 'and they are on stderr');
+  t.equal(child.exitCode, null, 'the process is alive');
+  child.kill('SIGTERM');
+  t.equal(await exited(child), 0, 'and stops cleanly');
+});
+
 t.test('log lines that cannot be written never throw: stderr takes them, else they are dropped, and both are counted', async (t) => {
   // /dev/full: every write fails with ENOSPC, as stdout redirected to a full disk does.
   const full = spawnSync('sh', ['-c', 'test -w /dev/full']).status === 0;

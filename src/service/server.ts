@@ -7,6 +7,7 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
 import { dataDirFromEnv } from './persistence.js';
 import { DataDirLockedError } from './store/data-dir-lock.js';
+import { safeStdout } from './log-destination.js';
 
 const host = process.env.HOST ?? '127.0.0.1';
 const port = Number.parseInt(process.env.PORT ?? '3000', 10);
@@ -48,4 +49,4 @@ await app.listen({ host, port });
 if (closing) await app.close();
 const bound = app.server.address();
 const shown = typeof bound === 'object' && bound ? `http://${host.includes(':') ? `[${host}]` : host}:${bound.port}` : String(bound);
-console.log(`dmaemu listening on ${shown}`);
+safeStdout().write(`dmaemu listening on ${shown}\n`); // console.log would throw from an 'error' event on a full stdout
