@@ -61,8 +61,6 @@ export class Journal {
   private readonly broken = new Set<string>();
   /** Sessions being rebuilt from their durable log after a failed write (their calls answer 503 meanwhile). */
   private readonly recovering = new Map<string, Promise<void>>();
-  /** Calls answered 503 because their record was not made durable (each also had no effect). */
-  failedCalls = 0;
   /** Calls each live session has made since creation (a snapshot records how many it folds in). */
   private readonly callCount = new Map<string, number>();
   /** Each live session's create record (the base a snapshot keeps). */
@@ -211,7 +209,6 @@ export class Journal {
     try {
       await p;
     } catch (err) {
-      this.failedCalls++;
       await this.rollBack(id, err);
       if (this.broken.has(id)) throw this.brokenError(id);
       throw this.failedError(id, 'the session is back at its last durable call; retry');
