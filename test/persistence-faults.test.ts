@@ -3,26 +3,22 @@
 //    through an injected layer that gives short writes, then ENOSPC); every acknowledged call is
 //    found after a restart (acknowledged ops lost: 0), a refused one (503) had no effect, and the
 //    session goes on once there is room;
-//  - two services on one data dir: the second refuses to start, naming the holder; a holder
-//    killed with -9 does not keep its lock;
+//  (two services on one data dir, and a server whose stdout is full: persistence-processes.test.ts);
 //  - a flipped bit in the length field of a record in the middle of a log: damage, not a torn
 //    tail — the file is byte-identical after the start, that session is not restored, the error
 //    names the file and the offset, the other sessions load;
 //  - a snapshot cut short inside its state frame: refused, the file untouched.
 import t, { type Test } from 'tap';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync, writeSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
-import path, { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { buildApp } from '../src/service/app.js';
 import { decodeFrames } from '../src/service/store/frames.js';
 import type { StoreIo } from '../src/service/store/file-op-store.js';
 import { safeStdout, LOG_LINES_LOST } from '../src/service/log-destination.js';
 import { asText, client, type Obj } from './helpers/http.js';
-import { listeningUrl } from './helpers/server-process.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const tmp = mkdtempSync(join(tmpdir(), 'dmaemu-faults-'));
 t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -173,41 +169,6 @@ t.test('short writes: a record written 1000 bytes at a time is whole on disk', a
   t.equal(d.frames.length, 6, 'the create record and five calls');
 });
 
-function startServer(dir: string, stdout: 'pipe' | number = 'pipe'): { child: ChildProcess; stderr: () => string } {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'src/service/server.ts')], {
-    env: { ...process.env, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'info', DMAEMU_DATA_DIR: dir },
-    stdio: ['ignore', stdout, 'pipe'],
-  });
-  let err = '';
-  child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
-  return { child, stderr: () => err };
-}
-
-const exited = (child: ChildProcess): Promise<number | null> => new Promise((resolve) => child.once('exit', (code) => resolve(code)));
-
-t.test('two services on one data dir: the second refuses to start and names the holder; a holder killed with -9 does not keep it', async (t) => {
-  const dir = join(tmp, 'two');
-  const first = startServer(dir);
-  const url = await listeningUrl(first.child, first.stderr);
-  t.teardown(() => void first.child.kill('SIGKILL'));
-  const r = await fetch(`${url}/v1/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
-  const id = ((await r.json()) as { id: string }).id;
-
-  const second = startServer(dir);
-  const code = await exited(second.child);
-  t.equal(code, 1, 'the second service exits with status 1');
-  t.match(second.stderr(), `data dir ${dir} is in use by process ${String(first.child.pid)} on host ${hostname()}`, 'naming the holder: pid and host');
-
-  first.child.kill('SIGKILL');
-  await exited(first.child);
-  const third = startServer(dir);
-  const url3 = await listeningUrl(third.child, third.stderr);
-  t.teardown(() => void third.child.kill('SIGKILL'));
-  t.equal((await fetch(`${url3}/v1/sessions/${id}`)).status, 200, 'after kill -9 the next start takes the dead holder`s lock at once and restores the session');
-  third.child.kill('SIGTERM');
-  t.equal(await exited(third.child), 0);
-});
-
 t.test('a flipped bit in the length field of a mid-log record is damage: the file is byte-identical after the start, that session is not restored, the others are', async (t) => {
   const dir = join(tmp, 'bitflip');
   const a = await start(dir);
@@ -263,41 +224,6 @@ t.test('a snapshot cut short inside its state frame is refused, and the file is 
   const errors = b.lines.filter((l) => l.level === 50).map((l) => asText(l.msg));
   t.ok(errors.some((m) => m.startsWith(file) && m.includes(`its snapshot is cut short at byte ${state?.offset ?? 0}`)), 'the error names the file and says the snapshot is cut short', { errors });
   t.equal((await b.c.get(s.url)).status, 404, 'not restored (rather than restored empty)');
-});
-
-t.test('a server whose stdout is a full disk (/dev/full) keeps serving; its log lines go to stderr, counted in /metrics', async (t) => {
-  const { openSync, closeSync } = await import('node:fs');
-  const { createServer } = await import('node:net');
-  // A free loopback port (the server cannot print its URL: its stdout takes nothing).
-  const port = await new Promise<number>((resolve) => {
-    const probe = createServer().listen(0, '127.0.0.1', () => {
-      const a = probe.address();
-      probe.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
-  const full = openSync('/dev/full', 'w');
-  t.teardown(() => closeSync(full));
-  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'src/service/server.ts')], {
-    env: { ...process.env, HOST: '127.0.0.1', PORT: String(port), LOG_LEVEL: 'info', DMAEMU_DATA_DIR: join(tmp, 'stdout-full') },
-    stdio: ['ignore', full, 'pipe'],
-  });
-  let err = '';
-  child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
-  t.teardown(() => void child.kill('SIGKILL'));
-  const url = `http://127.0.0.1:${port}`;
-  let up = false;
-  for (let i = 0; i < 200 && !up && child.exitCode === null; i++) {
-    up = await fetch(`${url}/healthz`).then((r) => r.ok, () => false);
-    if (!up) await new Promise((r) => setTimeout(r, 100));
-  }
-  t.ok(up, 'it started');
-  for (let i = 0; i < 20; i++) t.equal((await fetch(`${url}/v1/sessions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).status, 201);
-  const metrics = await (await fetch(`${url}/metrics`)).text();
-  t.match(metrics, /dmaemu_log_lines_lost_total\{outcome="stderr"\} [1-9]/, 'the lines stdout refused are counted as written to stderr');
-  t.match(err, /"msg":"request completed"/, 'and they are on stderr');
-  t.equal(child.exitCode, null, 'the process is alive');
-  child.kill('SIGTERM');
-  t.equal(await exited(child), 0, 'and stops cleanly');
 });
 
 t.test('log lines that cannot be written never throw: stderr takes them, else they are dropped, and both are counted', async (t) => {
