@@ -4,8 +4,11 @@
 // calls — then times a cold restore (read, check, replay) and checks the restored session
 // answers like the original. Twice: with the whole log replayed (compaction off), and with the
 // default compaction (a snapshot plus the tail). RESTORE_OPS=<n> for another size.
+// Then the snapshot alone, in both formats, in this run: a session holding SNAPSHOT_MAPPINGS
+// (default 100 000) live mappings and some RAM and cache is saved and restored through format 0
+// (the V8 object graph, read for migration only) and format 1 (src/core/state/codec.ts), median of 3.
 // Last line, exactly:
-// restore: ops=<n> log_mb=<a> restore_s=<b> replay_calls_per_s=<c> compacted_log_mb=<d> restore_compacted_s=<e>
+// restore: ops=<n> log_mb=<a> restore_s=<b> replay_calls_per_s=<c> compacted_log_mb=<d> restore_compacted_s=<e> snapshot_mappings=<m> v0_mb=<f> v0_restore_s=<g> v1_mb=<h> v1_restore_s=<i> v1_over_v0=<j>
 
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,6 +17,7 @@ import { DEFAULT_JOURNAL_OPTIONS, Journal, type JournalOptions } from '../src/se
 import { SessionStore } from '../src/service/session-store.js';
 import { FileOpStore } from '../src/service/store/file-op-store.js';
 import type { Session } from '../src/service/session.js';
+import { encodeSnapshot, restoreSnapshot } from '../src/service/store/snapshot.js';
 
 const OPS = Number(process.env.RESTORE_OPS ?? 1_000_000);
 const log = { info: () => {}, warn: (o: object, m: string) => console.warn(m, o), error: (o: object, m: string) => console.error(m, o) };
@@ -70,6 +74,37 @@ async function restore(dir: string, id: string): Promise<{ seconds: number; sess
   return { seconds, session };
 }
 
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+
+/** Save + restore of one big session's snapshot in format 0 and format 1: sizes and median restore seconds. */
+function snapshotFormats(mappings: number): { v0Mb: number; v0S: number; v1Mb: number; v1S: number } {
+  const sessions = new SessionStore();
+  const s = sessions.create({ layout: 'linux' });
+  for (let i = 0; i < mappings; i++) s.mapPage({ phys: 0x80000000 + (i % 65536) * 4096, size: 4096, dir: i % 3 === 0 ? 'from_device' : 'to_device' });
+  for (let i = 0; i < 1024; i++) s.cpuWrite({ phys: 0x80000000 + i * 4096, data: 'AAECAwQFBgc=' });
+  const v0 = encodeSnapshot(s, sessions.fresh(s), sessions.externalsOf(s));
+  const v1 = s.device.saveState();
+  const time = (f: () => void): number => {
+    const t0 = performance.now();
+    f();
+    return (performance.now() - t0) / 1000;
+  };
+  const v0S: number[] = [];
+  const v1S: number[] = [];
+  for (let k = 0; k < 3; k++) {
+    // Interleaved, each into its own fresh session: the machine's load hits both alike.
+    v0S.push(time(() => {
+      const f = sessions.fresh(s);
+      restoreSnapshot(f, v0, sessions.externalsOf(f));
+    }));
+    v1S.push(time(() => sessions.fresh(s).device.loadState(v1)));
+  }
+  const check = sessions.fresh(s);
+  check.device.loadState(v1);
+  if (JSON.stringify(check.summary()) !== JSON.stringify(s.summary())) throw new Error('format 1 restored a different summary');
+  return { v0Mb: v0.length / 2 ** 20, v0S: median(v0S), v1Mb: v1.length / 2 ** 20, v1S: median(v1S) };
+}
+
 async function main(): Promise<void> {
   const root = mkdtempSync(path.join(tmpdir(), 'dmaemu-restore-time-'));
   try {
@@ -89,8 +124,12 @@ async function main(): Promise<void> {
     const rb = await restore(compacted, b.id);
     if (JSON.stringify(rb.session.summary()) !== JSON.stringify(b.summary)) throw new Error('restored (compacted) summary differs from the original');
     console.log(`with default compaction: log ${compactedMb.toFixed(1)} MiB, restored (snapshot + tail) in ${rb.seconds.toFixed(2)} s; summary identical`);
+    const m = Number(process.env.SNAPSHOT_MAPPINGS ?? 100_000);
+    const f = snapshotFormats(m);
+    console.log(`snapshot of ${m} live mappings: format 0 (V8 graph) ${f.v0Mb.toFixed(1)} MiB restored in ${f.v0S.toFixed(3)} s, format 1 ${f.v1Mb.toFixed(1)} MiB in ${f.v1S.toFixed(3)} s (medians of 3)`);
     console.log(
-      `restore: ops=${OPS} log_mb=${logMb.toFixed(1)} restore_s=${ra.seconds.toFixed(2)} replay_calls_per_s=${(OPS / ra.seconds).toFixed(0)} compacted_log_mb=${compactedMb.toFixed(1)} restore_compacted_s=${rb.seconds.toFixed(2)}`,
+      `restore: ops=${OPS} log_mb=${logMb.toFixed(1)} restore_s=${ra.seconds.toFixed(2)} replay_calls_per_s=${(OPS / ra.seconds).toFixed(0)} compacted_log_mb=${compactedMb.toFixed(1)} restore_compacted_s=${rb.seconds.toFixed(2)} ` +
+        `snapshot_mappings=${m} v0_mb=${f.v0Mb.toFixed(1)} v0_restore_s=${f.v0S.toFixed(3)} v1_mb=${f.v1Mb.toFixed(1)} v1_restore_s=${f.v1S.toFixed(3)} v1_over_v0=${(f.v1S / f.v0S).toFixed(2)}`,
     );
   } finally {
     rmSync(root, { recursive: true, force: true });

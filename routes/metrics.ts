@@ -11,6 +11,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { z } from 'zod';
 import { KERNEL_ERRNOS, type KernelErrno } from '../src/core/constants.js';
 import { DMA_CALLS, type DmaCall, type DmaObserver } from '../src/core/observer.js';
+import { LOG_LINES_LOST } from '../src/service/log-destination.js';
 
 /** The `result` label of dmaemu_dma_calls_total: "ok", or the errno Linux would return. */
 const RESULTS = ['ok', ...KERNEL_ERRNOS] as const;
@@ -106,6 +107,21 @@ const plugin: FastifyPluginAsync = async (fastify) => {
   new Gauge({ name: 'dmaemu_memory_budget_bytes', help: 'The memory budget all sessions share (DMAEMU_MEMORY_BUDGET)', registers: [register], collect() { this.set(budget.limit); } });
   new Gauge({ name: 'dmaemu_memory_accounted_bytes', help: 'Estimated bytes all sessions hold of the memory budget', registers: [register], collect() { this.set(budget.used); } });
   new Gauge({ name: 'dmaemu_memory_budget_refusals', help: 'Calls refused with DMAEMU_MEMORY_BUDGET since start', registers: [register], collect() { this.set(budget.refusals); } });
+
+  // Log lines stdout did not take (src/service/log-destination.ts): written to stderr instead, or dropped.
+  const logPublished = { stderr: 0, dropped: 0 };
+  new Counter({
+    name: 'dmaemu_log_lines_lost_total',
+    help: 'Log lines that could not be written to stdout (ENOSPC, EIO, ...), by outcome: stderr (written there instead) or dropped',
+    labelNames: ['outcome'] as const,
+    registers: [register],
+    collect() {
+      for (const k of ['stderr', 'dropped'] as const) {
+        this.labels(k).inc(LOG_LINES_LOST[k] - logPublished[k]);
+        logPublished[k] = LOG_LINES_LOST[k];
+      }
+    },
+  });
 
   fastify.addHook('onResponse', async (req, reply) => {
     duration.observe({ method: req.method, route: req.routeOptions.url ?? 'unmatched', status_code: reply.statusCode }, reply.elapsedTime / 1000);

@@ -12,6 +12,7 @@ const SPAWNS_THROUGH_TSX = new Set([
   'test/load-smoke.test.ts',
   'test/memory-budget.test.ts',
   'test/persistence-kill.test.ts',
+  'test/persistence-processes.test.ts',
   'test/server-lifecycle.test.ts',
 ]);
 

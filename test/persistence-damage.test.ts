@@ -83,7 +83,7 @@ t.test('a damaged or foreign file gets an error naming it; the other sessions st
   const b = await start(dir);
   t.teardown(() => b.app.close());
   const errors = b.lines.filter((l) => l.level === 50).map((l) => asText(l.msg));
-  t.ok(errors.some((m) => m.startsWith(badFile) && /damaged at byte \d+ \(checksum mismatch\)/.test(m)), 'the damaged file is named, with where and why', { errors });
+  t.ok(errors.some((m) => m.startsWith(badFile) && /damaged at byte \d+ \(checksum mismatch, with an intact record at byte \d+ after it\)/.test(m)), 'the damaged file is named, with where and why', { errors });
   t.ok(errors.some((m) => m.startsWith(join(sessions, 'notes.txt')) && m.includes('not an op log of this service')), 'a stray file is named');
   t.ok(errors.some((m) => m.startsWith(foreign) && m.includes('not an op log')), 'a file with an op log name but other content is named');
   t.ok(errors.some((m) => m.startsWith(join(sessions, 'my copy.oplog')) && m.includes('not an op log of this service')), 'a file whose name is not a session id is named');

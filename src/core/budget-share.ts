@@ -11,6 +11,7 @@
 // `used` holds exactly charged + held for this session; releaseAll brings all three to 0.
 
 import { FOOTPRINT, type MemoryBudget } from './memory-budget.js';
+import { describe, field, num } from './state/codec.js';
 
 /** The budget charge of a live mapping of `entries` scatterlist entries (memory-budget.ts FOOTPRINT). */
 export function mappingCost(entries: number): number {
@@ -18,6 +19,16 @@ export function mappingCost(entries: number): number {
 }
 
 export class BudgetShare {
+  /**
+   * Saved state: what the session's state is charged, and the derived part of it. Not `held`
+   * (bytes the service holds outside the state). The process-wide budget is recounted from the
+   * sessions after a restore (MemoryBudget.resync).
+   */
+  static readonly STATE = describe<BudgetShare>('budget-share', 1, [
+    field('charged', num, (o) => o.charged, (o, v) => (o.charged = v)),
+    field('derived', num, (o) => o.derived, (o, v) => (o.derived = v)),
+  ]);
+
   private charged = 0;
   /** The part of `charged` that is derived state: see settle. */
   private derived = 0;

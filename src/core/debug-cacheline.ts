@@ -11,9 +11,24 @@
 
 import { ACTIVE_CACHELINE_MAX_OVERLAP, type DmaDebug } from './dma-debug.js';
 import type { Mapping } from './mapping.js';
+import { bool, describe, f64s, field } from './state/codec.js';
 import { LINE } from './memory/cpu-cache.js';
 
 export class CachelineTracker {
+  /** Saved state: the overlap count of each tracked cacheline (as pairs, in insertion order), and whether the one-time warning was given. */
+  static readonly STATE = describe<CachelineTracker>('dma-debug-cacheline', 1, [
+    field(
+      'overlap',
+      f64s,
+      (o) => Float64Array.from([...o.overlap].flat()),
+      (o, v) => {
+        o.overlap.clear();
+        for (let i = 0; i + 1 < v.length; i += 2) o.overlap.set(v[i] as number, v[i + 1] as number);
+      },
+    ),
+    field('warnedOnce', bool, (o) => o.warnedOnce, (o, v) => (o.warnedOnce = v)),
+  ]);
+
   private readonly overlap = new Map<number, number>();
   private warnedOnce = false;
 

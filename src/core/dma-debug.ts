@@ -6,6 +6,7 @@
 // kept (the kernel stops printing too: dma-debug has a bounded entry pool), and the last kept
 // finding says how many were dropped.
 
+import { describe, field, list, listIn, nullable, num, record, str } from './state/codec.js';
 import type { DmaDirection } from './constants.js';
 import type { Mapping } from './mapping.js';
 import { SILENT_OBSERVER, type DmaObserver } from './observer.js';
@@ -43,7 +44,17 @@ function addr16(addr: string): string {
   return '0x' + addr.slice(2).padStart(16, '0');
 }
 
+const findingCodec = record<DebugFinding>({ seq: num, check: str, message: str, handle: nullable(num) }, ['seq', 'check', 'message', 'handle']);
+
 export class DmaDebug {
+  /** Saved state: the kept findings, those not yet handed to an answer (a call that threw), the sequence, how many were dropped. */
+  static readonly STATE = describe<DmaDebug>('dma-debug', 1, [
+    listIn('kept', findingCodec, (o) => o.kept),
+    field('fresh', nullable(list(findingCodec)), (o) => o.fresh ?? null, (o, v) => (o.fresh = v ?? undefined)),
+    field('seq', num, (o) => o.seq, (o, v) => (o.seq = v)),
+    field('dropped', num, (o) => o.dropped, (o, v) => (o.dropped = v)),
+  ]);
+
   private readonly kept: DebugFinding[] = [];
   private fresh: DebugFinding[] | undefined;
   private seq = 0;

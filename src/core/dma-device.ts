@@ -26,6 +26,7 @@ import type { IovaState } from './iova-picture.js';
 import { SILENT_OBSERVER, type DmaObserver } from './observer.js';
 import { FOOTPRINT, UNLIMITED_BUDGET, type MemoryBudget } from './memory-budget.js';
 import { BudgetShare, mappingCost } from './budget-share.js';
+import { describe, field, nested, num, part, record, StateReader, StateWriter, readState, writeState, StateError } from './state/codec.js';
 
 export interface SessionLimits {
   /** Live mappings + coherent buffers per session. */
@@ -86,7 +87,45 @@ export function dmaAddress(s: DmaSegment | undefined, shift: number): string {
 
 const NO_STRAYS: readonly Mapping[] = [];
 
+const COUNTER_NAMES = ['map_sg', 'map_page', 'unmap', 'sync', 'alloc_coherent', 'free_coherent', 'failed_maps', 'device_faults'] as const;
+const countersCodec = record<Counters>({ map_sg: num, map_page: num, unmap: num, sync: num, alloc_coherent: num, free_coherent: num, failed_maps: num, device_faults: num }, COUNTER_NAMES);
+
+/** The first bytes of a device's saved state (an older snapshot, V8's serialization, starts otherwise). */
+export const DEVICE_STATE_MAGIC = Buffer.from('DMAEMU-STATE\n', 'latin1');
+
 export class DmaDevice {
+  /**
+   * Saved state, in restore order: the mapping table first (the device view's coherent buffers are
+   * its mappings), the layout's ops (allocator, swiotlb, strays), then what watches and models
+   * around them. Config, limits, observer and the process-wide budget are given, not saved.
+   */
+  static readonly STATE = describe<DmaDevice>('dma-device', 1, [
+    field('counters', countersCodec, (o) => o.counters, (o, v) => Object.assign(o.counters, v)),
+    nested('table', MappingTable.STATE, (o) => o.table),
+    part('ops', (o) => o.ops.state()),
+    nested('debug', DmaDebug.STATE, (o) => o.debug),
+    nested('cachelines', CachelineTracker.STATE, (o) => o.cachelines),
+    nested('memory', DeviceView.STATE, (o) => o.memory),
+    nested('pages', PageAllocator.STATE, (o) => o.pages),
+    nested('budget', BudgetShare.STATE, (o) => o.budget),
+  ]);
+
+  /** The device's state as bytes (DEVICE_STATE_MAGIC, then STATE). */
+  saveState(): Buffer {
+    const w = new StateWriter();
+    for (const b of DEVICE_STATE_MAGIC) w.u8(b);
+    writeState(w, DmaDevice.STATE, this);
+    return w.finish();
+  }
+
+  /** Restores what saveState wrote into this device (newly constructed, same config); throws StateError naming what is wrong. */
+  loadState(bytes: Buffer): void {
+    if (!bytes.subarray(0, DEVICE_STATE_MAGIC.length).equals(DEVICE_STATE_MAGIC)) throw new StateError('not a dmaemu device state (its first bytes are not DMAEMU-STATE)');
+    const r = new StateReader(bytes, DEVICE_STATE_MAGIC.length);
+    readState(r, DmaDevice.STATE, this);
+    if (r.offset !== bytes.length) throw new StateError(`${bytes.length - r.offset} bytes after the device state`);
+  }
+
   readonly table = new MappingTable();
   readonly debug: DmaDebug;
   readonly memory: DeviceView;

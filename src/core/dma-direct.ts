@@ -6,6 +6,7 @@
 
 import type { SessionConfig } from './session-config.js';
 import type { DmaDirection } from './constants.js';
+import { describe, nested, stateRef, type StateRef } from './state/codec.js';
 import type { BounceSlot, DmaOps, DmaSegment, MapFailure, MapResult, Mapping, SgEntry } from './mapping.js';
 import { sumLengths } from './layouts/linux.js';
 import type { DmaBackend } from './layouts/layout.js';
@@ -20,6 +21,9 @@ export const NO_IOMMU: DmaBackend = {
 };
 
 export class DmaDirect implements DmaOps {
+  /** Saved state: the swiotlb pool (everything else is config). */
+  static readonly STATE = describe<DmaDirect>('dma-direct', 1, [nested('swiotlb', Swiotlb.STATE, (o) => o.swiotlb)]);
+
   readonly shift = 0;
   readonly swiotlb: Swiotlb;
   private readonly dmaOffset: number;
@@ -134,6 +138,10 @@ export class DmaDirect implements DmaOps {
 
   flush(): { flushed: number; rcacheFreed: number } {
     return { flushed: 0, rcacheFreed: 0 };
+  }
+
+  state(): StateRef {
+    return stateRef(DmaDirect.STATE, this);
   }
 
   rangeCount(): number {

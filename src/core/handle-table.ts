@@ -8,6 +8,8 @@
 // Invariants: pages.get(h >> SHIFT)[h & MASK] is the mapping for live handle h; `live[p]` counts
 // the non-empty slots of page p; no empty page is kept except the tail (highest) page.
 
+import { describe, field, list, num, type Codec, type StateDescription } from './state/codec.js';
+
 const SHIFT = 12;
 const PAGE = 1 << SHIFT;
 const MASK = PAGE - 1;
@@ -18,6 +20,25 @@ interface Page<T> {
 }
 
 export class HandleTable<T> {
+  /**
+   * The saved state of a handle table of `value`s: its tail page, then its live values in handle
+   * order (`handleOf` gives each one's handle). Pages are rebuilt from the handles; the tail is kept
+   * even when empty, as a live table keeps it (the memory budget counts pages).
+   */
+  static state<T>(value: Codec<T>, handleOf: (v: T) => number): StateDescription<HandleTable<T>> {
+    return describe<HandleTable<T>>('handle-table', 1, [
+      field('tail', num, (o) => o.tail, (o, v) => o.restoreTail(v)),
+      field(
+        'values',
+        list(value),
+        (o) => [...o.values()],
+        (o, v) => {
+          for (const x of v) o.set(handleOf(x), x);
+        },
+      ),
+    ]);
+  }
+
   private readonly pages = new Map<number, Page<T>>();
   private count = 0;
   /** The page new handles land in: kept even when empty, or a map/unmap pair would rebuild it each time. */
@@ -30,6 +51,14 @@ export class HandleTable<T> {
   /** Pages held (each costs PAGE slots, however few are live): the memory budget charges them. */
   get pageCount(): number {
     return this.pages.size;
+  }
+
+  /** Empties the table and makes page `tail` its (empty) tail: the start of a restore. */
+  private restoreTail(tail: number): void {
+    this.pages.clear();
+    this.count = 0;
+    this.tail = tail;
+    if (tail >= 0) this.pages.set(tail, { slots: new Array<T | undefined>(PAGE).fill(undefined), live: 0 });
   }
 
   get(handle: number): T | undefined {

@@ -9,9 +9,20 @@
 
 import { HandleTable } from './handle-table.js';
 import type { DmaDirection } from './constants.js';
-import type { MapResult, Mapping } from './mapping.js';
+import { MAPPING_CODEC, type MapResult, type Mapping } from './mapping.js';
+import { describe, field, nested, num } from './state/codec.js';
+
+const HANDLES_STATE = HandleTable.state(MAPPING_CODEC, (m) => m.handle);
 
 export class MappingTable {
+  /** Saved state: the live mappings (with their handle table's pages), the next handle, the coherent count, the IOVA bytes held. */
+  static readonly STATE = describe<MappingTable>('mapping-table', 1, [
+    nested('handles', HANDLES_STATE, (o) => o.handles),
+    field('nextHandle', num, (o) => o.nextHandle, (o, v) => (o.nextHandle = v)),
+    field('coherent', num, (o) => o.coherent, (o, v) => (o.coherent = v)),
+    field('iovaBytes', num, (o) => o.iovaBytes, (o, v) => (o.iovaBytes = v)),
+  ]);
+
   private readonly handles = new HandleTable<Mapping>();
   private nextHandle = 1;
   private coherent = 0;

@@ -4,7 +4,8 @@
 
 import type { AllocatorMarks } from './iova/iova-allocator.js';
 import type { SgExplainer } from './explain.js';
-import type { DmaDirection, KernelErrno } from './constants.js';
+import { DMA_DIRECTIONS, type DmaDirection, type KernelErrno } from './constants.js';
+import { bool, list, nullable, num, oneOf, record, type Codec, type StateRef } from './state/codec.js';
 
 export interface SgEntry {
   phys: number;
@@ -90,6 +91,8 @@ export interface DmaOps {
   rangeCount(): number;
   /** rcache, flush queue and cached nodes, for the IOVA picture (layouts with an IOVA tree). */
   allocatorMarks?(): AllocatorMarks;
+  /** Its saved state (the allocator, swiotlb, strays): src/core/state/codec.ts. */
+  state(): StateRef;
 }
 
 /**
@@ -117,6 +120,49 @@ export interface StrayUnmap {
   /** The finding that makes it visible (dma-debug reports it on the unmap's answer). */
   finding: { check: string; message: string };
 }
+
+const sgEntry = record<SgEntry>({ phys: num, length: num }, ['phys', 'length']);
+const segment = record<DmaSegment>({ pfn: num, off: num, len: num }, ['pfn', 'off', 'len']);
+const alloc = record<IovaAlloc>({ pfn: num, off: num, bytes: num }, ['pfn', 'off', 'bytes']);
+const extent = record<Extent>({ pfn: num, off: num, phys: num, bytes: num }, ['pfn', 'off', 'phys', 'bytes']);
+const slot = record<BounceSlot>({ index: num, tlbAddr: num }, ['index', 'tlbAddr']);
+const KINDS = ['map_sg', 'map_page', 'coherent'] as const;
+
+/**
+ * A mapping in saved state (the mapping table's live ones, a layout's strays): every field but
+ * iovaHex, a formatting cache. Read back with MappingTable.add's field order (one hidden class).
+ */
+export const MAPPING_CODEC: Codec<Mapping> = {
+  write(w, m) {
+    num.write(w, m.handle);
+    oneOf(KINDS).write(w, m.kind);
+    oneOf(DMA_DIRECTIONS).write(w, m.dir);
+    list(sgEntry).write(w, [...m.sg]);
+    num.write(w, m.size);
+    list(segment).write(w, m.segments);
+    list(alloc).write(w, m.allocs);
+    list(extent).write(w, m.extents);
+    nullable(list(nullable(slot))).write(w, m.bounce);
+    bool.write(w, m.iovaGone === true);
+    bool.write(w, m.cpuOwned === true);
+  },
+  read(r) {
+    return {
+      handle: num.read(r),
+      kind: oneOf(KINDS).read(r),
+      dir: oneOf(DMA_DIRECTIONS).read(r),
+      sg: list(sgEntry).read(r),
+      size: num.read(r),
+      segments: list(segment).read(r),
+      allocs: list(alloc).read(r),
+      extents: list(extent).read(r),
+      bounce: nullable(list(nullable(slot))).read(r),
+      iovaGone: bool.read(r),
+      iovaHex: undefined,
+      cpuOwned: bool.read(r),
+    };
+  },
+};
 
 export function isFailure(r: MapResult | MapFailure): r is MapFailure {
   return (r as MapFailure).errno !== undefined;

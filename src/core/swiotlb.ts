@@ -5,17 +5,33 @@
 // the end of i's 128-slot segment (0 for a used slot); `index` is where the next search starts
 // (next fit, wrapping to 0); `used` counts allocated slots.
 
+import { describe, f64s, field, num, StateError, u8s } from './state/codec.js';
+
 export const IO_TLB_SHIFT = 11;
 export const IO_TLB_SIZE = 1 << IO_TLB_SHIFT;
 export const IO_TLB_SEGSIZE = 128;
 
 export class Swiotlb {
+  /** Saved state: each slot's free-run count and mapped size, the next search index, the slots in use. */
+  static readonly STATE = describe<Swiotlb>('swiotlb', 1, [
+    field('list', u8s, (o) => o.list, (o, v) => o.slots(v.length).list.set(v)),
+    field('allocSize', f64s, (o) => o.allocSize, (o, v) => o.slots(v.length).allocSize.set(v)),
+    field('index', num, (o) => o.index, (o, v) => (o.index = v)),
+    field('used', num, (o) => o.used, (o, v) => (o.used = v)),
+  ]);
+
   readonly start: number; // physical address of slot 0
   readonly nslabs: number;
   private readonly list: Uint8Array; // values 0..128
   private readonly allocSize: Float64Array; // bytes mapped from each slot onwards (0: free)
   private index = 0;
   private used = 0;
+
+  /** This pool, if it has `n` slots (a restore's check that the saved pool is this config's). */
+  private slots(n: number): this {
+    if (n !== this.nslabs) throw new StateError(`a pool of ${n} slots; this session's has ${this.nslabs}`);
+    return this;
+  }
 
   constructor(start: number, bytes: number) {
     this.start = start;

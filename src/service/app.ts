@@ -25,6 +25,8 @@ import type { ImportLimits } from './ftrace.js';
 import type { Journal, JournalOptions } from './journal.js';
 import { dataDirFromEnv, journalOptionsFromEnv, openJournal } from './persistence.js';
 import { VERSION } from './version.js';
+import { safeStdout } from './log-destination.js';
+import type { StoreIo } from './store/file-op-store.js';
 
 export interface AppOptions {
   logLevel?: string;
@@ -39,6 +41,8 @@ export interface AppOptions {
   journal?: Partial<JournalOptions>;
   /** POST /v1/import/ftrace's limits (default: DMAEMU_IMPORT_BODY_LIMIT, DMAEMU_MAX_IMPORT_EVENTS). */
   importLimits?: Partial<ImportLimits>;
+  /** The op store's writes (tests inject short writes and ENOSPC where no small filesystem can be mounted). */
+  storeIo?: StoreIo;
 }
 
 export const DEFAULT_BODY_LIMIT = 8 * 1024 * 1024;
@@ -52,7 +56,8 @@ declare module 'fastify' {
 
 export async function buildApp(opts: AppOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
-    logger: { level: opts.logLevel ?? 'info', ...(opts.logStream ? { stream: opts.logStream } : {}) },
+    // stdout through safeStdout: a log line that cannot be written must never kill the service.
+    logger: { level: opts.logLevel ?? 'info', stream: opts.logStream ?? safeStdout() },
     logController: new OneLinePerRequest(),
     bodyLimit: opts.bodyLimit ?? bodyLimitFromEnv(),
     onProtoPoisoning: 'error',
@@ -64,7 +69,7 @@ export async function buildApp(opts: AppOptions = {}): Promise<FastifyInstance> 
   store.startSweeping();
   app.decorate('store', store);
   app.addHook('onClose', async () => store.stopSweeping());
-  const journal = openJournal(opts.dataDir === undefined ? dataDirFromEnv() : opts.dataDir, store, app.log, { ...journalOptionsFromEnv(), ...opts.journal });
+  const journal = openJournal(opts.dataDir === undefined ? dataDirFromEnv() : opts.dataDir, store, app.log, { ...journalOptionsFromEnv(), ...opts.journal }, opts.storeIo);
   app.decorate('journal', journal);
   drainOnClose(app);
   // After the routes' onClose hooks: in-flight requests have been answered, so their records are written.

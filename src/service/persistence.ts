@@ -3,11 +3,12 @@
 //   DMAEMU_DATA_DIR=off     (or unset, for buildApp) memory only: nothing survives a restart
 //   DMAEMU_COMPACT_MIN_BYTES, DMAEMU_COMPACT_RATIO   when a log is compacted (src/service/journal.ts)
 // `npm start` (src/service/server.ts) defaults to ./data; buildApp() callers (the tests) stay in memory
-// unless they pass a dir, so a test never writes outside the tmp dir it chose.
+// unless they pass a dir, so a test never writes outside the tmp dir it chose. One service per
+// data dir: the file store locks it (store/data-dir-lock.ts) until the app closes.
 
 import { DEFAULT_JOURNAL_OPTIONS, Journal, type JournalOptions } from './journal.js';
 import { positiveIntFromEnv, type SessionStore } from './session-store.js';
-import { FileOpStore, type StoreLog } from './store/file-op-store.js';
+import { FileOpStore, type StoreIo, type StoreLog } from './store/file-op-store.js';
 import { MemoryOpStore } from './store/memory-op-store.js';
 
 /** The data dir from DMAEMU_DATA_DIR: null for unset, empty or "off". */
@@ -24,8 +25,9 @@ export function journalOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Jou
   };
 }
 
-export function openJournal(dataDir: string | null, sessions: SessionStore, log: StoreLog, opts: JournalOptions = journalOptionsFromEnv()): Journal {
-  const store = dataDir === null ? new MemoryOpStore((id, bytes) => sessions.holdTrace(id, bytes)) : new FileOpStore(dataDir, log);
+/** The journal over the data dir's file store (which locks the dir: throws DataDirLockedError when another process holds it), or memory. */
+export function openJournal(dataDir: string | null, sessions: SessionStore, log: StoreLog, opts: JournalOptions = journalOptionsFromEnv(), io?: StoreIo): Journal {
+  const store = dataDir === null ? new MemoryOpStore((id, bytes) => sessions.holdTrace(id, bytes)) : new FileOpStore(dataDir, log, true, io);
   const journal = new Journal(store, sessions, log, opts);
   sessions.onExpired = (id) => {
     journal.ended(id, 'expired').catch((err: unknown) => log.error({ session: id, err }, 'could not log the expiry of a session'));

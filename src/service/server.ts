@@ -7,6 +7,8 @@ import { parseArgs } from 'node:util';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
 import { dataDirFromEnv } from './persistence.js';
+import { DataDirLockedError } from './store/data-dir-lock.js';
+import { safeStdout } from './log-destination.js';
 
 const host = process.env.HOST ?? '127.0.0.1';
 const port = Number.parseInt(process.env.PORT ?? '3000', 10);
@@ -60,10 +62,14 @@ function forceAfterGrace(app: FastifyInstance): void {
 const { values: flags } = parseArgs({ options: { 'data-dir': { type: 'string' } }, strict: false });
 const flagDir = typeof flags['data-dir'] === 'string' ? flags['data-dir'] : null;
 const dataDir = process.env.DMAEMU_DATA_DIR === undefined ? flagDir : dataDirFromEnv();
-const app = await buildApp({ logLevel, dataDir });
+const app = await buildApp({ logLevel, dataDir }).catch((err: unknown) => {
+  if (!(err instanceof DataDirLockedError)) throw err;
+  console.error(`dmaemu: not started: ${err.message}`); // the holder, named: no stack trace to dig through
+  process.exit(1);
+});
 started.app = app;
 await app.listen({ host, port });
 if (closing) await app.close();
 const bound = app.server.address();
 const shown = typeof bound === 'object' && bound ? `http://${host.includes(':') ? `[${host}]` : host}:${bound.port}` : String(bound);
-console.log(`dmaemu listening on ${shown}`);
+safeStdout().write(`dmaemu listening on ${shown}\n`); // console.log would throw from an 'error' event on a full stdout

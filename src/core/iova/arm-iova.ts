@@ -8,12 +8,27 @@
 // Bitmaps are sized in 32-bit longs (ARM32), so the last one may cover a little more than the
 // aperture, as in the kernel.
 
+import { describe, field, list, StateError, u32s } from '../state/codec.js';
 import { invalid } from '../errors.js';
 import type { ArmIovaAllocator, ArmIovaConfig, ArmIovaSnapshot } from './iova-allocator.js';
 
 const BITS_PER_LONG = 32; // arch/arm is 32-bit
 
 export class ArmIova implements ArmIovaAllocator {
+  /** Saved state: the bitmaps in order (the first, then each extension as it was added). */
+  static readonly STATE = describe<ArmIova>('arm-iova', 1, [
+    field(
+      'bitmaps',
+      list(u32s),
+      (a) => a.bitmaps,
+      (a, v) => {
+        if (v.length > a.extensions || v.some((b) => b.length !== a.bits / 32)) throw new StateError(`bitmaps of another mapping size (${v.length} of ${v[0]?.length ?? 0} words; this one has up to ${a.extensions} of ${a.bits / 32})`);
+        a.bitmaps.length = 0;
+        a.bitmaps.push(...v);
+      },
+    ),
+  ]);
+
   private readonly base: number;
   private readonly pageShift: number;
   private readonly pageSize: number;

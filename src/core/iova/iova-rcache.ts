@@ -7,6 +7,8 @@
 // class k heads a live tree range of exactly 2^k pfns (alloc_iova_fast rounds small sizes up,
 // and free gives back the order of the unrounded size, which is the same).
 
+import { describe, f64s, field, list, record, StateError } from '../state/codec.js';
+
 export const IOVA_MAG_SIZE = 127;
 export const IOVA_RANGE_CACHE_MAX_SIZE = 6;
 
@@ -24,7 +26,42 @@ class RcacheClass {
   readonly depot: Magazine[] = []; // top of the LIFO is the end of the array
 }
 
+/** A magazine's pfns, in slot order (the order get and drain walk them). */
+const magazine = {
+  of: (m: Magazine): Float64Array => m.pfns.slice(0, m.size),
+  to: (pfns: Float64Array): Magazine => {
+    const m = new Magazine();
+    m.pfns.set(pfns.subarray(0, IOVA_MAG_SIZE));
+    m.size = Math.min(pfns.length, IOVA_MAG_SIZE);
+    return m;
+  },
+};
+
+const classCodec = record<{ loaded: Float64Array; prev: Float64Array; depot: Float64Array[] }>({ loaded: f64s, prev: f64s, depot: list(f64s) }, ['loaded', 'prev', 'depot']);
+
 export class IovaRcache {
+  /**
+   * Saved state: per size class (order 0..5), the loaded and prev magazines' pfns and the depot's
+   * magazines bottom to top. Spare magazines are a GC economy, not state.
+   */
+  static readonly STATE = describe<IovaRcache>('iova-rcache', 1, [
+    field(
+      'classes',
+      list(classCodec),
+      (c) => c.classes.map((rc) => ({ loaded: magazine.of(rc.loaded), prev: magazine.of(rc.prev), depot: rc.depot.map(magazine.of) })),
+      (c, v) => {
+        if (v.length !== c.classes.length) throw new StateError(` ${v.length} size classes saved, ${c.classes.length} here`);
+        v.forEach((saved, i) => {
+          const rc = c.classes[i] as RcacheClass;
+          rc.loaded = magazine.to(saved.loaded);
+          rc.prev = magazine.to(saved.prev);
+          rc.depot.length = 0;
+          for (const d of saved.depot) rc.depot.push(magazine.to(d));
+        });
+      },
+    ),
+  ]);
+
   private readonly classes: RcacheClass[] = [];
   private readonly spare: Magazine[] = []; // emptied magazines kept for reuse (no GC churn)
 

@@ -34,6 +34,7 @@
 // maxGap is too short.
 
 import { NIL, PfnIndex } from './pfn-index.js';
+import { describe, f64s, field } from '../state/codec.js';
 import { modPow2 } from './pfn-math.js';
 
 /** Nodes keyed at or above this (IOVA_ANCHOR) don't count their gap below in maxGap. */
@@ -544,6 +545,46 @@ export class IovaTree {
   gapLoOf(lo: number): number {
     const n = this.index.get(lo);
     return n === NIL ? -1 : (this.gapLo[n] as number);
+  }
+
+  /**
+   * Saved state: the ranges, ascending, as (lo, hi) pairs. Node ids, balance and the index are
+   * how this file keeps them, not what they are: a restore inserts the ranges into an empty tree.
+   */
+  static readonly STATE = describe<IovaTree>('iova-tree', 1, [
+    field(
+      'ranges',
+      f64s,
+      (t) => {
+        const out = new Float64Array(2 * t.size);
+        t.toArray().forEach((r, i) => {
+          out[2 * i] = r.lo;
+          out[2 * i + 1] = r.hi;
+        });
+        return out;
+      },
+      (t, v) => {
+        t.clear();
+        for (let i = 0; i + 1 < v.length; i += 2) t.insert(v[i] as number, v[i + 1] as number);
+      },
+    ),
+  ]);
+
+  private clear(): void {
+    this.lo = new Float64Array(64);
+    this.hi = new Float64Array(64);
+    this.gapLo = new Float64Array(64);
+    this.maxGap = new Float64Array(64);
+    this.left = new Int32Array(64);
+    this.right = new Int32Array(64);
+    this.parent = new Int32Array(64);
+    this.height = new Int8Array(64);
+    this.root = NIL;
+    this.nextFree = 1;
+    this.freeIds = [];
+    this.size = 0;
+    this.minKey = -1;
+    this.index.clear();
   }
 
   /** In-order ranges, for snapshots and tests. */

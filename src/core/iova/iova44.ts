@@ -26,8 +26,12 @@ import {
 } from './iova-checks.js';
 import { IovaTree } from './iova-tree.js';
 import { alignDown, roundupPowOfTwo } from './pfn-math.js';
+import { describe, field, nested, num, stateRef, type StateRef } from '../state/codec.js';
 
 class Iova44 implements Iova44Allocator {
+  /** Saved state: the tree and cached32_node's key (-1: NULL). */
+  static readonly STATE = describe<Iova44>('iova44', 1, [nested('tree', IovaTree.STATE, (a) => a.tree), field('cached32', num, (a) => a.cached32, (a, v) => (a.cached32 = v))]);
+
   private readonly tree = new IovaTree();
   private readonly startPfn: number;
   private readonly dma32BitPfn: number;
@@ -140,9 +144,13 @@ class Iova44 implements Iova44Allocator {
     const cached32 = this.cached32 < 0 ? null : { lo: this.cached32, hi: this.tree.hiOf(this.cached32) };
     return { rcache: [], flushQueue: [], cached: null, cached32 };
   }
+
+  state(): StateRef {
+    return stateRef(Iova44.STATE, this);
+  }
 }
 
-export type FastIova44 = Iova44Allocator & { marks(): AllocatorMarks; allocatedPages(pages: number): number };
+export type FastIova44 = Iova44Allocator & { marks(): AllocatorMarks; allocatedPages(pages: number): number; state(): StateRef };
 
 export function createIova44(cfg: Iova44Config): FastIova44 {
   return new Iova44(cfg);

@@ -34,6 +34,7 @@ import {
 import { IovaRcache, IOVA_RANGE_CACHE_MAX_SIZE } from './iova-rcache.js';
 import { IovaTree } from './iova-tree.js';
 import { alignDown, orderBase2, roundupPowOfTwo } from './pfn-math.js';
+import { bool, describe, f64s, field, nested, num, stateRef, StateError, type StateRef } from '../state/codec.js';
 
 /** IOVA_ANCHOR (~0UL): above every real pfn (those stay below 2^52). */
 export const ANCHOR = Number.MAX_SAFE_INTEGER;
@@ -47,6 +48,38 @@ export const IOVA_FQ_SIZE = 256;
 export const IOVA_ROUNDUP_BELOW = 1 << (IOVA_RANGE_CACHE_MAX_SIZE - 1);
 
 class LinuxIova implements LinuxIovaAllocator {
+  /** Saved state: the tree (anchor included), the rcache, the cached nodes' keys, max32_alloc_size, SAC, and the flush queue oldest first. */
+  static readonly STATE = describe<LinuxIova>('linux-iova', 1, [
+    nested('tree', IovaTree.STATE, (a) => a.tree),
+    nested('rcache', IovaRcache.STATE, (a) => a.rcache),
+    field('cached32', num, (a) => a.cached32, (a, v) => (a.cached32 = v)),
+    field('cached', num, (a) => a.cached, (a, v) => (a.cached = v)),
+    field('max32AllocSize', num, (a) => a.max32AllocSize, (a, v) => (a.max32AllocSize = v)),
+    field('pci32BitWorkaround', bool, (a) => a.pci32BitWorkaround, (a, v) => (a.pci32BitWorkaround = v)),
+    field(
+      'flushQueue',
+      f64s,
+      (a) => {
+        const out = new Float64Array(2 * a.fqLen);
+        for (let k = 0; k < a.fqLen; k++) {
+          const i = (a.fqHead + k) % IOVA_FQ_SIZE;
+          out[2 * k] = a.fqPfn[i] as number;
+          out[2 * k + 1] = a.fqPages[i] as number;
+        }
+        return out;
+      },
+      (a, v) => {
+        if (v.length > 2 * IOVA_FQ_SIZE) throw new StateError(`a flush queue of ${v.length / 2} entries (at most ${IOVA_FQ_SIZE})`);
+        a.fqHead = 0;
+        a.fqLen = v.length / 2;
+        for (let k = 0; k < a.fqLen; k++) {
+          a.fqPfn[k] = v[2 * k] as number;
+          a.fqPages[k] = v[2 * k + 1] as number;
+        }
+      },
+    ),
+  ]);
+
   private readonly tree = new IovaTree();
   private readonly rcache = new IovaRcache();
   private readonly startPfn: number;
@@ -302,6 +335,10 @@ class LinuxIova implements LinuxIovaAllocator {
   checkInvariants(): void {
     this.tree.checkInvariants();
   }
+
+  state(): StateRef {
+    return stateRef(LinuxIova.STATE, this);
+  }
 }
 
 export type FastLinuxIova = LinuxIovaAllocator & {
@@ -311,6 +348,7 @@ export type FastLinuxIova = LinuxIovaAllocator & {
   marks(): AllocatorMarks;
   limitPfn(dmaLimitPfn: number): number;
   allocatedPages(pages: number): number;
+  state(): StateRef;
 };
 
 export function createLinuxIova(cfg: LinuxIovaConfig): FastLinuxIova {

@@ -33,6 +33,14 @@ export class PfnIndex {
     return h & this.mask;
   }
 
+  /** Empty again, at the starting capacity (a restore rebuilds the index from its tree). */
+  clear(): void {
+    this.keys = new Float64Array(128);
+    this.nodes = new Int32Array(128);
+    this.mask = 127;
+    this.size = 0;
+  }
+
   /** The node stored for `key`, or NIL. */
   get(key: number): number {
     const mask = this.mask;

@@ -17,6 +17,7 @@ import type { DmaOps, DmaSegment, Extent, IovaAlloc, MapFailure, MapResult, Mapp
 import { sumLengths } from './linux.js';
 import { totalLength, type SgExplainer } from '../explain.js';
 import { BOUNDARY_32, type LayoutSpec } from './layout.js';
+import { describe, nested, stateRef, type StateRef } from '../state/codec.js';
 
 /**
  * arch/arm: a 4 GiB mapping by default, arm_iommu_create_mapping's limits on its shape,
@@ -44,6 +45,9 @@ export const ARM_LEGACY_LAYOUT: LayoutSpec = {
 };
 
 export class ArmLegacyIommuDma implements DmaOps {
+  /** Saved state: the bitmap allocator. */
+  static readonly STATE = describe<ArmLegacyIommuDma>('arm-legacy-iommu-dma', 1, [nested('iova', ArmIova.STATE, (o) => o.iova)]);
+
   readonly shift = 0;
   private readonly pageSize: number;
   private readonly maxSeg: number;
@@ -217,6 +221,10 @@ export class ArmLegacyIommuDma implements DmaOps {
 
   flush(): { flushed: number; rcacheFreed: number } {
     return { flushed: 0, rcacheFreed: 0 };
+  }
+
+  state(): StateRef {
+    return stateRef(ArmLegacyIommuDma.STATE, this);
   }
 
   rangeCount(): number {

@@ -27,6 +27,8 @@ import type { DmaOps, DmaSegment, Extent, MapFailure, MapResult, Mapping, SgEntr
 import { mapContiguous, sumLengths } from './linux.js';
 import type { SgExplainer } from '../explain.js';
 import { BOUNDARY_32, type LayoutSpec } from './layout.js';
+import { MAPPING_CODEC } from '../mapping.js';
+import { describe, listIn, part, stateRef, type StateRef } from '../state/codec.js';
 
 /** v4.4: the 32-bit segment boundary default, and iommu_dma_init_domain's range check. */
 export const LINUX_4_4_LAYOUT: LayoutSpec = {
@@ -49,6 +51,12 @@ export const LINUX_4_4_LAYOUT: LayoutSpec = {
 const sLenOf = (s: SgEntry, g: number): number => alignUp(s.length + (s.phys % g), g);
 
 export class Linux44IommuDma implements DmaOps {
+  /** Saved state: the allocator and the strays (unmapped mappings whose range v4.4 left allocated), oldest first. */
+  static readonly STATE = describe<Linux44IommuDma>('linux-4.4-iommu-dma', 1, [
+    part('iova', (o) => o.iova.state()),
+    listIn('strays', MAPPING_CODEC, (o) => (o.strayRule as V44Unmap).strays),
+  ]);
+
   readonly shift: number;
   private readonly granule: number;
   private readonly pageSize: number;
@@ -184,6 +192,10 @@ export class Linux44IommuDma implements DmaOps {
 
   rangeCount(): number {
     return this.iova.rangeCount;
+  }
+
+  state(): StateRef {
+    return stateRef(Linux44IommuDma.STATE, this);
   }
 
   allocatorMarks(): AllocatorMarks {

@@ -17,6 +17,7 @@ import type { DmaDirection } from '../constants.js';
 import type { DmaOps, DmaSegment, Extent, MapFailure, MapResult, Mapping, SgEntry } from '../mapping.js';
 import { totalLength, type SgExplainer } from '../explain.js';
 import { BOUNDARY_32, BOUNDARY_64, type LayoutSpec } from './layout.js';
+import { describe, part, stateRef, type StateRef } from '../state/codec.js';
 
 /** Today's kernel: no layout-specific probe checks; a 48-bit aperture; v5.10's ULONG_MAX boundary. */
 export const LINUX_LAYOUT: LayoutSpec = {
@@ -33,6 +34,9 @@ export const LINUX_LAYOUT: LayoutSpec = {
 };
 
 export class LinuxIommuDma implements DmaOps {
+  /** Saved state: the allocator only (the rest is config, and scratch buffers). */
+  static readonly STATE = describe<LinuxIommuDma>('linux-iommu-dma', 1, [part('iova', (o) => o.iova.state())]);
+
   readonly shift: number;
   private readonly granule: number;
   private readonly pageSize: number;
@@ -301,6 +305,10 @@ export class LinuxIommuDma implements DmaOps {
 
   rangeCount(): number {
     return this.iova.rangeCount;
+  }
+
+  state(): StateRef {
+    return stateRef(LinuxIommuDma.STATE, this);
   }
 
   allocatorMarks(): AllocatorMarks {

@@ -10,6 +10,7 @@
 // covering a range (clean and invalidate round out to lines, as dcache_clean_poc /
 // dcache_inval_poc do, and the latter cleans partial lines at the edges first).
 
+import { describe, field, list, num, record, StateError, u8s } from '../state/codec.js';
 import { CHUNK, chunkSpans, type Ram } from './ram.js';
 
 export const LINE = 64;
@@ -23,7 +24,26 @@ interface Chunk {
   present: number;
 }
 
+const chunkEntry = record<{ index: number; data: Uint8Array; state: Uint8Array; present: number }>({ index: num, data: u8s, state: u8s, present: num }, ['index', 'data', 'state', 'present']);
+
 export class CpuCache {
+  /** Saved state: each chunk's lines (bytes and PRESENT/DIRTY per line), in the order they were made, and the line count. */
+  static readonly STATE = describe<CpuCache>('cpu-cache', 1, [
+    field(
+      'chunks',
+      list(chunkEntry),
+      (o) => [...o.chunks].map(([index, c]) => ({ index, data: c.data, state: c.state, present: c.present })),
+      (o, v) => {
+        o.chunks.clear();
+        for (const c of v) {
+          if (c.data.length !== CHUNK || c.state.length !== LINES) throw new StateError(`cache chunk ${c.index} of another size`);
+          o.chunks.set(c.index, { data: c.data, state: c.state, present: c.present });
+        }
+      },
+    ),
+    field('lineCount', num, (o) => o.lineCount, (o, v) => (o.lineCount = v)),
+  ]);
+
   private readonly chunks = new Map<number, Chunk>();
   private lineCount = 0;
 

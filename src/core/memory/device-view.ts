@@ -15,6 +15,7 @@
 // for_cpu and unmap copy bounce → original for FROM_DEVICE/BIDIRECTIONAL, after the cache
 // maintenance of the bounce buffer.
 
+import { bigint, bool, describe, field, list, listIn, nested, num, oneOf, readState, record, StateError, str, writeState } from '../state/codec.js';
 import type { SessionConfig } from '../session-config.js';
 import { backendOf } from '../layouts/registry.js';
 import type { DmaDebug } from '../dma-debug.js';
@@ -54,7 +55,57 @@ interface Piece {
   length: number;
 }
 
+const faultCodec = record<Fault>({ seq: num, dma_address: bigint, access: oneOf(['read', 'write'] as const), reason: str, length: num }, ['seq', 'dma_address', 'access', 'reason', 'length']);
+
 export class DeviceView {
+  /**
+   * Saved state: RAM, the CPU cache (non-coherent devices), the fault log, the coherent buffers
+   * (by handle: they are the mapping table's), the fault sequence. The IOMMU page table is built
+   * from the live mappings, so a restore only marks it stale.
+   */
+  static readonly STATE = describe<DeviceView>(
+    'device-view',
+    1,
+    [
+      nested('ram', Ram.STATE, (o) => o.ram),
+      field(
+        'cache',
+        bool,
+        (o) => o.cache !== null,
+        (o, v) => {
+          if (v !== (o.cache !== null)) throw new StateError(`saved ${v ? 'with' : 'without'} a CPU cache; this session's device is ${v ? '' : 'not '}coherent`);
+        },
+      ),
+      {
+        name: 'cacheLines',
+        write: (w, o) => {
+          if (o.cache) writeState(w, CpuCache.STATE, o.cache);
+        },
+        read: (r, o) => {
+          if (o.cache) readState(r, CpuCache.STATE, o.cache);
+        },
+      },
+      listIn('faultLog', faultCodec, (o) => o.faultLog),
+      field(
+        'coherentBufs',
+        list(num),
+        (o) => [...o.coherentBufs].map((m) => m.handle),
+        (o, v) => {
+          const byHandle = new Map<number, Mapping>();
+          for (const m of o.mappings.values()) byHandle.set(m.handle, m);
+          o.coherentBufs.clear();
+          for (const h of v) {
+            const m = byHandle.get(h);
+            if (!m || m.kind !== 'coherent') throw new StateError(`coherent buffer ${h} is not a live coherent mapping`);
+            o.coherentBufs.add(m);
+          }
+        },
+      ),
+      field('faultSeq', num, (o) => o.faultSeq, (o, v) => (o.faultSeq = v)),
+    ],
+    { loaded: (o) => o.table?.changed() },
+  );
+
   private readonly ram: Ram;
   private readonly cache: CpuCache | null;
   private readonly table: PageTable | null;

@@ -5,10 +5,17 @@
 // Invariants: `free` holds disjoint [start, end) runs in ascending order, all inside
 // [REGION_START, REGION_END); an allocation of n pages takes 2^order pages aligned to them.
 
+import { describe, listIn, num, record } from '../state/codec.js';
+
 const REGION_START = 0x00800000;
 const REGION_END = 0x08000000; // the swiotlb pool starts here (config.SWIOTLB_START)
 
 export class PageAllocator {
+  /** Saved state: the free runs, ascending. */
+  static readonly STATE = describe<PageAllocator>('page-allocator', 1, [
+    listIn('free', record<{ start: number; end: number }>({ start: num, end: num }, ['start', 'end']), (o) => o.free),
+  ]);
+
   private readonly free: { start: number; end: number }[] = [{ start: REGION_START, end: REGION_END }];
 
   constructor(private readonly pageSize: number) {}

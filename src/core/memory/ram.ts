@@ -4,6 +4,8 @@
 // Invariants: a chunk exists only once a non-zero byte was written into it; `chunks.size`
 // × CHUNK is the session's memory footprint (bytesTouched).
 
+import { describe, field, list, num, record, StateError, u8s } from '../state/codec.js';
+
 export const CHUNK = 4096;
 
 /** fn(chunk, lo, hi, done) for each 4 KiB chunk [phys, phys + length) touches: [lo, hi) relative to the chunk, `done` bytes before it. */
@@ -19,7 +21,25 @@ export function chunkSpans(phys: number, length: number, fn: (c: number, lo: num
   }
 }
 
+const chunkEntry = record<{ index: number; bytes: Uint8Array }>({ index: num, bytes: u8s }, ['index', 'bytes']);
+
 export class Ram {
+  /** Saved state: the touched 4 KiB chunks, by chunk number, in the order they were made. */
+  static readonly STATE = describe<Ram>('ram', 1, [
+    field(
+      'chunks',
+      list(chunkEntry),
+      (o) => [...o.chunks].map(([index, bytes]) => ({ index, bytes })),
+      (o, v) => {
+        o.chunks.clear();
+        for (const c of v) {
+          if (c.bytes.length !== CHUNK) throw new StateError(`RAM chunk ${c.index} of ${c.bytes.length} bytes (chunks are ${CHUNK})`);
+          o.chunks.set(c.index, c.bytes);
+        }
+      },
+    ),
+  ]);
+
   private readonly chunks = new Map<number, Uint8Array>();
 
   get bytesTouched(): number {

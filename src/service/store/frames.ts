@@ -6,6 +6,11 @@
 // A run of zero bytes after the last frame is not part of the log (the writer preallocates
 // space so that an fdatasync need not also commit a new file size).
 //
+// Torn or damaged (docs/persistence.md "Torn tails and damage"): only an incomplete *last*
+// record — its length runs past the end of the file, or the file (or the log, before the
+// preallocated zeros) ends inside it — with no intact frame anywhere after it is a torn tail,
+// which the store may cut off. Anything else wrong is damage, reported with its offset.
+//
 // Invariants: encodeFrame(k, p) decodes back to exactly (k, p); decodeFrames never throws on
 // arbitrary bytes: it reports where the valid prefix ends and why.
 
@@ -36,9 +41,17 @@ export function encodeFrame(kind: FrameKind, payload: Buffer): Buffer {
 
 export type FrameProblem =
   | { kind: 'foreign' }
-  /** The last frame is incomplete or fails its checksum with nothing after it: a torn write. */
+  /**
+   * The log's last record is incomplete: its header or its payload runs past the end of the file
+   * (or into the preallocated zeros that end the log), and no intact frame starts anywhere after
+   * it. A write cut short by a crash looks like this, and nothing else does.
+   */
   | { kind: 'torn'; offset: number }
-  /** A frame fails its checksum and more bytes follow: the file is damaged, not merely cut short. */
+  /**
+   * Anything else that is wrong: a bad checksum, an unknown kind or an impossible length with an
+   * intact frame somewhere after it, or a complete last frame whose checksum fails (a flipped bit,
+   * not a cut). The file is damaged: never truncated, never rewritten.
+   */
   | { kind: 'corrupt'; offset: number; reason: string };
 
 export interface DecodedFrames {
@@ -48,9 +61,34 @@ export interface DecodedFrames {
   problem: FrameProblem | null;
 }
 
-function zeroFrom(buf: Buffer, at: number): boolean {
-  for (let i = at; i < buf.length; i++) if (buf[i] !== 0) return false;
+function zeroFrom(buf: Buffer, at: number, end = buf.length): boolean {
+  for (let i = at; i < end; i++) if (buf[i] !== 0) return false;
   return true;
+}
+
+/** Whether an intact frame (known kind, whole, checksum right) starts at `at`. */
+function intactAt(buf: Buffer, at: number): boolean {
+  if (buf.length - at < HEADER) return false;
+  const kindByte = buf[at + 8];
+  if (kindByte !== KIND_BYTE.J && kindByte !== KIND_BYTE.S) return false;
+  const end = at + HEADER + buf.readUInt32LE(at);
+  return end <= buf.length && crc32(buf.subarray(at + 8, end)) === buf.readUInt32LE(at + 4);
+}
+
+/** The first offset after `from` where an intact frame starts, or -1: records after a bad frame make it damage, not a torn tail. */
+export function intactFrameAfter(buf: Buffer, from: number): number {
+  for (let at = from + 1; at + HEADER <= buf.length; at++) if (intactAt(buf, at)) return at;
+  return -1;
+}
+
+/**
+ * Where the last write stopped inside frame [at, end): a torn frame's bytes end in the zeros the
+ * writer preallocated (or in the end of the file) — a JSON record never holds a zero byte, and a
+ * state frame is only ever written whole (compaction writes a new file and renames it).
+ */
+function cutShort(buf: Buffer, at: number, end: number): boolean {
+  if (end > buf.length) return true;
+  return buf[end - 1] === 0 && zeroFrom(buf, end);
 }
 
 export function decodeFrames(buf: Buffer): DecodedFrames {
@@ -64,18 +102,20 @@ export function decodeFrames(buf: Buffer): DecodedFrames {
   while (at < buf.length) {
     // No frame has kind byte 0: zeros here are the writer's preallocated tail (file-op-store.ts), the end of the log.
     if ((buf.length - at < HEADER || buf[at + 8] === 0) && zeroFrom(buf, at)) return { frames, validBytes: at, problem: null };
-    if (buf.length - at < HEADER) return { frames, validBytes: at, problem: { kind: 'torn', offset: at } };
+    const bad = (reason: string, torn: boolean): DecodedFrames => {
+      const after = intactFrameAfter(buf, at);
+      if (torn && after < 0) return { frames, validBytes: at, problem: { kind: 'torn', offset: at } };
+      const where = after >= 0 ? `, with an intact record at byte ${after} after it` : '';
+      return { frames, validBytes: at, problem: { kind: 'corrupt', offset: at, reason: reason + where } };
+    };
+    if (buf.length - at < HEADER) return bad('a record header cut short', true);
     const len = buf.readUInt32LE(at);
     const end = at + HEADER + len;
-    if (end > buf.length) return { frames, validBytes: at, problem: { kind: 'torn', offset: at } };
+    if (end > buf.length) return bad(`a record length of ${len} bytes runs past the end of the file`, true);
     const kindByte = buf[at + 8];
     const sumOk = crc32(buf.subarray(at + 8, end)) === buf.readUInt32LE(at + 4);
     const kind: FrameKind | undefined = kindByte === KIND_BYTE.J ? 'J' : kindByte === KIND_BYTE.S ? 'S' : undefined;
-    if (!sumOk || kind === undefined) {
-      // Nothing but zeros (or nothing) after it: the last write was cut short.
-      if (zeroFrom(buf, end)) return { frames, validBytes: at, problem: { kind: 'torn', offset: at } };
-      return { frames, validBytes: at, problem: { kind: 'corrupt', offset: at, reason: sumOk ? `unknown frame kind ${String(kindByte)}` : 'checksum mismatch' } };
-    }
+    if (!sumOk || kind === undefined) return bad(sumOk ? `unknown frame kind ${String(kindByte)}` : 'checksum mismatch', cutShort(buf, at, end));
     frames.push({ kind, payload: buf.subarray(at + HEADER, end), offset: at });
     at = end;
   }

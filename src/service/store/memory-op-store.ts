@@ -77,6 +77,11 @@ export class MemoryOpStore implements OpStore {
     return Promise.resolve({ id: sessionId, where: 'memory', create: h.create, snapshot, calls: h.calls.map((j) => decodeJson(j) as CallRecord), ended: false });
   }
 
+  /** Appends never fail here: there is nothing to bring back. */
+  recover(sessionId: string): Promise<StoredSession | null> {
+    return this.load(sessionId);
+  }
+
   sizeOf(): null {
     return null; // nothing to compact: the cap above bounds it
   }

@@ -6,8 +6,9 @@
 //
 // Invariants every implementation keeps: records of a session come back in append order;
 // an append's promise resolves only once the record is durable (for the memory store: stored);
-// a record that was never resolved may be lost, a resolved one never is; after compact(), a
-// load returns the base and then only the records appended after it.
+// a record that was never resolved may be lost, a resolved one never is; a rejected one is not
+// in the log recover() returns, nor is any record of the session appended after it; after
+// compact(), a load returns the base and then only the records appended after it.
 
 import type { ErrorBodyOut, SessionCreateInput } from '../../../schemas/index.js';
 
@@ -97,6 +98,13 @@ export interface OpStore {
   sizeOf(sessionId: string): { total: number; base: number } | null;
   /** Replaces everything stored so far for the session with `base` (records appended later follow it). */
   compact(sessionId: string, base: SnapshotBase): Promise<void>;
+  /**
+   * After an append or compaction of the session failed (its promise rejected): brings its log
+   * back to the records that are durable and returns them (null: not even its creation is, and
+   * it is gone). Until then every append of the session is refused. Throws when the log's state
+   * cannot be known; the session must then stop.
+   */
+  recover(sessionId: string): Promise<StoredSession | null>;
   /** Forgets the session (after its end record is durable). */
   remove(sessionId: string): Promise<void>;
   /** Makes every pending append durable and releases files. */

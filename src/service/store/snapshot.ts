@@ -1,3 +1,8 @@
+// Snapshot format 0, read for migration only: the format dmaemu wrote before issue 23 (its
+// compacted logs restore once through restoreSnapshot, and the journal rewrites them in the
+// current format, src/core/state/codec.ts). encodeSnapshot stays so tests can make format-0
+// snapshots of this build; the service never writes one. What follows is how format 0 works.
+//
 // A session's state as bytes, for compaction: the object graph under a Session (allocator
 // trees, rcache magazines, handle table, RAM, cache lines, findings, faults, counters) cloned
 // into V8's structured-serialization format, and restored *into* a freshly constructed Session
@@ -91,6 +96,11 @@ function shapeMismatch(name: string, keys: readonly string[], shapes: ReadonlyMa
 }
 
 export class SnapshotError extends Error {}
+
+/** Whether `bytes` are format 0: V8's serialization starts with its version tag, 0xFF. */
+export function isV8GraphSnapshot(bytes: Buffer): boolean {
+  return bytes[0] === 0xff;
+}
 
 /**
  * The state under `root` as bytes. `fresh` is a newly constructed object of the same kind and
