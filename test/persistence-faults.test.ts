@@ -98,6 +98,18 @@ function injectedDisk(): Disk {
   };
 }
 
+/** Every live mapping of a session: /mappings is paged (a page may end early; read until `next` is null). */
+async function allMappings(c: { get(path: string): Promise<{ body: Obj }> }, id: string): Promise<Obj[]> {
+  const out: Obj[] = [];
+  let after: unknown = null;
+  do {
+    const page = (await c.get(`/v1/sessions/${id}/mappings${after === null ? '' : `?after=${String(after)}`}`)).body;
+    out.push(...(page.mappings as Obj[]));
+    after = page.next ?? null;
+  } while (after !== null);
+  return out;
+}
+
 t.test('a full disk: no acknowledged call is lost, a refused call (503) has no effect, the session goes on once there is room', async (t) => {
   // FAULTS_INJECTED_DISK=1 runs the injected path as root too (it is what a non-root run gets).
   const disk = (process.env.FAULTS_INJECTED_DISK === '1' ? null : tmpfsDisk(t)) ?? injectedDisk();
@@ -137,7 +149,7 @@ t.test('a full disk: no acknowledged call is lost, a refused call (503) has no e
     t.same(hs, hs.map((_, i) => i + 1), `session ${id}: the acknowledged maps hold handles 1..${hs.length}, none skipped by a refused one`);
   }
   const rows = new Map<string, unknown>();
-  for (const id of ids) rows.set(id, (await a.c.get(`/v1/sessions/${id}/mappings`)).body.mappings);
+  for (const id of ids) rows.set(id, await allMappings(a.c, id));
   await a.app.close();
 
   const b = await start(disk.dir);
@@ -145,11 +157,11 @@ t.test('a full disk: no acknowledged call is lost, a refused call (503) has no e
   let lost = 0;
   let made = 0;
   for (const id of ids) {
-    const got = new Set(((await b.c.get(`/v1/sessions/${id}/mappings`)).body.mappings as Obj[]).map((m) => m.handle as number));
+    const got = new Set((await allMappings(b.c, id)).map((m) => m.handle as number));
     const want = new Set(acked.get(id));
     for (const h of want) if (!got.has(h)) lost++;
     for (const h of got) if (!want.has(h)) made++;
-    t.same((await b.c.get(`/v1/sessions/${id}/mappings`)).body.mappings, rows.get(id), `session ${id}: every mapping row as it was before the restart`);
+    t.same(await allMappings(b.c, id), rows.get(id), `session ${id}: every mapping row as it was before the restart`);
   }
   t.comment(`acknowledged ops lost: ${lost} of ${total()}; refused ops found after restart: ${made}`);
   t.equal(lost, 0, 'acknowledged ops lost under ENOSPC: 0');
