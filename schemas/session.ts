@@ -1,7 +1,7 @@
 // Session creation and its resolved configuration (API.md "Sessions"). Every field is optional;
 // the core fills in Linux's defaults (semantics §2) and the response echoes the result.
 import { z } from 'zod';
-import { LAYOUTS } from '../src/core/constants.js';
+import { KERNELS, LAYOUTS } from '../src/core/constants.js';
 import type { SessionConfig as CoreSessionConfig } from '../src/core/config.js';
 import type { Assert, Exact } from './exact.js';
 import { AddressIn, AddressOut, DebugFinding } from './common.js';
@@ -12,8 +12,16 @@ export const DeviceIn = z.strictObject({
   bus: z.enum(['platform', 'pci']).optional(),
   dma_mask: AddressIn.optional(),
   coherent_dma_mask: AddressIn.optional(),
-  max_segment_size: z.number().int().min(0).max(0xffffffff).optional().meta({ description: 'dma_parms max_segment_size (unsigned int); default 65536' }),
-  segment_boundary_mask: AddressIn.optional().meta({ description: '2^n − 1; default 0xffffffffffffffff (linux), 0xffffffff (linux-4.4, and every layout for bus pci: pci_device_add)' }),
+  max_segment_size: z
+    .number()
+    .int()
+    .min(0)
+    .max(0xffffffff)
+    .optional()
+    .meta({ description: 'dma_parms max_segment_size (unsigned int); default 65536. 0 reads as 65536 (dma_get_max_seg_size since v4.4), except in arm-legacy' }),
+  segment_boundary_mask: AddressIn.optional().meta({
+    description: '2^n − 1; default 0xffffffffffffffff (linux), 0xffffffff (linux-4.4, and every layout for bus pci: pci_device_add). 0 reads as the kernel reads it: ULONG_MAX (linux), 0xffffffff (linux-4.4)',
+  }),
   coherent: z.boolean().optional(),
   dma_offset: AddressIn.optional().meta({ description: 'dma-direct: dma_address = phys + dma_offset (extension)' }),
 });
@@ -37,6 +45,10 @@ export const SessionCreateBody = z
     device: DeviceIn.optional(),
     iommu: IommuIn.nullable().optional().meta({ description: 'null: no IOMMU (dma-direct + swiotlb)' }),
     layout: z.enum(LAYOUTS).optional(),
+    kernel: z
+      .enum(KERNELS)
+      .optional()
+      .meta({ description: `Layout linux only: the kernel version whose rules apply (docs/conformance.md); default ${KERNELS[KERNELS.length - 1]}, the newest recorded` }),
     page_size: z.union([z.literal(4096), z.literal(16384), z.literal(65536)]).optional(),
     swiotlb: z
       .strictObject({
@@ -71,6 +83,7 @@ export const SessionConfig = z
       })
       .nullable(),
     layout: z.enum(LAYOUTS),
+    kernel: z.enum(KERNELS).nullable().meta({ description: 'Layout linux: the kernel version; null for the other layouts' }),
     page_size: z.number().int(),
     swiotlb: z.object({ size: z.number().int(), force: z.boolean(), start: AddressOut }),
     memory_limit: z.number().int(),

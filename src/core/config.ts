@@ -6,7 +6,7 @@
 // The request is core-typed (addresses already bigint); src/service/config-wire.ts turns the
 // wire body into one and the resolved config back into the wire's shape.
 
-import type { Layout } from './constants.js';
+import type { KernelVersion, Layout } from './constants.js';
 import { invalid } from './errors.js';
 import { layoutSpec } from './layouts/registry.js';
 import type { Bus, IommuConfig, SessionConfig } from './session-config.js';
@@ -38,6 +38,8 @@ export interface ConfigRequest {
     enforce_read?: boolean | undefined;
   } | null | undefined;
   layout?: Layout | undefined;
+  /** Layout linux only: the kernel version whose rules apply (default: the newest recorded). */
+  kernel?: KernelVersion | undefined;
   page_size?: number | undefined;
   swiotlb?: { size?: number | undefined; force?: boolean | undefined } | undefined;
   memory_limit?: number | undefined;
@@ -65,7 +67,13 @@ export function resolveConfig(input: ConfigRequest, defaults: { memoryLimit?: nu
   if (dmaMask === 0n) throw invalid('device.dma_mask', 'a DMA mask of 0 addresses nothing');
   if (coherentDmaMask === 0n) throw invalid('device.coherent_dma_mask', 'a DMA mask of 0 addresses nothing');
   const bus = d.bus ?? 'platform';
-  const segmentBoundaryMask = d.segment_boundary_mask ?? spec.defaultSegmentBoundaryMask(bus);
+  if (input.kernel !== undefined && spec.defaultKernel === null) {
+    throw invalid('kernel', `layout ${layout} is one kernel of its own; the kernel axis belongs to layout linux`);
+  }
+  const kernel = input.kernel ?? spec.defaultKernel;
+  // dma_get_max_seg_size / dma_get_seg_boundary: what the driver stored, read as the kernel reads it
+  const parms = spec.readDmaParms({ maxSegmentSize: d.max_segment_size, segmentBoundaryMask: d.segment_boundary_mask }, bus, kernel);
+  const segmentBoundaryMask = parms.segmentBoundaryMask;
   const segmentBoundaryBits = bitsOfMask(segmentBoundaryMask);
   if (segmentBoundaryMask !== (1n << BigInt(segmentBoundaryBits)) - 1n) {
     throw invalid('device.segment_boundary_mask', 'must be of the form 2^n − 1');
@@ -98,13 +106,14 @@ export function resolveConfig(input: ConfigRequest, defaults: { memoryLimit?: nu
     bus,
     dmaMask,
     coherentDmaMask,
-    maxSegmentSize: d.max_segment_size ?? 65536,
+    maxSegmentSize: parms.maxSegmentSize,
     segmentBoundaryMask,
     segmentBoundaryBits,
     coherent: d.coherent ?? false,
     dmaOffset: Number(dmaOffset),
     iommu,
     layout,
+    kernel,
     pageSize,
     pageShift: Math.log2(pageSize),
     swiotlbSize,

@@ -6,7 +6,7 @@
 // iommu.shift = log2(iommu.granule) and granule ≤ pageSize; pageShift = log2(pageSize);
 // apertureStart ≤ apertureEnd.
 
-import type { Layout } from './constants.js';
+import type { KernelVersion, Layout } from './constants.js';
 
 export interface IommuConfig {
   granule: number;
@@ -33,6 +33,8 @@ export interface SessionConfig {
   dmaOffset: number;
   iommu: IommuConfig | null;
   layout: Layout;
+  /** Layout linux: the kernel version whose rules apply (layouts/kernels.ts); null for the others. */
+  kernel: KernelVersion | null;
   pageSize: number;
   pageShift: number;
   swiotlbSize: number;

@@ -33,6 +33,7 @@ export function configToWire(c: SessionConfig): SessionConfigOut {
       enforce_read: c.iommu.enforceRead,
     },
     layout: c.layout,
+    kernel: c.kernel,
     page_size: c.pageSize,
     swiotlb: { size: c.swiotlbSize, force: c.swiotlbForce, start: hex(c.swiotlbStart) },
     memory_limit: c.memoryLimit,

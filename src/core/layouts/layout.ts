@@ -7,9 +7,10 @@
 // DmaBackend half (ops, maintenance, units); the layout still supplies the defaults, because
 // dma_get_seg_boundary's default is the kernel version's, not the IOMMU's.
 
-import type { Layout } from '../constants.js';
+import type { KernelVersion, Layout } from '../constants.js';
 import type { DmaOps } from '../mapping.js';
 import type { Bus, SessionConfig } from '../session-config.js';
+import type { DmaParms, StoredDmaParms } from './kernels.js';
 
 /** The IOMMU settings a layout's probe-time checks see (already resolved with defaults). */
 export interface IommuProbe {
@@ -37,8 +38,14 @@ export interface DmaBackend {
 
 export interface LayoutSpec extends DmaBackend {
   readonly name: Layout;
-  /** dma_get_seg_boundary when the device sets none (dma_parms, or pci_device_add's 32 bits). */
-  defaultSegmentBoundaryMask(bus: Bus): bigint;
+  /**
+   * dma_get_max_seg_size and dma_get_seg_boundary of the layout's kernel over what the driver
+   * stored in dma_parms (undefined: nothing, the bus default stands; 0 is read as that kernel
+   * reads it). `kernel` is the session's version for layout linux, null for the others.
+   */
+  readDmaParms(stored: StoredDmaParms, bus: Bus, kernel: KernelVersion | null): DmaParms;
+  /** null: the layout has no kernel axis (a request naming one is refused). */
+  readonly defaultKernel: KernelVersion | null;
   /** The aperture end when the request gives none. */
   readonly defaultApertureEnd: bigint;
   /**

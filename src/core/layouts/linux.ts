@@ -16,14 +16,17 @@ import { alignUp, modPow2 } from '../iova/pfn-math.js';
 import type { DmaDirection } from '../constants.js';
 import type { DmaOps, DmaSegment, Extent, MapFailure, MapResult, Mapping, SgEntry } from '../mapping.js';
 import { totalLength, type SgExplainer } from '../explain.js';
-import { BOUNDARY_32, BOUNDARY_64, type LayoutSpec } from './layout.js';
+import type { LayoutSpec } from './layout.js';
+import { kernelSpec, NEWEST_KERNEL } from './kernels.js';
 
-/** Today's kernel: no layout-specific probe checks; a 48-bit aperture; v5.10's ULONG_MAX boundary. */
+/**
+ * Today's kernel: no layout-specific probe checks; a 48-bit aperture; the device's dma_parms read
+ * as the session's kernel version reads them (kernels.ts), by default the newest recorded.
+ */
 export const LINUX_LAYOUT: LayoutSpec = {
   name: 'linux',
-  // dma_get_seg_boundary's default changed from 32 bits to ULONG_MAX in 2020 (v5.10); a PCI
-  // device always has dma_parms, and pci_device_add sets its boundary to 0xffffffff.
-  defaultSegmentBoundaryMask: (bus) => (bus === 'pci' ? BOUNDARY_32 : BOUNDARY_64),
+  readDmaParms: (stored, bus, kernel) => kernelSpec(kernel ?? NEWEST_KERNEL).readDmaParms(stored, bus),
+  defaultKernel: NEWEST_KERNEL,
   defaultApertureEnd: (1n << 48n) - 1n,
   checkAperture: () => undefined,
   checkDomain: () => undefined,
