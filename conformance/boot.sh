@@ -3,14 +3,14 @@
 # edu device per sequence) and writes the console log (the DMAEMU lines) and the raw dma trace
 # (second serial port).
 # Usage: boot.sh VMLINUZ INITRD CONSOLE_LOG TRACE_LOG
-# Env: DEVICES (edu devices, default 26: at least one per sequence in module/dmaemu_probe.c;
+# Env: DEVICES (edu devices, default 28: at least one per sequence in module/dmaemu_probe.c;
 #      a device beyond the kernel's sequences is left unbound),
 #      APPEND (extra kernel command line, e.g. "intel_iommu=off swiotlb=force"),
 #      BOOT_TIMEOUT (seconds per attempt, default 300), ACCEL (kvm | tcg; default: KVM when
 #      /dev/kvm opens and a guest really starts, else TCG).
 set -euo pipefail
 image=$1 initrd=$2 console=$3 trace=$4
-devices=${DEVICES:-26}
+devices=${DEVICES:-28}
 edu=()
 for ((i = 0; i < devices; i++)); do edu+=(-device edu); done
 

@@ -64,13 +64,19 @@ export function resolveConfig(input: ConfigRequest, defaults: { memoryLimit?: nu
   const d = input.device ?? {};
   const dmaMask = d.dma_mask ?? 0xffffffffn;
   const coherentDmaMask = d.coherent_dma_mask ?? 0xffffffffn;
-  if (dmaMask === 0n) throw invalid('device.dma_mask', 'a DMA mask of 0 addresses nothing');
-  if (coherentDmaMask === 0n) throw invalid('device.coherent_dma_mask', 'a DMA mask of 0 addresses nothing');
   const bus = d.bus ?? 'platform';
   if (input.kernel !== undefined && spec.defaultKernel === null) {
     throw invalid('kernel', `layout ${layout} is one kernel of its own; the kernel axis belongs to layout linux`);
   }
   const kernel = input.kernel ?? spec.defaultKernel;
+  // Behind dma-iommu dma_set_mask(dev, 0) succeeds (dma_supported says yes to every mask there)
+  // and the domain then maps nothing: every map and dma_alloc_coherent fails (recorded on 7.3,
+  // sequence coherent-mask-zero). Elsewhere a mask of 0 is refused here.
+  const zeroMaskMapsNothing = kernel !== null && input.iommu !== null;
+  if (!zeroMaskMapsNothing) {
+    if (dmaMask === 0n) throw invalid('device.dma_mask', 'a DMA mask of 0 addresses nothing');
+    if (coherentDmaMask === 0n) throw invalid('device.coherent_dma_mask', 'a DMA mask of 0 addresses nothing');
+  }
   // dma_get_max_seg_size / dma_get_seg_boundary: what the driver stored, read as the kernel reads it
   const parms = spec.readDmaParms({ maxSegmentSize: d.max_segment_size, segmentBoundaryMask: d.segment_boundary_mask }, bus, kernel);
   const segmentBoundaryMask = parms.segmentBoundaryMask;

@@ -2,6 +2,7 @@
 // Addresses are (pfn, byte offset) pairs in the session's IOVA granule (or pfn 0 and a byte
 // address without an IOMMU), so 64-bit IOVAs stay exact without BigInt on the hot path.
 
+import type { IovaDomain } from './iova-api.js';
 import type { AllocatorMarks } from './iova/iova-allocator.js';
 import type { SgExplainer } from './explain.js';
 import type { DmaDirection, KernelErrno } from './constants.js';
@@ -90,6 +91,8 @@ export interface DmaOps {
   rangeCount(): number;
   /** rcache, flush queue and cached nodes, for the IOVA picture (layouts with an IOVA tree). */
   allocatorMarks?(): AllocatorMarks;
+  /** The allocator the IOVA API (iova-api.ts) shares with map_page (layout linux only). */
+  readonly iovaDomain?: IovaDomain;
 }
 
 /**

@@ -12,6 +12,8 @@ import { AllocCoherentBody, FlushBody, FreeCoherentBody, MapPageBody, MapSgBody,
 import { SessionCreateBody } from '../../schemas/session.js';
 import { SessionStore } from '../../src/service/session-store.js';
 import type { Session } from '../../src/service/session.js';
+import type { DmaDevice } from '../../src/core/dma-device.js';
+import { IOVA_OPS, iovaExpected, isIovaCall, replayIovaCall, type IovaAnswer, type IovaCallLine } from './kernel-iova.js';
 
 export type Seg = [string, number];
 
@@ -28,6 +30,10 @@ export interface DeviceLine {
   pgsize_bitmap: string;
   /** [start, end, enum iommu_resv_type] */
   resv: [string, string, number][];
+  /** what dma_parms held before the getters read it (recorded since the edge-value sequences) */
+  dma_parms?: { max_segment_size: number; segment_boundary_mask: string };
+  /** *dev->dma_mask after dma_set_mask_and_coherent(dev, 0) (sequence coherent-mask-zero) */
+  stored_dma_mask?: string;
   /** host bridge memory windows as bus addresses [start, end] */
   windows: [string, string][];
   dma_ranges: boolean;
@@ -39,7 +45,8 @@ export type CallLine =
   | { dev: number; op: 'alloc_coherent'; id: number; size: number; addr: string; error: boolean }
   | { dev: number; op: 'unmap' | 'free_coherent'; id: number }
   /** the module slept: delayed work ran (the rcache depot trim) */
-  | { dev: number; op: 'sleep'; id?: undefined; ms: number };
+  | { dev: number; op: 'sleep'; id?: undefined; ms: number }
+  | IovaCallLine;
 
 export type Op = 'map_sg' | 'map_page' | 'unmap' | 'alloc_coherent' | 'free_coherent' | 'flush';
 
@@ -90,6 +97,11 @@ export function granuleOf(pgsizeBitmap: string): number {
  * granule, and as reserved ranges what iova_reserve_iommu_regions reserves: the host bridge's
  * memory windows (iova_reserve_pci_windows) and every reserved region but SW_MSI.
  */
+/** The kernel axis of a recorded release: "7.3.4+deb13-amd64" → "7.3". */
+export function kernelOf(d: DeviceLine): string {
+  return d.kernel.split('.').slice(0, 2).join('.');
+}
+
 export function sessionBody(d: DeviceLine): Record<string, unknown> {
   if (d.dma_ranges) throw new Error(`${d.seq}: the host bridge has dma_ranges; replay does not model their gaps yet`);
   const reserved = [
@@ -98,12 +110,14 @@ export function sessionBody(d: DeviceLine): Record<string, unknown> {
   ];
   return {
     layout: 'linux',
+    kernel: kernelOf(d),
     device: {
       bus: 'pci',
-      dma_mask: d.config.dma_mask,
+      // what the device stored (dmaemu must read 0 as the kernel does), else what the getters read
+      dma_mask: d.stored_dma_mask ?? d.config.dma_mask,
       coherent_dma_mask: d.config.coherent_dma_mask,
-      max_segment_size: d.config.max_segment_size,
-      segment_boundary_mask: d.config.segment_boundary_mask,
+      max_segment_size: d.dma_parms?.max_segment_size ?? d.config.max_segment_size,
+      segment_boundary_mask: d.dma_parms?.segment_boundary_mask ?? d.config.segment_boundary_mask,
       // x86 is cache-coherent: no cache maintenance, which the recording has none of either
       coherent: true,
     },
@@ -117,18 +131,18 @@ export function sessionBody(d: DeviceLine): Record<string, unknown> {
 }
 
 /** What one call answered, in the recording's terms. */
-export type Answer = { kind: 'sg'; nents: number; segs: Seg[] } | { kind: 'page'; addr: string } | { kind: 'unmap' };
+export type Answer = { kind: 'sg'; nents: number; segs: Seg[] } | { kind: 'page'; addr: string } | { kind: 'unmap' } | IovaAnswer;
 
-const OPS: readonly string[] = ['map_sg', 'map_page', 'unmap', 'alloc_coherent', 'free_coherent', 'sleep'];
+const OPS: readonly string[] = ['map_sg', 'map_page', 'unmap', 'alloc_coherent', 'free_coherent', 'sleep', ...IOVA_OPS];
 
-export function expected(c: CallLine): Answer {
+export function expected(c: Exclude<CallLine, IovaCallLine>): Answer {
   if (c.op === 'map_sg') return { kind: 'sg', nents: c.nents, segs: c.segs };
   if (c.op === 'map_page' || c.op === 'alloc_coherent') return { kind: 'page', addr: c.error ? DMA_MAPPING_ERROR : c.addr };
   return { kind: 'unmap' };
 }
 
 /** The wire body of a call; `handles` maps the recording's ids to dmaemu handles. */
-export function requestOf(c: CallLine, handles: ReadonlyMap<number, number>): { op: Op; body: Record<string, unknown> } {
+export function requestOf(c: Exclude<CallLine, IovaCallLine>, handles: ReadonlyMap<number, number>): { op: Op; body: Record<string, unknown> } {
   if (c.op === 'map_sg') return { op: 'map_sg', body: { dir: 'to_device', sg: c.sg.map(([phys, length]) => ({ phys, length })) } };
   if (c.op === 'map_page') return { op: 'map_page', body: { dir: 'to_device', phys: c.phys, size: c.size } };
   if (c.op === 'alloc_coherent') return { op: 'alloc_coherent', body: { size: c.size } };
@@ -181,15 +195,29 @@ export interface Mismatch {
   got: Answer;
 }
 
-/** One device's calls through `call` (core or HTTP), with every differing answer. */
+/**
+ * One device's calls through `call` (core or HTTP), with every differing answer. The IOVA-API
+ * calls go to `dev` (the core's DMA device: they have no REST routes yet).
+ */
 export async function replayDevice(
   rec: DeviceRecording,
   call: (op: Op, body: Record<string, unknown>) => Promise<Record<string, unknown>> | Record<string, unknown>,
+  dev?: DmaDevice,
 ): Promise<{ ops: number; mismatches: Mismatch[] }> {
   const handles = new Map<number, number>();
+  const iovaStates = new Map<number, number>();
   const mismatches: Mismatch[] = [];
   let ops = 0;
   for (const [i, c] of rec.calls.entries()) {
+    if (isIovaCall(c)) {
+      if (!dev) throw new Error(`${rec.device.seq}: the IOVA API replays through the core only`);
+      const got = replayIovaCall(dev, c, iovaStates);
+      if (got === 'skipped') continue;
+      ops++;
+      const want = iovaExpected(c);
+      if (want && got && want.text !== got.text) mismatches.push({ seq: rec.device.seq, call: i, op: c.op, id: c.id, want, got });
+      continue;
+    }
     // An unmap of a call dmaemu failed (but the kernel did not) has nothing to undo: the
     // map's mismatch is already reported.
     const release = c.op === 'unmap' || c.op === 'free_coherent';
@@ -214,7 +242,8 @@ export async function replayCore(
   let ops = 0;
   const mismatches: Mismatch[] = [];
   for (const r of recs) {
-    const res = await replayDevice(r, coreCall(coreSession(r.device)));
+    const s = coreSession(r.device);
+    const res = await replayDevice(r, coreCall(s), s.device);
     ops += res.ops;
     mismatches.push(...res.mismatches);
     each(r.device.seq, res.ops, res.mismatches.length);
@@ -253,7 +282,8 @@ export function parseTrace(text: string): TraceMap[] {
       });
       continue;
     }
-    const pg = /dma_map_page: (\S+) .*dma_addr=([0-9a-f]+) size=(\d+) phys_addr=([0-9a-f]+)/.exec(line);
+    // 6.18 renamed the event dma_map_page to dma_map_phys (7.3 traces map_page under the new name)
+    const pg = /dma_map_(?:page|phys): (\S+) .*dma_addr=([0-9a-f]+) size=(\d+) phys_addr=([0-9a-f]+)/.exec(line);
     if (pg) {
       out.push({ pci: pg[1] ?? '', op: 'map_page', phys: [BigInt('0x' + (pg[4] ?? ''))], segs: [[BigInt('0x' + (pg[2] ?? '')), Number(pg[3])]] });
       continue;
@@ -272,6 +302,8 @@ export function parseTrace(text: string): TraceMap[] {
 export function traceDisagreements(recs: readonly DeviceRecording[], trace: readonly TraceMap[]): string[] {
   const byPci = new Map<string, TraceMap[]>();
   for (const e of trace) {
+    // 7.3 also traces a failed dma_alloc_coherent (dma_addr 0, never an IOVA dma-iommu hands out)
+    if (e.op === 'alloc_coherent' && e.segs[0]?.[0] === 0n) continue;
     const l = byPci.get(e.pci) ?? [];
     l.push(e);
     byPci.set(e.pci, l);
@@ -282,7 +314,7 @@ export function traceDisagreements(recs: readonly DeviceRecording[], trace: read
     let k = 0;
     for (const c of r.calls) {
       // a failed dma_alloc_coherent is not traced either
-      if (c.op === 'unmap' || c.op === 'free_coherent' || c.op === 'sleep' || (c.op === 'map_sg' && c.nents === 0) || (c.op === 'alloc_coherent' && c.error)) continue;
+      if (isIovaCall(c) || c.op === 'unmap' || c.op === 'free_coherent' || c.op === 'sleep' || (c.op === 'map_sg' && c.nents === 0) || (c.op === 'alloc_coherent' && c.error)) continue;
       const e = events[k++];
       const where = `${r.device.seq} id ${c.id}`;
       if (!e || e.op !== c.op) {

@@ -17,6 +17,7 @@ import type { DmaDirection } from '../constants.js';
 import type { DmaOps, DmaSegment, Extent, MapFailure, MapResult, Mapping, SgEntry } from '../mapping.js';
 import { totalLength, type SgExplainer } from '../explain.js';
 import type { LayoutSpec } from './layout.js';
+import type { IovaDomain } from '../iova-api.js';
 import { kernelSpec, NEWEST_KERNEL } from './kernels.js';
 
 /**
@@ -46,6 +47,8 @@ export class LinuxIommuDma implements DmaOps {
   private readonly maxSeg: number;
   private readonly segBits: number;
   private readonly boundarySpanPfns: number;
+  /** The allocator, as the IOVA API sees it: iommu_dma_alloc_iova against dma_get_mask. */
+  readonly iovaDomain: IovaDomain;
   // Scratch for map_sg's per-entry layout (reused: no allocation per call).
   private entryOff = new Float64Array(64);
   private sIovaLen = new Float64Array(64); // 2^(segBits − shift): the boundary in pfns
@@ -74,6 +77,13 @@ export class LinuxIommuDma implements DmaOps {
     });
     // iova_reserve_iommu_regions
     for (const r of iommu.reserved) this.iova.reserve(Number(r.start >> sh), Number(r.end >> sh));
+    const iova = this.iova;
+    this.iovaDomain = {
+      granule: this.granule,
+      shift: this.shift,
+      allocIova: (pages) => this.alloc(pages, this.dmaLimitPfn),
+      freeIova: (pfn, pages, gathered) => (gathered ? iova.freeIova(pfn, pages) : iova.freeIovaNow(pfn, pages)),
+    };
   }
 
   /** iommu_dma_alloc_iova, or 0 when the limit lies below the domain (every request fails). */
