@@ -6,8 +6,9 @@
 # Env: KVER (an exact release, e.g. 6.12.57+deb12-amd64 or 7.3.4+deb13-amd64),
 #      CONFORMANCE_CACHE (default conformance/cache/, .gitignored).
 #
-# 6.12: the host is Debian bookworm; the kernel and headers come from its own sources
-#       (bookworm-security) and are installed on the host, as before.
+# 6.12: the host is Debian bookworm; the image, headers and kbuild come from its own sources
+#       (bookworm-security) with `apt-get download` and are unpacked in the cache (the
+#       headers' Makefile pointed there), never installed on the host.
 # 7.x:  nothing of the host's apt sources changes. A private apt configuration under the cache
 #       reads trixie + trixie-backports; `apt-get download` fetches the unsigned image (in 7.x
 #       the package linux-binary-unsigned-KVER, file vmlinuz.unsigned) and it is unpacked in
@@ -54,7 +55,8 @@ in_chroot() {
 # kernels' objects never mix. $1: KDIR, $2: build directory, $3 (optional): chroot.
 build_module() {
   local kdir=$1 dir=$2 root=${3:-}
-  if [ -f "$dir/dmaemu_probe.ko" ] && [ "$dir/dmaemu_probe.ko" -nt "$here/module/dmaemu_probe.c" ]; then return 0; fi
+  if [ -f "$dir/dmaemu_probe.ko" ] && [ "$dir/dmaemu_probe.ko" -nt "$here/module/dmaemu_probe.c" ] &&
+    [ "$(cat "$dir/.kdir" 2>/dev/null)" = "$kdir" ]; then return 0; fi
   rm -rf "$dir" && mkdir -p "$dir"
   cp "$here/module/dmaemu_probe.c" "$here/module/Makefile" "$dir/"
   if [ -z "$root" ]; then
@@ -63,20 +65,20 @@ build_module() {
     local inside=${dir#"$root"}
     in_chroot "$root" make -s -C "$inside" KDIR="$kdir"
   fi
+  echo "$kdir" > "$dir/.kdir"
 }
 
 case "$series" in
 6.12)
   command -v make >/dev/null || need+=(make)
   command -v gcc >/dev/null || need+=(gcc)
+  host_install "${need[@]}"
+  # The newest 6.12 the host's own sources hold (bookworm-security): downloaded and unpacked in
+  # the cache, never installed (an installed image pulls in initramfs-tools, udev and their
+  # triggers: 14.6 min here, most of it update-initramfs on a shared CPU).
   pick_kver() {
-    local v
-    v=$(ls /boot 2>/dev/null | sed -n 's/^vmlinuz-\(6\.12\.[0-9]*+deb12-amd64\)$/\1/p' | sort -V | tail -1)
-    if [ -z "$v" ]; then
-      v=$(apt-cache search --names-only '^linux-image-6\.12\.[0-9]+\+deb12-amd64-unsigned$' |
-        sed -n 's/^linux-image-\(6\.12\.[0-9]*+deb12-amd64\)-unsigned .*/\1/p' | sort -V | tail -1)
-    fi
-    echo "$v"
+    apt-cache search --names-only '^linux-image-6\.12\.[0-9]+\+deb12-amd64-unsigned$' 2>/dev/null |
+      sed -n 's/^linux-image-\(6\.12\.[0-9]*+deb12-amd64\)-unsigned .*/\1/p' | sort -V | tail -1
   }
   KVER=${KVER:-$(pick_kver)}
   if [ -z "$KVER" ]; then
@@ -84,11 +86,22 @@ case "$series" in
     KVER=$(pick_kver)
   fi
   [ -n "$KVER" ] || { log "no linux-image-6.12.*+deb12-amd64-unsigned in the apt sources (bookworm-security or backports)"; exit 1; }
-  [ -f "/boot/vmlinuz-$KVER" ] || need+=("linux-image-$KVER-unsigned")
-  [ -d "/lib/modules/$KVER/build" ] || need+=("linux-headers-$KVER")
-  host_install "${need[@]}"
-  build_module "/lib/modules/$KVER/build" "$cache/build-$KVER"
-  echo "$KVER /boot/vmlinuz-$KVER $cache/build-$KVER/dmaemu_probe.ko"
+  base=${KVER%-amd64}
+  kdir="$cache/$KVER"
+  root="$kdir/root"
+  if [ ! -f "$kdir/.dmaemu-ready" ]; then
+    log "downloading linux-image-$KVER-unsigned, its headers and kbuild (unpacked in $kdir, not installed)"
+    rm -rf "$kdir" && mkdir -p "$kdir/debs"
+    (cd "$kdir/debs" && apt-get download -q "linux-image-$KVER-unsigned" "linux-headers-$KVER" "linux-headers-$base-common" "linux-kbuild-$base" >&2)
+    for deb in "$kdir"/debs/*.deb; do dpkg-deb -x "$deb" "$root"; done
+    cp "$root/boot/vmlinuz-$KVER" "$kdir/vmlinuz"
+    # the headers' Makefile includes the common tree by its absolute /usr/src path
+    sed -i "s|^include /usr/src/|include $root/usr/src/|" "$root/usr/src/linux-headers-$KVER/Makefile"
+    rm -rf "$kdir/debs" "$root/lib/modules" "$root/usr/lib/modules"
+    touch "$kdir/.dmaemu-ready"
+  fi
+  build_module "$root/usr/src/linux-headers-$KVER" "$cache/build-$KVER"
+  echo "$KVER $kdir/vmlinuz $cache/build-$KVER/dmaemu_probe.ko"
   ;;
 7 | 7.*)
   command -v debootstrap >/dev/null || need+=(debootstrap)
