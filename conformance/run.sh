@@ -1,37 +1,53 @@
 #!/usr/bin/env bash
 # npm run conformance: records the real kernels again and compares dmaemu with each.
-# Per kernel (KERNELS, default "6.12 7": Debian's 6.12 and the newest 7.x of trixie-backports):
-#   1. setup.sh: installs QEMU, busybox-static, the kernel and its headers when missing and
-#      builds the module for it (conformance/cache/, .gitignored);
+# Per kernel (KERNELS, default "6.12 7": Debian's 6.12 and the newest 7.x of trixie-backports)
+# and per machine (MODES, default "intel-iommu swiotlb-force"):
+#   1. setup.sh: installs QEMU, busybox-static, cpio, debootstrap when missing, fetches the
+#      kernel and its headers into conformance/cache/ (.gitignored) and builds the module;
 #   2. build-initramfs.sh + boot.sh: one boot, KVM when it works here, TCG otherwise;
-#   3. compare.ts: replays every recorded call through dmaemu and prints the conformance line
+#      intel-iommu: the emulated IOMMU on (a fresh domain per device);
+#      swiotlb-force: the same machine booted with `intel_iommu=off swiotlb=force`, so
+#      dma-direct bounces every mapping through the boot's one swiotlb pool;
+#   3. compare.ts: replays every recorded call through dmaemu and prints one line per boot,
 #      `conformance: N ops, 0 mismatches (linux X.Y intel-iommu)`.
-# Outputs land in conformance/out/<series>/. UPDATE_FIXTURES=1 also copies each new recording
-# and trace over test/kernel-recordings/linux-X.Y-intel-iommu.* (phys addresses differ from
-# boot to boot, so a re-recording always changes the fixtures even when dmaemu agrees).
+# Outputs land in conformance/out/<series>-<mode>/. UPDATE_FIXTURES=1 also copies each new
+# recording and trace over test/kernel-recordings/linux-X.Y-<mode>.* (phys addresses differ
+# from boot to boot, so a re-recording always changes the fixtures even when dmaemu agrees).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
 status=0
 for series in ${KERNELS:-6.12 7}; do
-  out="$here/out/$series"
-  mkdir -p "$out"
   t0=$(date +%s)
   kver= image= ko=
   read -r kver image ko < <("$here/setup.sh" "$series") || true
   [ -n "$ko" ] || { echo "conformance: setup of linux $series failed" >&2; status=1; continue; }
   t1=$(date +%s)
-  "$here/build-initramfs.sh" "$out/initramfs.cpio.gz" "$ko"
-  "$here/boot.sh" "$image" "$out/initramfs.cpio.gz" "$out/console.log" "$out/trace.txt"
-  t2=$(date +%s)
-  grep -o 'DMAEMU {.*' "$out/console.log" > "$out/recording.jsonl"
-  echo "conformance: linux $kver: setup $((t1 - t0)) s, boot $((t2 - t1)) s, $(wc -l < "$out/recording.jsonl") lines" >&2
-  (cd "$root" && npx tsx conformance/compare.ts "$out/recording.jsonl" "$out/trace.txt") || status=$?
-  if [ "${UPDATE_FIXTURES:-0}" = 1 ]; then
-    name=linux-$(echo "$kver" | cut -d. -f1,2)-intel-iommu
-    gzip -9n < "$out/recording.jsonl" > "$root/test/kernel-recordings/$name.jsonl.gz"
-    gzip -9n < "$out/trace.txt" > "$root/test/kernel-recordings/$name.trace.gz"
-    echo "conformance: fixtures $name.* updated in test/kernel-recordings/" >&2
-  fi
+  echo "conformance: linux $kver: setup $((t1 - t0)) s" >&2
+  for mode in ${MODES:-intel-iommu swiotlb-force}; do
+    case "$mode" in
+    intel-iommu) append= ;;
+    swiotlb-force) append="intel_iommu=off swiotlb=force" ;;
+    *) echo "conformance: unknown mode $mode" >&2; status=1; continue ;;
+    esac
+    out="$here/out/$series-$mode"
+    mkdir -p "$out"
+    t1=$(date +%s)
+    "$here/build-initramfs.sh" "$out/initramfs.cpio.gz" "$ko"
+    if ! APPEND="$append" "$here/boot.sh" "$image" "$out/initramfs.cpio.gz" "$out/console.log" "$out/trace.txt"; then
+      status=1
+      continue
+    fi
+    t2=$(date +%s)
+    grep -o 'DMAEMU {.*' "$out/console.log" > "$out/recording.jsonl"
+    echo "conformance: linux $kver $mode: boot $((t2 - t1)) s, $(wc -l < "$out/recording.jsonl") lines" >&2
+    (cd "$root" && npx tsx conformance/compare.ts "$out/recording.jsonl" "$out/trace.txt") || status=1
+    if [ "${UPDATE_FIXTURES:-0}" = 1 ]; then
+      name=linux-$(echo "$kver" | cut -d. -f1,2)-$mode
+      gzip -9n < "$out/recording.jsonl" > "$root/test/kernel-recordings/$name.jsonl.gz"
+      gzip -9n < "$out/trace.txt" > "$root/test/kernel-recordings/$name.trace.gz"
+      echo "conformance: fixtures $name.* updated in test/kernel-recordings/" >&2
+    fi
+  done
 done
 exit "$status"

@@ -31,6 +31,10 @@ export const IommuIn = z.strictObject({
   aperture: Range.optional(),
   reserved: z.array(Range).max(64).optional(),
   strict: z.boolean().optional(),
+  forcedac: z
+    .boolean()
+    .optional()
+    .meta({ description: 'Layout linux: iommu.forcedac=1, a PCI device gets no SAC-first try below 4 GiB (pci_32bit_workaround off); default false' }),
   enforce_read: z
     .boolean()
     .optional()
@@ -54,6 +58,16 @@ export const SessionCreateBody = z
       .strictObject({
         size: z.number().int().min(2048).max(1 << 30).optional().meta({ description: 'Bytes, a multiple of 2 KiB' }),
         force: z.boolean().optional(),
+        start: AddressIn.optional().meta({
+          description: "The pool's physical base, as the boot placed it (swiotlb_init; dev->dma_io_tlb_mem's pool); a multiple of 2 KiB at or above 0x8000000 (below it lie the emulated coherent pages); default 0x8000000",
+        }),
+        index: z
+          .number()
+          .int()
+          .min(0)
+          .max((1 << 30) / 2048 - 1)
+          .optional()
+          .meta({ description: "The slot the pool's first search starts at (area->index): the kernel's pool is shared by every device of a boot, and each leaves it where its last allocation ended; default 0" }),
       })
       .optional(),
     memory_limit: z.number().int().min(4096).max(2 ** 34).optional().meta({ description: 'Bytes of emulated RAM this session may touch (extension)' }),
@@ -79,13 +93,14 @@ export const SessionConfig = z
         aperture: RangeOut,
         reserved: z.array(RangeOut),
         strict: z.boolean(),
+        forcedac: z.boolean(),
         enforce_read: z.boolean(),
       })
       .nullable(),
     layout: z.enum(LAYOUTS),
     kernel: z.enum(KERNELS).nullable().meta({ description: 'Layout linux: the kernel version; null for the other layouts' }),
     page_size: z.number().int(),
-    swiotlb: z.object({ size: z.number().int(), force: z.boolean(), start: AddressOut }),
+    swiotlb: z.object({ size: z.number().int(), force: z.boolean(), start: AddressOut, index: z.number().int() }),
     memory_limit: z.number().int(),
   })
   .meta({ id: 'SessionConfig' });

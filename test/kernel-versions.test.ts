@@ -181,5 +181,38 @@ t.test('dma-debug findings for IOVA-API misuse (7.3): unlink of what is not link
 
 t.test('Linux 6.12 (and the older layouts) have no IOVA API: the call is refused naming the field', async (t) => {
   t.throws(() => pci('6.12').device.iovaTryAlloc({ phys: 0, size: 4096 }), { code: 'DMAEMU_INVALID_ARGUMENT', field: 'kernel' });
-  t.throws(() => session({ layout: 'linux-4.4' }).device.iovaTryAlloc({ phys: 0, size: 4096 }), { field: 'layout' });
+  t.throws(() => session({ layout: 'linux-4.4' }).device.iovaTryAlloc({ phys: 0, size: 4096 }), { code: 'DMAEMU_INVALID_ARGUMENT', field: 'layout' });
+});
+
+// ---- no IOMMU: the boot's swiotlb pool, and iommu.forcedac ------------------------------------
+
+t.test('swiotlb_map against the pool where the boot put it: a 28-bit mask fails every bounce above 2^28, maps below', async (t) => {
+  // swiotlb=force, pool at 0x36400000 (a 7.3 boot, dev->dma_io_tlb_mem): a 64 KiB buffer takes
+  // slot 0, 0x36400000 > 0xfffffff, so dma_capable fails and the map returns DMA_MAPPING_ERROR
+  // (swiotlb_map: "swiotlb addr … overflow"). With the pool at 0x8000000 (dmaemu's default,
+  // below 2^28) the same call bounces to 0x8000000.
+  const body = (start?: string) => ({ kernel: '7.3', iommu: null, device: { bus: 'pci', coherent: true, dma_mask: '0xfffffff' }, swiotlb: { force: true, ...(start ? { start } : {}) } });
+  t.equal(mapPage(session(body('0x36400000')), '0x5410000', 65536).dma_address, DMA_MAPPING_ERROR);
+  t.equal(mapPage(session(body()), '0x5410000', 65536).dma_address, '0x8000000');
+});
+
+t.test('swiotlb: a session starts its search where the boot\'s earlier devices left the pool (swiotlb.index)', async (t) => {
+  // index 148: slot 148 is at 0x36400000 + 148·2048 = 0x3644a000, page-aligned (a 64 KiB
+  // buffer needs it), list[148] = 128 − 20 = 108 ≥ 32 slots, no boundary in the way (PCI mask
+  // 0xffffffff: 2^21 slots): the bounce lands there, and the next search starts at 148 + 32.
+  const s = session({ kernel: '7.3', iommu: null, device: { bus: 'pci', coherent: true }, swiotlb: { force: true, start: '0x36400000', index: 148 } });
+  t.equal(mapPage(s, '0x5410000', 65536).dma_address, '0x3644a000');
+  t.equal(s.device.swiotlbIndex(), 180);
+  t.match(sessionError({ iommu: null, swiotlb: { start: '0x4000000' } }), { field: 'swiotlb.start' }, 'below the emulated coherent pages');
+  t.match(sessionError({ iommu: null, swiotlb: { size: 2 * 1024 * 1024, index: 1024 } }), { field: 'swiotlb.index' });
+});
+
+t.test('iommu.forcedac (v5.13+): a PCI device gets no SAC-first try, its first IOVA comes from the top of the aperture', async (t) => {
+  // 64-bit mask, default 48-bit aperture: iommu_dma_alloc_iova without pci_32bit_workaround
+  // allocates below the aperture end, pfn 0xfffffffff → 0xfffffffff000; with SAC-first the same
+  // map lands below 4 GiB, pfn 0xfffff → 0xfffff000.
+  const dev = { bus: 'pci', coherent: true, dma_mask: '0xffffffffffffffff', coherent_dma_mask: '0xffffffffffffffff' };
+  t.equal(mapPage(session({ device: dev, iommu: { forcedac: true } }), '0x100000', 4096).dma_address, '0xfffffffff000');
+  t.equal(mapPage(session({ device: dev }), '0x100000', 4096).dma_address, '0xfffff000');
+  t.match(sessionError({ layout: 'linux-4.4', iommu: { forcedac: true } }), { field: 'iommu.forcedac' });
 });

@@ -20,6 +20,7 @@
 #include <linux/mm.h>
 #include <linux/utsname.h>
 #include <linux/delay.h>
+#include <linux/swiotlb.h>
 
 #define MAX_ENTS 8
 #define MAX_MAPS 4096
@@ -882,19 +883,31 @@ static void print_domain(struct dm_ctx *c, struct pci_dev *pdev, const struct dm
 	if (c->dev->dma_parms)
 		out(c, "\"dma_parms\":{\"max_segment_size\":%u,\"segment_boundary_mask\":\"0x%lx\"},",
 		    c->dev->dma_parms->max_segment_size, c->dev->dma_parms->segment_boundary_mask);
+#ifdef CONFIG_SWIOTLB
+	/* the device's bounce pool as the boot placed it (read only: dma-direct's, no IOMMU) */
+	if (!dom && c->dev->dma_io_tlb_mem)
+		out(c, "\"swiotlb\":{\"start\":\"0x%llx\",\"end\":\"0x%llx\",\"nslabs\":%lu,\"nareas\":%u,\"force\":%s},",
+		    (unsigned long long)c->dev->dma_io_tlb_mem->defpool.start,
+		    (unsigned long long)c->dev->dma_io_tlb_mem->defpool.end,
+		    c->dev->dma_io_tlb_mem->defpool.nslabs, c->dev->dma_io_tlb_mem->defpool.nareas,
+		    c->dev->dma_io_tlb_mem->force_bounce ? "true" : "false");
+#endif
 	if (dom)
 		out(c, "\"domain_type\":%u,\"aperture\":[\"0x%llx\",\"0x%llx\"],\"force_aperture\":%s,\"pgsize_bitmap\":\"0x%lx\",",
 		    dom->type, (unsigned long long)dom->geometry.aperture_start,
 		    (unsigned long long)dom->geometry.aperture_end,
 		    dom->geometry.force_aperture ? "true" : "false", dom->pgsize_bitmap);
 	out(c, "\"resv\":[");
-	iommu_get_resv_regions(c->dev, &resv);
-	list_for_each_entry(r, &resv, list) {
-		out(c, "%s[\"0x%llx\",\"0x%llx\",%d]", first ? "" : ",", (unsigned long long)r->start,
-		    (unsigned long long)(r->start + r->length - 1), r->type);
-		first = false;
+	/* without an IOMMU (intel_iommu=off) the device has no iommu ops to ask */
+	if (dom) {
+		iommu_get_resv_regions(c->dev, &resv);
+		list_for_each_entry(r, &resv, list) {
+			out(c, "%s[\"0x%llx\",\"0x%llx\",%d]", first ? "" : ",", (unsigned long long)r->start,
+			    (unsigned long long)(r->start + r->length - 1), r->type);
+			first = false;
+		}
+		iommu_put_resv_regions(c->dev, &resv);
 	}
-	iommu_put_resv_regions(c->dev, &resv);
 	out(c, "],\"windows\":[");
 	first = true;
 	if (br) {

@@ -35,13 +35,14 @@ export interface ConfigRequest {
     aperture?: RangeRequest | undefined;
     reserved?: RangeRequest[] | undefined;
     strict?: boolean | undefined;
+    forcedac?: boolean | undefined;
     enforce_read?: boolean | undefined;
   } | null | undefined;
   layout?: Layout | undefined;
   /** Layout linux only: the kernel version whose rules apply (default: the newest recorded). */
   kernel?: KernelVersion | undefined;
   page_size?: number | undefined;
-  swiotlb?: { size?: number | undefined; force?: boolean | undefined } | undefined;
+  swiotlb?: { size?: number | undefined; force?: boolean | undefined; start?: bigint | undefined; index?: number | undefined } | undefined;
   memory_limit?: number | undefined;
 }
 
@@ -104,10 +105,20 @@ export function resolveConfig(input: ConfigRequest, defaults: { memoryLimit?: nu
       return { start: r.start, end: r.end };
     });
     spec.checkDomain(probe);
-    iommu = { granule, shift, apertureStart, apertureEnd, reserved, strict: i.strict ?? true, enforceRead: i.enforce_read ?? true };
+    // iommu.forcedac (v5.13+): dma-iommu's option, so layout linux's
+    if (i.forcedac !== undefined && kernel === null) throw invalid('iommu.forcedac', `iommu.forcedac is dma-iommu's option since v5.13: layout linux only, not ${layout}`);
+    iommu = { granule, shift, apertureStart, apertureEnd, reserved, strict: i.strict ?? true, forcedac: i.forcedac ?? false, enforceRead: i.enforce_read ?? true };
   }
   const swiotlbSize = input.swiotlb?.size ?? 64 * 1024 * 1024;
   if (swiotlbSize % 2048 !== 0) throw invalid('swiotlb.size', 'must be a multiple of the 2 KiB slot size');
+  // where the boot placed the pool (swiotlb_init: memblock, low memory); the emulated coherent
+  // pages lie below SWIOTLB_START, so the pool may not start below it
+  const swiotlbStart = input.swiotlb?.start ?? BigInt(SWIOTLB_START);
+  if (swiotlbStart < BigInt(SWIOTLB_START)) throw invalid('swiotlb.start', `must be at or above 0x${SWIOTLB_START.toString(16)} (the emulated coherent pages lie below it)`);
+  if (swiotlbStart % 2048n !== 0n) throw invalid('swiotlb.start', 'must be a multiple of the 2 KiB slot size');
+  if (swiotlbStart + BigInt(swiotlbSize) > PHYS_END) throw invalid('swiotlb.start', 'the pool must end below 2^52');
+  const swiotlbIndex = input.swiotlb?.index ?? 0;
+  if (swiotlbIndex >= swiotlbSize / 2048) throw invalid('swiotlb.index', `must be below the pool's ${swiotlbSize / 2048} slots`);
   return {
     bus,
     dmaMask,
@@ -124,7 +135,8 @@ export function resolveConfig(input: ConfigRequest, defaults: { memoryLimit?: nu
     pageShift: Math.log2(pageSize),
     swiotlbSize,
     swiotlbForce: input.swiotlb?.force ?? false,
-    swiotlbStart: SWIOTLB_START,
+    swiotlbStart: Number(swiotlbStart),
+    swiotlbIndex,
     memoryLimit: input.memory_limit ?? defaults.memoryLimit ?? DEFAULT_MEMORY_LIMIT,
   };
 }

@@ -363,6 +363,11 @@ export class DmaDevice {
 
   // ---- state --------------------------------------------------------------------------
 
+  /** dma-direct's swiotlb search index (area->index) as the session leaves it; null behind an IOMMU. */
+  swiotlbIndex(): number | null {
+    return this.ops.swiotlbIndex?.() ?? null;
+  }
+
   /** Ranges in the IOVA allocator (reserved and cached included). */
   rangeCount(): number {
     return this.ops.rangeCount();

@@ -91,6 +91,8 @@ export interface DmaOps {
   rangeCount(): number;
   /** rcache, flush queue and cached nodes, for the IOVA picture (layouts with an IOVA tree). */
   allocatorMarks?(): AllocatorMarks;
+  /** dma-direct: where the swiotlb pool's next search starts (area->index). */
+  swiotlbIndex?(): number;
   /** The allocator the IOVA API (iova-api.ts) shares with map_page (layout linux only). */
   readonly iovaDomain?: IovaDomain;
 }

@@ -15,6 +15,8 @@ export interface IommuConfig {
   apertureEnd: bigint;
   reserved: { start: bigint; end: bigint }[];
   strict: boolean;
+  /** iommu.forcedac: no SAC-first try for PCI devices (layout linux). */
+  forcedac: boolean;
   /** A missing IOMMU_READ faults device reads (false: stage-1 arm64 SMMU, reads always allowed). */
   enforceRead: boolean;
 }
@@ -40,5 +42,7 @@ export interface SessionConfig {
   swiotlbSize: number;
   swiotlbForce: boolean;
   swiotlbStart: number;
+  /** The slot the pool's first search starts at (a pool an earlier device of the boot used). */
+  swiotlbIndex: number;
   memoryLimit: number;
 }

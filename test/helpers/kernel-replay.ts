@@ -25,9 +25,12 @@ export interface DeviceLine {
   kernel: string;
   defaults: { dma_mask: string; max_segment_size: number; segment_boundary_mask: string };
   config: { dma_mask: string; coherent_dma_mask: string; max_segment_size: number; segment_boundary_mask: string };
-  aperture: [string, string];
-  force_aperture: boolean;
-  pgsize_bitmap: string;
+  /** the IOMMU domain (absent without one: intel_iommu=off, then `swiotlb` says what dma-direct has) */
+  aperture?: [string, string];
+  force_aperture?: boolean;
+  pgsize_bitmap?: string;
+  /** dma-direct's bounce pool (dev->dma_io_tlb_mem's default pool), recorded without an IOMMU */
+  swiotlb?: { start: string; end: string; nslabs: number; nareas: number; force: boolean };
   /** [start, end, enum iommu_resv_type] */
   resv: [string, string, number][];
   /** what dma_parms held before the getters read it (recorded since the edge-value sequences) */
@@ -102,16 +105,17 @@ export function kernelOf(d: DeviceLine): string {
   return d.kernel.split('.').slice(0, 2).join('.');
 }
 
-export function sessionBody(d: DeviceLine): Record<string, unknown> {
+/**
+ * The session body of a recorded device. Without an IOMMU the swiotlb pool is the boot's one,
+ * shared by every device: `swiotlbIndex` is where the devices before this one left its search.
+ */
+export function sessionBody(d: DeviceLine, swiotlbIndex = 0): Record<string, unknown> {
   if (d.dma_ranges) throw new Error(`${d.seq}: the host bridge has dma_ranges; replay does not model their gaps yet`);
   const reserved = [
     ...d.windows.map(([start, end]) => ({ start, end })),
     ...d.resv.filter((r) => r[2] !== IOMMU_RESV_SW_MSI).map(([start, end]) => ({ start, end })),
   ];
-  return {
-    layout: 'linux',
-    kernel: kernelOf(d),
-    device: {
+  const device = {
       bus: 'pci',
       // what the device stored (dmaemu must read 0 as the kernel does), else what the getters read
       dma_mask: d.stored_dma_mask ?? d.config.dma_mask,
@@ -120,7 +124,16 @@ export function sessionBody(d: DeviceLine): Record<string, unknown> {
       segment_boundary_mask: d.dma_parms?.segment_boundary_mask ?? d.config.segment_boundary_mask,
       // x86 is cache-coherent: no cache maintenance, which the recording has none of either
       coherent: true,
-    },
+  };
+  const base = { layout: 'linux', kernel: kernelOf(d), device };
+  if (d.swiotlb) {
+    // no IOMMU: dma-direct with the pool where this boot put it (one area, 2 KiB slots)
+    if (d.swiotlb.nareas !== 1) throw new Error(`${d.seq}: ${d.swiotlb.nareas} swiotlb areas; dmaemu models one`);
+    return { ...base, iommu: null, swiotlb: { start: d.swiotlb.start, size: d.swiotlb.nslabs * 2048, force: d.swiotlb.force, index: swiotlbIndex } };
+  }
+  if (!d.aperture || !d.pgsize_bitmap) throw new Error(`${d.seq}: the device line has neither an IOMMU domain nor a swiotlb pool`);
+  return {
+    ...base,
     iommu: {
       granule: granuleOf(d.pgsize_bitmap),
       aperture: { start: d.aperture[0], end: d.aperture[1] },
@@ -225,9 +238,12 @@ export async function replayDevice(
     const req = requestOf(c, handles);
     const { answer, handle } = answerOf(req.op, await call(req.op, req.body));
     if (c.op === 'sleep') continue; // not a DMA-API call: nothing to compare
-    ops++;
     if (handle !== null && !release) handles.set(c.id, handle);
     if (release) handles.delete(c.id);
+    // without an IOMMU a coherent buffer's address is the page the kernel's buddy allocator
+    // chose: replayed (its free too), not compared
+    if (c.op === 'alloc_coherent' && rec.device.swiotlb) continue;
+    ops++;
     const want = expected(c);
     if (!sameAnswer(want, answer)) mismatches.push({ seq: rec.device.seq, call: i, op: c.op, id: c.id, want, got: answer });
   }
@@ -241,9 +257,11 @@ export async function replayCore(
 ): Promise<{ ops: number; mismatches: Mismatch[] }> {
   let ops = 0;
   const mismatches: Mismatch[] = [];
+  let poolIndex = 0; // the boot's one swiotlb pool, as the devices before left it
   for (const r of recs) {
-    const s = coreSession(r.device);
+    const s = coreSession(r.device, poolIndex);
     const res = await replayDevice(r, coreCall(s), s.device);
+    poolIndex = s.device.swiotlbIndex() ?? poolIndex;
     ops += res.ops;
     mismatches.push(...res.mismatches);
     each(r.device.seq, res.ops, res.mismatches.length);
@@ -348,6 +366,6 @@ export function coreCall(s: Session): (op: Op, body: Record<string, unknown>) =>
 }
 
 /** One session per device, as a fresh store would create it from the device's session body. */
-export function coreSession(d: DeviceLine): Session {
-  return new SessionStore().create(SessionCreateBody.parse(sessionBody(d)));
+export function coreSession(d: DeviceLine, swiotlbIndex = 0): Session {
+  return new SessionStore().create(SessionCreateBody.parse(sessionBody(d, swiotlbIndex)));
 }

@@ -72,7 +72,8 @@ export class LinuxIommuDma implements DmaOps {
       pageShift: cfg.pageShift,
       startPfn: this.startPfn,
       apertureEndPfn: Number(iommu.apertureEnd >> sh),
-      pci: cfg.bus === 'pci',
+      // iommu_setup_dma_ops: pci_32bit_workaround = !iommu_dma_forcedac
+      pci: cfg.bus === 'pci' && !iommu.forcedac,
       strict: iommu.strict,
     });
     // iova_reserve_iommu_regions
