@@ -2059,6 +2059,7 @@ export interface components {
                     start: string;
                 };
                 enforce_read: boolean;
+                forcedac: boolean;
                 granule: number;
                 reserved: {
                     /** @example 0xffffc000 */
@@ -2068,12 +2069,15 @@ export interface components {
                 }[];
                 strict: boolean;
             } | null;
+            /** @description Layout linux: the kernel version; null for the other layouts */
+            kernel: ("6.12" | "7.3") | null;
             /** @enum {string} */
             layout: "linux" | "linux-4.4" | "arm-legacy";
             memory_limit: number;
             page_size: number;
             swiotlb: {
                 force: boolean;
+                index: number;
                 size: number;
                 /** @example 0xffffc000 */
                 start: string;
@@ -2102,6 +2106,7 @@ export interface components {
                     start: string;
                 };
                 enforce_read: boolean;
+                forcedac: boolean;
                 granule: number;
                 reserved: {
                     /** @example 0xffffc000 */
@@ -2111,12 +2116,15 @@ export interface components {
                 }[];
                 strict: boolean;
             } | null;
+            /** @description Layout linux: the kernel version; null for the other layouts */
+            kernel: ("6.12" | "7.3") | null;
             /** @enum {string} */
             layout: "linux" | "linux-4.4" | "arm-legacy";
             memory_limit: number;
             page_size: number;
             swiotlb: {
                 force: boolean;
+                index: number;
                 size: number;
                 /** @example 0xffffc000 */
                 start: string;
@@ -2142,10 +2150,10 @@ export interface components {
                  * @example 0x80001200
                  */
                 dma_offset?: unknown;
-                /** @description dma_parms max_segment_size (unsigned int); default 65536 */
+                /** @description dma_parms max_segment_size (unsigned int); default 65536. 0 reads as 65536 (dma_get_max_seg_size since v4.4), except in arm-legacy */
                 max_segment_size?: number;
                 /**
-                 * @description 2^n − 1; default 0xffffffffffffffff (linux), 0xffffffff (linux-4.4, and every layout for bus pci: pci_device_add)
+                 * @description 2^n − 1; default 0xffffffffffffffff (linux), 0xffffffff (linux-4.4, and every layout for bus pci: pci_device_add). 0 reads as the kernel reads it: ULONG_MAX (linux), 0xffffffff (linux-4.4)
                  * @example 0x80001200
                  */
                 segment_boundary_mask?: unknown;
@@ -2166,6 +2174,8 @@ export interface components {
                 };
                 /** @description Default true: a device read of a DMA_FROM_DEVICE mapping faults (no IOMMU_READ), as on IOMMUs with read permission (VT-d, AMD-Vi, SMMU stage 2). false: arm64 SMMU stage-1 tables, which cannot express write-only, let the read through (extension) */
                 enforce_read?: boolean;
+                /** @description Layout linux: iommu.forcedac=1, a PCI device gets no SAC-first try below 4 GiB (pci_32bit_workaround off); default false */
+                forcedac?: boolean;
                 granule?: 4096 | 16384 | 65536;
                 reserved?: {
                     /**
@@ -2181,6 +2191,11 @@ export interface components {
                 }[];
                 strict?: boolean;
             } | null;
+            /**
+             * @description Layout linux only: the kernel version whose rules apply (docs/conformance.md); default 7.3, the newest recorded
+             * @enum {string}
+             */
+            kernel?: "6.12" | "7.3";
             /** @enum {string} */
             layout?: "linux" | "linux-4.4" | "arm-legacy";
             /** @description Bytes of emulated RAM this session may touch (extension) */
@@ -2188,8 +2203,15 @@ export interface components {
             page_size?: 4096 | 16384 | 65536;
             swiotlb?: {
                 force?: boolean;
+                /** @description The slot the pool's first search starts at (area->index): the kernel's pool is shared by every device of a boot, and each leaves it where its last allocation ended; default 0 */
+                index?: number;
                 /** @description Bytes, a multiple of 2 KiB */
                 size?: number;
+                /**
+                 * @description The pool's physical base, as the boot placed it (swiotlb_init; dev->dma_io_tlb_mem's pool); a multiple of 2 KiB at or above 0x8000000 (below it lie the emulated coherent pages); default 0x8000000
+                 * @example 0x80001200
+                 */
+                start?: unknown;
             };
         };
         SessionCreated: {
@@ -2232,10 +2254,10 @@ export interface components {
                  * @example 0x80001200
                  */
                 dma_offset?: string | number;
-                /** @description dma_parms max_segment_size (unsigned int); default 65536 */
+                /** @description dma_parms max_segment_size (unsigned int); default 65536. 0 reads as 65536 (dma_get_max_seg_size since v4.4), except in arm-legacy */
                 max_segment_size?: number;
                 /**
-                 * @description 2^n − 1; default 0xffffffffffffffff (linux), 0xffffffff (linux-4.4, and every layout for bus pci: pci_device_add)
+                 * @description 2^n − 1; default 0xffffffffffffffff (linux), 0xffffffff (linux-4.4, and every layout for bus pci: pci_device_add). 0 reads as the kernel reads it: ULONG_MAX (linux), 0xffffffff (linux-4.4)
                  * @example 0x80001200
                  */
                 segment_boundary_mask?: string | number;
@@ -2256,6 +2278,8 @@ export interface components {
                 };
                 /** @description Default true: a device read of a DMA_FROM_DEVICE mapping faults (no IOMMU_READ), as on IOMMUs with read permission (VT-d, AMD-Vi, SMMU stage 2). false: arm64 SMMU stage-1 tables, which cannot express write-only, let the read through (extension) */
                 enforce_read?: boolean;
+                /** @description Layout linux: iommu.forcedac=1, a PCI device gets no SAC-first try below 4 GiB (pci_32bit_workaround off); default false */
+                forcedac?: boolean;
                 granule?: 4096 | 16384 | 65536;
                 reserved?: {
                     /**
@@ -2271,6 +2295,11 @@ export interface components {
                 }[];
                 strict?: boolean;
             } | null;
+            /**
+             * @description Layout linux only: the kernel version whose rules apply (docs/conformance.md); default 7.3, the newest recorded
+             * @enum {string}
+             */
+            kernel?: "6.12" | "7.3";
             /** @enum {string} */
             layout?: "linux" | "linux-4.4" | "arm-legacy";
             /** @description Bytes of emulated RAM this session may touch (extension) */
@@ -2278,8 +2307,15 @@ export interface components {
             page_size?: 4096 | 16384 | 65536;
             swiotlb?: {
                 force?: boolean;
+                /** @description The slot the pool's first search starts at (area->index): the kernel's pool is shared by every device of a boot, and each leaves it where its last allocation ended; default 0 */
+                index?: number;
                 /** @description Bytes, a multiple of 2 KiB */
                 size?: number;
+                /**
+                 * @description The pool's physical base, as the boot placed it (swiotlb_init; dev->dma_io_tlb_mem's pool); a multiple of 2 KiB at or above 0x8000000 (below it lie the emulated coherent pages); default 0x8000000
+                 * @example 0x80001200
+                 */
+                start?: string | number;
             };
         };
         SessionCreateRequest: {
@@ -2302,10 +2338,10 @@ export interface components {
                  * @example 0x80001200
                  */
                 dma_offset?: unknown;
-                /** @description dma_parms max_segment_size (unsigned int); default 65536 */
+                /** @description dma_parms max_segment_size (unsigned int); default 65536. 0 reads as 65536 (dma_get_max_seg_size since v4.4), except in arm-legacy */
                 max_segment_size?: number;
                 /**
-                 * @description 2^n − 1; default 0xffffffffffffffff (linux), 0xffffffff (linux-4.4, and every layout for bus pci: pci_device_add)
+                 * @description 2^n − 1; default 0xffffffffffffffff (linux), 0xffffffff (linux-4.4, and every layout for bus pci: pci_device_add). 0 reads as the kernel reads it: ULONG_MAX (linux), 0xffffffff (linux-4.4)
                  * @example 0x80001200
                  */
                 segment_boundary_mask?: unknown;
@@ -2326,6 +2362,8 @@ export interface components {
                 };
                 /** @description Default true: a device read of a DMA_FROM_DEVICE mapping faults (no IOMMU_READ), as on IOMMUs with read permission (VT-d, AMD-Vi, SMMU stage 2). false: arm64 SMMU stage-1 tables, which cannot express write-only, let the read through (extension) */
                 enforce_read?: boolean;
+                /** @description Layout linux: iommu.forcedac=1, a PCI device gets no SAC-first try below 4 GiB (pci_32bit_workaround off); default false */
+                forcedac?: boolean;
                 granule?: 4096 | 16384 | 65536;
                 reserved?: {
                     /**
@@ -2341,6 +2379,11 @@ export interface components {
                 }[];
                 strict?: boolean;
             } | null;
+            /**
+             * @description Layout linux only: the kernel version whose rules apply (docs/conformance.md); default 7.3, the newest recorded
+             * @enum {string}
+             */
+            kernel?: "6.12" | "7.3";
             /** @enum {string} */
             layout?: "linux" | "linux-4.4" | "arm-legacy";
             /** @description Bytes of emulated RAM this session may touch (extension) */
@@ -2348,8 +2391,15 @@ export interface components {
             page_size?: 4096 | 16384 | 65536;
             swiotlb?: {
                 force?: boolean;
+                /** @description The slot the pool's first search starts at (area->index): the kernel's pool is shared by every device of a boot, and each leaves it where its last allocation ended; default 0 */
+                index?: number;
                 /** @description Bytes, a multiple of 2 KiB */
                 size?: number;
+                /**
+                 * @description The pool's physical base, as the boot placed it (swiotlb_init; dev->dma_io_tlb_mem's pool); a multiple of 2 KiB at or above 0x8000000 (below it lie the emulated coherent pages); default 0x8000000
+                 * @example 0x80001200
+                 */
+                start?: unknown;
             };
             /** @description Rebuild the session from this trace instead (no other field may be given): its config, then its ops in order */
             trace?: components["schemas"]["Trace"];
@@ -2374,10 +2424,10 @@ export interface components {
                  * @example 0x80001200
                  */
                 dma_offset?: string | number;
-                /** @description dma_parms max_segment_size (unsigned int); default 65536 */
+                /** @description dma_parms max_segment_size (unsigned int); default 65536. 0 reads as 65536 (dma_get_max_seg_size since v4.4), except in arm-legacy */
                 max_segment_size?: number;
                 /**
-                 * @description 2^n − 1; default 0xffffffffffffffff (linux), 0xffffffff (linux-4.4, and every layout for bus pci: pci_device_add)
+                 * @description 2^n − 1; default 0xffffffffffffffff (linux), 0xffffffff (linux-4.4, and every layout for bus pci: pci_device_add). 0 reads as the kernel reads it: ULONG_MAX (linux), 0xffffffff (linux-4.4)
                  * @example 0x80001200
                  */
                 segment_boundary_mask?: string | number;
@@ -2398,6 +2448,8 @@ export interface components {
                 };
                 /** @description Default true: a device read of a DMA_FROM_DEVICE mapping faults (no IOMMU_READ), as on IOMMUs with read permission (VT-d, AMD-Vi, SMMU stage 2). false: arm64 SMMU stage-1 tables, which cannot express write-only, let the read through (extension) */
                 enforce_read?: boolean;
+                /** @description Layout linux: iommu.forcedac=1, a PCI device gets no SAC-first try below 4 GiB (pci_32bit_workaround off); default false */
+                forcedac?: boolean;
                 granule?: 4096 | 16384 | 65536;
                 reserved?: {
                     /**
@@ -2413,6 +2465,11 @@ export interface components {
                 }[];
                 strict?: boolean;
             } | null;
+            /**
+             * @description Layout linux only: the kernel version whose rules apply (docs/conformance.md); default 7.3, the newest recorded
+             * @enum {string}
+             */
+            kernel?: "6.12" | "7.3";
             /** @enum {string} */
             layout?: "linux" | "linux-4.4" | "arm-legacy";
             /** @description Bytes of emulated RAM this session may touch (extension) */
@@ -2420,8 +2477,15 @@ export interface components {
             page_size?: 4096 | 16384 | 65536;
             swiotlb?: {
                 force?: boolean;
+                /** @description The slot the pool's first search starts at (area->index): the kernel's pool is shared by every device of a boot, and each leaves it where its last allocation ended; default 0 */
+                index?: number;
                 /** @description Bytes, a multiple of 2 KiB */
                 size?: number;
+                /**
+                 * @description The pool's physical base, as the boot placed it (swiotlb_init; dev->dma_io_tlb_mem's pool); a multiple of 2 KiB at or above 0x8000000 (below it lie the emulated coherent pages); default 0x8000000
+                 * @example 0x80001200
+                 */
+                start?: string | number;
             };
             /** @description Rebuild the session from this trace instead (no other field may be given): its config, then its ops in order */
             trace?: components["schemas"]["TraceInput"];
