@@ -6,6 +6,7 @@
 # Env: DEVICES (edu devices, default 28: at least one per sequence in module/dmaemu_probe.c;
 #      a device beyond the kernel's sequences is left unbound),
 #      APPEND (extra kernel command line, e.g. "intel_iommu=off swiotlb=force"),
+#      MEM (guest RAM in MiB, default 1024),
 #      BOOT_TIMEOUT (seconds per attempt, default 300), ACCEL (kvm | tcg; default: KVM when
 #      /dev/kvm opens and a guest really starts, else TCG).
 set -euo pipefail
@@ -18,7 +19,7 @@ boot() { # $1: accel, $2: cpu model
   : > "$console"
   : > "$trace"
   timeout "${BOOT_TIMEOUT:-300}" qemu-system-x86_64 \
-    -accel "$1" -cpu "$2" -machine q35 -smp 1 -m 1024 \
+    -accel "$1" -cpu "$2" -machine q35 -smp 1 -m "${MEM:-1024}" \
     -nographic -no-reboot -monitor none \
     -device intel-iommu,intremap=off \
     "${edu[@]}" \

@@ -28,6 +28,6 @@ if (tracePath) {
   for (const d of disagreements.slice(0, 20)) process.stdout.write(`  ${d}\n`);
 }
 const first = recs[0]?.device;
-const machine = first?.swiotlb ? 'no-iommu swiotlb=force' : 'intel-iommu';
+const machine = !first?.swiotlb ? 'intel-iommu' : first.swiotlb.force ? 'no-iommu swiotlb=force' : 'no-iommu';
 process.stdout.write(`kernel: ${first?.kernel ?? '?'}\n${conformanceLine(ops, all.length, `linux ${first ? kernelOf(first) : '?'} ${machine}`)}\n`);
 process.exit(all.length === 0 && disagreements.length === 0 && ops > 0 ? 0 : 1);

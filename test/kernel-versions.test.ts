@@ -4,7 +4,7 @@
 // drivers/iommu/dma-iommu.c, iova.c) and checked against the recordings
 // (test/kernel-recordings/linux-{6.12,7.3}-intel-iommu.*); each test names the version.
 import t from 'tap';
-import { DMA_MAPPING_ERROR, allocCoherent, mapPage, mapSg, session, sessionError } from './helpers/dma-core.js';
+import { DMA_MAPPING_ERROR, mapPage, mapSg, session, sessionError } from './helpers/dma-core.js';
 import { DmaemuError } from '../src/core/errors.js';
 import { DmaDebug } from '../src/core/dma-debug.js';
 import { IovaApi } from '../src/core/iova-api.js';
@@ -74,19 +74,6 @@ t.test('the kernel axis: layout linux defaults to the newest recorded (7.3); oth
   t.match(sessionError({ layout: 'arm-legacy', kernel: '7.3' }), { code: 'DMAEMU_INVALID_ARGUMENT', field: 'kernel' });
   t.match(sessionError({ kernel: '6.13' }), { code: 'SCHEMA', field: 'kernel' }, 'an unrecorded version is refused');
 });
-
-for (const kernel of ['6.12', '7.3'] as const) {
-  t.test(`dma_set_mask_and_coherent(dev, 0) behind dma-iommu (${kernel}): accepted, and then every map and allocation fails`, async (t) => {
-    // Recorded on both (coherent-mask-zero): the call returns 0, *dev->dma_mask and
-    // coherent_dma_mask are 0; every dma_map_page, dma_map_sg and dma_alloc_coherent fails (a
-    // limit pfn of 0 lies below the domain's first pfn). Without an IOMMU 0 stays refused.
-    const s = pci(kernel, { dma_mask: '0x0', coherent_dma_mask: '0x0' });
-    t.equal(mapPage(s, '0x519d000', 4096).dma_address, DMA_MAPPING_ERROR);
-    t.equal(mapSg(s, THREAD).nents, 0);
-    t.equal(allocCoherent(s, 4096).dma_handle, DMA_MAPPING_ERROR);
-    t.match(sessionError({ kernel, iommu: null, device: { dma_mask: '0x0' } }), { field: 'device.dma_mask' });
-  });
-}
 
 // ---- the IOVA API (7.3) ----------------------------------------------------------------------
 

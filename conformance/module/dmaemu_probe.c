@@ -48,7 +48,6 @@ struct dm_ctx {
 	u32 rnd;
 	char line[1024];
 	int pos;
-	int mask_zero_ret;	/* what dma_set_mask_and_coherent(dev, 0) returned (DM_MASK_ZERO) */
 };
 
 static atomic_t dm_probed = ATOMIC_INIT(0);
@@ -272,7 +271,6 @@ struct dm_seq {
 /* Edge values a driver may pass: set as they are, read back as the kernel reads them. */
 #define DM_SEG_ZERO	(1u << 0)	/* dma_set_max_seg_size(dev, 0) */
 #define DM_BND_ZERO	(1u << 1)	/* dma_set_seg_boundary(dev, 0) */
-#define DM_MASK_ZERO	(1u << 2)	/* dma_set_mask_and_coherent(dev, 0): refused or taken */
 
 static const u32 thread_lens[] = { 65536, 16384, 65536 };
 static const u32 zero_offs[MAX_ENTS];
@@ -850,7 +848,6 @@ static const struct dm_seq seqs[] = {
 	{ "thread-max-seg-zero", 0, 0, 0, run_thread, DM_SEG_ZERO },
 	{ "offsets-boundary-zero", 0, 0xffffffffu, 0, run_offsets, DM_BND_ZERO },
 	{ "mixed-64-zeros", 64, 0, 0, run_mixed_bnd, DM_SEG_ZERO | DM_BND_ZERO },
-	{ "coherent-mask-zero", 0, 0, 0, run_coherent, DM_MASK_ZERO },
 #ifdef DM_IOVA_API
 	{ "iova-basic-32", 32, 0, 0, run_iova_basic },
 	{ "iova-rules-64", 64, 0, 0, run_iova_rules },
@@ -876,9 +873,6 @@ static void print_domain(struct dm_ctx *c, struct pci_dev *pdev, const struct dm
 	out(c, "\"config\":{\"dma_mask\":\"0x%llx\",\"coherent_dma_mask\":\"0x%llx\",\"max_segment_size\":%u,\"segment_boundary_mask\":\"0x%lx\"},",
 	    (unsigned long long)dma_get_mask(c->dev), (unsigned long long)c->dev->coherent_dma_mask,
 	    dma_get_max_seg_size(c->dev), dma_get_seg_boundary(c->dev));
-	if (q->flags & DM_MASK_ZERO)
-		out(c, "\"set_mask_zero\":%d,\"stored_dma_mask\":\"0x%llx\",", c->mask_zero_ret,
-		    c->dev->dma_mask ? (unsigned long long)*c->dev->dma_mask : 0ull);
 	/* what dma_parms holds, before dma_get_max_seg_size / dma_get_seg_boundary read it */
 	if (c->dev->dma_parms)
 		out(c, "\"dma_parms\":{\"max_segment_size\":%u,\"segment_boundary_mask\":\"0x%lx\"},",
@@ -971,8 +965,6 @@ static int dm_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		dma_set_max_seg_size(c->dev, q->max_seg);
 	if (!err && q->boundary)
 		dma_set_seg_boundary(c->dev, q->boundary);
-	if (!err && (q->flags & DM_MASK_ZERO))
-		c->mask_zero_ret = dma_set_mask_and_coherent(c->dev, 0);
 	if (!err && (q->flags & DM_SEG_ZERO))
 		dma_set_max_seg_size(c->dev, 0);
 	if (!err && (q->flags & DM_BND_ZERO))

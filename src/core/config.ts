@@ -70,14 +70,11 @@ export function resolveConfig(input: ConfigRequest, defaults: { memoryLimit?: nu
     throw invalid('kernel', `layout ${layout} is one kernel of its own; the kernel axis belongs to layout linux`);
   }
   const kernel = input.kernel ?? spec.defaultKernel;
-  // Behind dma-iommu dma_set_mask(dev, 0) succeeds (dma_supported says yes to every mask there)
-  // and the domain then maps nothing: every map and dma_alloc_coherent fails (recorded on 7.3,
-  // sequence coherent-mask-zero). Elsewhere a mask of 0 is refused here.
-  const zeroMaskMapsNothing = kernel !== null && input.iommu !== null;
-  if (!zeroMaskMapsNothing) {
-    if (dmaMask === 0n) throw invalid('device.dma_mask', 'a DMA mask of 0 addresses nothing');
-    if (coherentDmaMask === 0n) throw invalid('device.coherent_dma_mask', 'a DMA mask of 0 addresses nothing');
-  }
+  // A mask of 0 is refused here, as the kernel refuses it without an IOMMU (dma_set_mask: -EIO).
+  // Behind dma-iommu 6.12 and 7.3 accept it and then fail every map and allocation (seen on
+  // both); dmaemu answers that device at creation instead (docs/conformance.md).
+  if (dmaMask === 0n) throw invalid('device.dma_mask', 'a DMA mask of 0 addresses nothing');
+  if (coherentDmaMask === 0n) throw invalid('device.coherent_dma_mask', 'a DMA mask of 0 addresses nothing');
   // dma_get_max_seg_size / dma_get_seg_boundary: what the driver stored, read as the kernel reads it
   const parms = spec.readDmaParms({ maxSegmentSize: d.max_segment_size, segmentBoundaryMask: d.segment_boundary_mask }, bus, kernel);
   const segmentBoundaryMask = parms.segmentBoundaryMask;

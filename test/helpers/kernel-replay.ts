@@ -35,8 +35,6 @@ export interface DeviceLine {
   resv: [string, string, number][];
   /** what dma_parms held before the getters read it (recorded since the edge-value sequences) */
   dma_parms?: { max_segment_size: number; segment_boundary_mask: string };
-  /** *dev->dma_mask after dma_set_mask_and_coherent(dev, 0) (sequence coherent-mask-zero) */
-  stored_dma_mask?: string;
   /** host bridge memory windows as bus addresses [start, end] */
   windows: [string, string][];
   dma_ranges: boolean;
@@ -118,7 +116,7 @@ export function sessionBody(d: DeviceLine, swiotlbIndex = 0): Record<string, unk
   const device = {
       bus: 'pci',
       // what the device stored (dmaemu must read 0 as the kernel does), else what the getters read
-      dma_mask: d.stored_dma_mask ?? d.config.dma_mask,
+      dma_mask: d.config.dma_mask,
       coherent_dma_mask: d.config.coherent_dma_mask,
       max_segment_size: d.dma_parms?.max_segment_size ?? d.config.max_segment_size,
       segment_boundary_mask: d.dma_parms?.segment_boundary_mask ?? d.config.segment_boundary_mask,
