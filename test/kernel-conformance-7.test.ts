@@ -8,20 +8,15 @@ import t from 'tap';
 import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
-import { buildApp } from '../src/service/app.js';
-import { client } from './helpers/http.js';
-import { conformanceLine, loadRecording, parseTrace, replayCore, replayDevice, sessionBody, traceDisagreements, type Mismatch } from './helpers/kernel-replay.js';
+import { conformanceLine, loadRecording, parseTrace, replayCore, traceDisagreements } from './helpers/kernel-replay.js';
 import { isIovaCall } from './helpers/kernel-iova.js';
+import { describeMismatches, replayOverHttp } from './helpers/kernel-http.js';
 
 const dir = fileURLToPath(new URL('kernel-recordings/', import.meta.url));
 const recs = loadRecording(`${dir}linux-7.3-intel-iommu.jsonl.gz`);
 const calls = recs.reduce((n, r) => n + r.calls.filter((c) => c.op !== 'sleep').length, 0);
 const iovaCalls = recs.reduce((n, r) => n + r.calls.filter(isIovaCall).length, 0);
 const LABEL = 'linux 7.3 intel-iommu';
-
-function describe(m: readonly Mismatch[]): { mismatches: string[] } {
-  return { mismatches: m.slice(0, 5).map((x) => `${x.seq} call ${x.call} (${x.op} id ${x.id}): kernel ${JSON.stringify(x.want)}, dmaemu ${JSON.stringify(x.got)}`) };
-}
 
 t.test('the recording is a real 7.3 intel-iommu boot: the 6.12 sequences, edge values and the IOVA API', async (t) => {
   const seqs = recs.map((r) => r.device.seq);
@@ -48,31 +43,15 @@ t.test("replayed through the core (Session, IOVA API included), every answer equ
   t.comment(line);
   process.stderr.write(`${line}\n`);
   t.equal(ops, calls, 'every recorded call was replayed');
-  t.equal(all.length, 0, line, describe(all));
+  t.equal(all.length, 0, line, describeMismatches(all));
 });
 
 t.test("replayed over HTTP (one request per call), every answer equals the kernel's", async (t) => {
-  const app = await buildApp({ logLevel: 'silent' });
-  t.teardown(() => app.close());
-  const c = client(app);
-  let ops = 0;
-  const all: Mismatch[] = [];
   const http = recs.filter((r) => !r.calls.some(isIovaCall));
   t.equal(recs.length - http.length, 4, 'the four IOVA-API devices replay through the core only');
-  for (const r of http) {
-    const s = await c.session(sessionBody(r.device));
-    const res = await replayDevice(r, async (op, body) => {
-      const reply = await c.post(`${s.url}/${op}`, body);
-      if (reply.status !== 200) throw new Error(`${op} → ${reply.status}: ${reply.text}`);
-      return reply.body;
-    });
-    const leaks = await c.del(s.url);
-    t.equal(leaks.body.leaked_mappings, 0, `${r.device.seq}: everything the kernel unmapped is unmapped`);
-    ops += res.ops;
-    all.push(...res.mismatches);
-  }
+  const { ops, mismatches: all } = await replayOverHttp(t, http);
   const line = conformanceLine(ops, all.length, LABEL);
   t.comment(`${line} over HTTP`);
   t.ok(ops > 14000, `${ops} calls over HTTP`);
-  t.equal(all.length, 0, line, describe(all));
+  t.equal(all.length, 0, line, describeMismatches(all));
 });

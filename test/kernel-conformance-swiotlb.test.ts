@@ -11,15 +11,12 @@ import t from 'tap';
 import { fileURLToPath } from 'node:url';
 import { existsSync, readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
-import { conformanceLine, loadRecording, parseTrace, replayCore, traceDisagreements, type Mismatch } from './helpers/kernel-replay.js';
+import { conformanceLine, loadRecording, parseTrace, replayCore, traceDisagreements } from './helpers/kernel-replay.js';
+import { describeMismatches } from './helpers/kernel-http.js';
 
 const dir = fileURLToPath(new URL('kernel-recordings/', import.meta.url));
 const BOOTS = ['6.12', '7.3'].flatMap((k) => (['swiotlb-force', 'no-iommu'] as const).map((mode) => ({ k, mode, name: `linux-${k}-${mode}` })));
 const RECORDED = BOOTS.filter((b) => existsSync(`${dir}${b.name}.jsonl.gz`));
-
-function describe(m: readonly Mismatch[]): { mismatches: string[] } {
-  return { mismatches: m.slice(0, 5).map((x) => `${x.seq} call ${x.call} (${x.op} id ${x.id}): kernel ${JSON.stringify(x.want)}, dmaemu ${JSON.stringify(x.got)}`) };
-}
 
 t.test('both kernels were recorded in both modes without an IOMMU', async (t) => {
   t.same(RECORDED.map((b) => b.name), BOOTS.map((b) => b.name));
@@ -60,6 +57,6 @@ for (const { k, mode, name } of RECORDED) {
     t.comment(line);
     process.stderr.write(`${line}\n`);
     t.ok(ops > 5000, `${ops} calls compared`);
-    t.equal(all.length, 0, line, describe(all));
+    t.equal(all.length, 0, line, describeMismatches(all));
   });
 }
