@@ -28,19 +28,9 @@ import type { DmaDirection } from './constants.js';
 import type { DmaDebug } from './dma-debug.js';
 import type { IovaApiRules } from './layouts/kernels.js';
 import { alignUp, modPow2 } from './iova/pfn-math.js';
+import type { IovaDomain } from './mapping.js';
 
-/** What a layout with an IOVA domain lends the IOVA API: its allocator, in granules. */
-export interface IovaDomain {
-  readonly granule: number;
-  readonly shift: number;
-  /** iommu_dma_alloc_iova(size, dma_get_mask(dev)): the first pfn of `pages` granules, or 0. */
-  allocIova(pages: number): number;
-  /**
-   * iommu_dma_free_iova: `gathered` (destroy's iotlb_gather) goes through the flush queue when
-   * the domain has one (iommu.strict=0); without a gather (dma_iova_free) it is freed now.
-   */
-  freeIova(pfn: number, pages: number, gathered: boolean): void;
-}
+export type { IovaDomain } from './mapping.js';
 
 /** dma_iova_try_alloc(dev, state, phys, size): phys only places the range's offset. */
 export interface IovaTryAllocRequest {

@@ -2,7 +2,6 @@
 // Addresses are (pfn, byte offset) pairs in the session's IOVA granule (or pfn 0 and a byte
 // address without an IOMMU), so 64-bit IOVAs stay exact without BigInt on the hot path.
 
-import type { IovaDomain } from './iova-api.js';
 import type { AllocatorMarks } from './iova/iova-allocator.js';
 import type { SgExplainer } from './explain.js';
 import type { DmaDirection, KernelErrno } from './constants.js';
@@ -71,6 +70,19 @@ export interface MapFailure {
 export type MapResult = Omit<Mapping, 'handle' | 'kind' | 'dir'>;
 
 /** The DMA-API operations one layout (or dma-direct) implements. */
+/** What a layout with an IOVA domain lends the IOVA API: its allocator, in granules. */
+export interface IovaDomain {
+  readonly granule: number;
+  readonly shift: number;
+  /** iommu_dma_alloc_iova(size, dma_get_mask(dev)): the first pfn of `pages` granules, or 0. */
+  allocIova(pages: number): number;
+  /**
+   * iommu_dma_free_iova: `gathered` (destroy's iotlb_gather) goes through the flush queue when
+   * the domain has one (iommu.strict=0); without a gather (dma_iova_free) it is freed now.
+   */
+  freeIova(pfn: number, pages: number, gathered: boolean): void;
+}
+
 export interface DmaOps {
   /** `why`, when given (only for ?explain=true), receives the reason of every segment break and of a failure. */
   mapSg(sg: readonly SgEntry[], dir: DmaDirection, why?: SgExplainer): MapResult | MapFailure;

@@ -9,19 +9,7 @@
 
 import { KERNELS, type KernelVersion } from '../constants.js';
 import type { Bus } from '../session-config.js';
-import { BOUNDARY_32, BOUNDARY_64 } from './layout.js';
-
-/** dma_parms as the driver left it (undefined: never set, the bus default stands). */
-export interface StoredDmaParms {
-  maxSegmentSize: number | undefined;
-  segmentBoundaryMask: bigint | undefined;
-}
-
-/** What dma_get_max_seg_size and dma_get_seg_boundary return for it. */
-export interface DmaParms {
-  maxSegmentSize: number;
-  segmentBoundaryMask: bigint;
-}
+import { BOUNDARY_32, BOUNDARY_64, type DmaParms, type StoredDmaParms } from './layout.js';
 
 /** The two-step IOVA API (dma_iova_try_alloc …, v6.16+) where a version has it. */
 export interface IovaApiRules {

@@ -10,7 +10,6 @@
 import type { KernelVersion, Layout } from '../constants.js';
 import type { DmaOps } from '../mapping.js';
 import type { Bus, SessionConfig } from '../session-config.js';
-import type { DmaParms, StoredDmaParms } from './kernels.js';
 
 /** The IOMMU settings a layout's probe-time checks see (already resolved with defaults). */
 export interface IommuProbe {
@@ -34,6 +33,18 @@ export interface DmaBackend {
   readonly forDeviceAlwaysCleans: boolean;
   /** log2 of the unit a mapping's (pfn, off) addresses count pfn in: 2^shift · pfn + off. */
   addressShift(config: SessionConfig): number;
+}
+
+/** dma_parms as the driver left it (undefined: never set, the bus default stands). */
+export interface StoredDmaParms {
+  maxSegmentSize: number | undefined;
+  segmentBoundaryMask: bigint | undefined;
+}
+
+/** What dma_get_max_seg_size and dma_get_seg_boundary return for it. */
+export interface DmaParms {
+  maxSegmentSize: number;
+  segmentBoundaryMask: bigint;
 }
 
 export interface LayoutSpec extends DmaBackend {

@@ -14,10 +14,9 @@ import type { AllocatorMarks } from '../iova/iova-allocator.js';
 import { createLinuxIova, IOVA_ROUNDUP_BELOW, type FastLinuxIova } from '../iova/linux-iova.js';
 import { alignUp, modPow2 } from '../iova/pfn-math.js';
 import type { DmaDirection } from '../constants.js';
-import type { DmaOps, DmaSegment, Extent, MapFailure, MapResult, Mapping, SgEntry } from '../mapping.js';
+import type { DmaOps, DmaSegment, Extent, IovaDomain, MapFailure, MapResult, Mapping, SgEntry } from '../mapping.js';
 import { totalLength, type SgExplainer } from '../explain.js';
 import type { LayoutSpec } from './layout.js';
-import type { IovaDomain } from '../iova-api.js';
 import { kernelSpec, NEWEST_KERNEL } from './kernels.js';
 
 /**
