@@ -44,10 +44,10 @@ command -v cpio >/dev/null || need+=(cpio)
 in_chroot() {
   local root=$1; shift
   local mounted=
-  if ! mountpoint -q "$root/proc"; then mount -t proc proc "$root/proc" && mounted=1; fi
+  if ! mountpoint -q "$root/proc"; then $SUDO mount -t proc proc "$root/proc" && mounted=1; fi
   local rc=0
-  env -u APT_CONFIG chroot "$root" "$@" >&2 || rc=$?
-  [ -z "$mounted" ] || umount "$root/proc"
+  $SUDO env -u APT_CONFIG chroot "$root" "$@" >&2 || rc=$?
+  [ -z "$mounted" ] || $SUDO umount "$root/proc"
   return "$rc"
 }
 
@@ -157,9 +157,9 @@ EOF
   root="$cache/trixie-root"
   if [ ! -f "$root/.dmaemu-ready" ]; then
     log "debootstrap --variant=minbase trixie into $root"
-    rm -rf "$root"
-    debootstrap --variant=minbase --keyring="$keyring" trixie "$root" "$mirror" >&2
-    echo "deb $mirror trixie-backports main" > "$root/etc/apt/sources.list.d/backports.list"
+    $SUDO rm -rf "$root"
+    $SUDO debootstrap --variant=minbase --keyring="$keyring" trixie "$root" "$mirror" >&2
+    echo "deb $mirror trixie-backports main" | $SUDO tee "$root/etc/apt/sources.list.d/backports.list" >/dev/null
     in_chroot "$root" apt-get update -qq
     in_chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc make
     touch "$root/.dmaemu-ready"
