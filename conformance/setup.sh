@@ -16,6 +16,8 @@
 #       `debootstrap --variant=minbase trixie` chroot (cached) holding gcc, make and
 #       linux-headers-KVER.
 # Idempotent: every step is skipped when its result is already in the cache.
+# 7.x needs root for the chroot (debootstrap, chroot, mounting /proc): run it as root, as CI
+# does; those three steps go through sudo otherwise, the rest of the chroot's files do not.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 series=${1:-6.12}
