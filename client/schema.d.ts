@@ -2449,6 +2449,7 @@ export interface components {
                     start: string;
                 };
                 enforce_read: boolean;
+                forcedac: boolean;
                 granule: number;
                 reserved: {
                     /** @example 0xffffc000 */
@@ -2458,12 +2459,15 @@ export interface components {
                 }[];
                 strict: boolean;
             } | null;
+            /** @description Layout linux: the kernel version; null for the other layouts */
+            kernel: ("6.12" | "7.3") | null;
             /** @enum {string} */
             layout: "linux" | "linux-4.4" | "arm-legacy";
             memory_limit: number;
             page_size: number;
             swiotlb: {
                 force: boolean;
+                index: number;
                 size: number;
                 /** @example 0xffffc000 */
                 start: string;
@@ -2492,6 +2496,7 @@ export interface components {
                     start: string;
                 };
                 enforce_read: boolean;
+                forcedac: boolean;
                 granule: number;
                 reserved: {
                     /** @example 0xffffc000 */
@@ -2501,12 +2506,15 @@ export interface components {
                 }[];
                 strict: boolean;
             } | null;
+            /** @description Layout linux: the kernel version; null for the other layouts */
+            kernel: ("6.12" | "7.3") | null;
             /** @enum {string} */
             layout: "linux" | "linux-4.4" | "arm-legacy";
             memory_limit: number;
             page_size: number;
             swiotlb: {
                 force: boolean;
+                index: number;
                 size: number;
                 /** @example 0xffffc000 */
                 start: string;
@@ -2532,10 +2540,10 @@ export interface components {
                  * @example 0x80001200
                  */
                 dma_offset?: unknown;
-                /** @description dma_parms max_segment_size (unsigned int); default 65536 */
+                /** @description dma_parms max_segment_size (unsigned int); default 65536. 0 reads as 65536 (dma_get_max_seg_size since v4.4), except in arm-legacy */
                 max_segment_size?: number;
                 /**
-                 * @description 2^n − 1; default 0xffffffffffffffff (linux), 0xffffffff (linux-4.4, and every layout for bus pci: pci_device_add)
+                 * @description 2^n − 1; default 0xffffffffffffffff (linux), 0xffffffff (linux-4.4, and every layout for bus pci: pci_device_add). 0 reads as the kernel reads it: ULONG_MAX (linux), 0xffffffff (linux-4.4)
                  * @example 0x80001200
                  */
                 segment_boundary_mask?: unknown;
@@ -2556,6 +2564,8 @@ export interface components {
                 };
                 /** @description Default true: a device read of a DMA_FROM_DEVICE mapping faults (no IOMMU_READ), as on IOMMUs with read permission (VT-d, AMD-Vi, SMMU stage 2). false: arm64 SMMU stage-1 tables, which cannot express write-only, let the read through (extension) */
                 enforce_read?: boolean;
+                /** @description Layout linux: iommu.forcedac=1, a PCI device gets no SAC-first try below 4 GiB (pci_32bit_workaround off); default false */
+                forcedac?: boolean;
                 granule?: 4096 | 16384 | 65536;
                 reserved?: {
                     /**
@@ -2571,6 +2581,11 @@ export interface components {
                 }[];
                 strict?: boolean;
             } | null;
+            /**
+             * @description Layout linux only: the kernel version whose rules apply (docs/conformance.md); default 7.3, the newest recorded
+             * @enum {string}
+             */
+            kernel?: "6.12" | "7.3";
             /** @enum {string} */
             layout?: "linux" | "linux-4.4" | "arm-legacy";
             /** @description Bytes of emulated RAM this session may touch (extension) */
@@ -2578,8 +2593,15 @@ export interface components {
             page_size?: 4096 | 16384 | 65536;
             swiotlb?: {
                 force?: boolean;
+                /** @description The slot the pool's first search starts at (area->index): the kernel's pool is shared by every device of a boot, and each leaves it where its last allocation ended; default 0 */
+                index?: number;
                 /** @description Bytes, a multiple of 2 KiB */
                 size?: number;
+                /**
+                 * @description The pool's physical base, as the boot placed it (swiotlb_init; dev->dma_io_tlb_mem's pool); a multiple of 2 KiB at or above 0x8000000 (below it lie the emulated coherent pages); default 0x8000000
+                 * @example 0x80001200
+                 */
+                start?: unknown;
             };
         };
         SessionCreated: {
@@ -2622,10 +2644,10 @@ export interface components {
                  * @example 0x80001200
                  */
                 dma_offset?: string | number;
-                /** @description dma_parms max_segment_size (unsigned int); default 65536 */
+                /** @description dma_parms max_segment_size (unsigned int); default 65536. 0 reads as 65536 (dma_get_max_seg_size since v4.4), except in arm-legacy */
                 max_segment_size?: number;
                 /**
-                 * @description 2^n − 1; default 0xffffffffffffffff (linux), 0xffffffff (linux-4.4, and every layout for bus pci: pci_device_add)
+                 * @description 2^n − 1; default 0xffffffffffffffff (linux), 0xffffffff (linux-4.4, and every layout for bus pci: pci_device_add). 0 reads as the kernel reads it: ULONG_MAX (linux), 0xffffffff (linux-4.4)
                  * @example 0x80001200
                  */
                 segment_boundary_mask?: string | number;
@@ -2646,6 +2668,8 @@ export interface components {
                 };
                 /** @description Default true: a device read of a DMA_FROM_DEVICE mapping faults (no IOMMU_READ), as on IOMMUs with read permission (VT-d, AMD-Vi, SMMU stage 2). false: arm64 SMMU stage-1 tables, which cannot express write-only, let the read through (extension) */
                 enforce_read?: boolean;
+                /** @description Layout linux: iommu.forcedac=1, a PCI device gets no SAC-first try below 4 GiB (pci_32bit_workaround off); default false */
+                forcedac?: boolean;
                 granule?: 4096 | 16384 | 65536;
                 reserved?: {
                     /**
@@ -2661,6 +2685,11 @@ export interface components {
                 }[];
                 strict?: boolean;
             } | null;
+            /**
+             * @description Layout linux only: the kernel version whose rules apply (docs/conformance.md); default 7.3, the newest recorded
+             * @enum {string}
+             */
+            kernel?: "6.12" | "7.3";
             /** @enum {string} */
             layout?: "linux" | "linux-4.4" | "arm-legacy";
             /** @description Bytes of emulated RAM this session may touch (extension) */
@@ -2668,8 +2697,15 @@ export interface components {
             page_size?: 4096 | 16384 | 65536;
             swiotlb?: {
                 force?: boolean;
+                /** @description The slot the pool's first search starts at (area->index): the kernel's pool is shared by every device of a boot, and each leaves it where its last allocation ended; default 0 */
+                index?: number;
                 /** @description Bytes, a multiple of 2 KiB */
                 size?: number;
+                /**
+                 * @description The pool's physical base, as the boot placed it (swiotlb_init; dev->dma_io_tlb_mem's pool); a multiple of 2 KiB at or above 0x8000000 (below it lie the emulated coherent pages); default 0x8000000
+                 * @example 0x80001200
+                 */
+                start?: string | number;
             };
         };
         SessionCreateRequest: {
@@ -2692,10 +2728,10 @@ export interface components {
                  * @example 0x80001200
                  */
                 dma_offset?: unknown;
-                /** @description dma_parms max_segment_size (unsigned int); default 65536 */
+                /** @description dma_parms max_segment_size (unsigned int); default 65536. 0 reads as 65536 (dma_get_max_seg_size since v4.4), except in arm-legacy */
                 max_segment_size?: number;
                 /**
-                 * @description 2^n − 1; default 0xffffffffffffffff (linux), 0xffffffff (linux-4.4, and every layout for bus pci: pci_device_add)
+                 * @description 2^n − 1; default 0xffffffffffffffff (linux), 0xffffffff (linux-4.4, and every layout for bus pci: pci_device_add). 0 reads as the kernel reads it: ULONG_MAX (linux), 0xffffffff (linux-4.4)
                  * @example 0x80001200
                  */
                 segment_boundary_mask?: unknown;
@@ -2716,6 +2752,8 @@ export interface components {
                 };
                 /** @description Default true: a device read of a DMA_FROM_DEVICE mapping faults (no IOMMU_READ), as on IOMMUs with read permission (VT-d, AMD-Vi, SMMU stage 2). false: arm64 SMMU stage-1 tables, which cannot express write-only, let the read through (extension) */
                 enforce_read?: boolean;
+                /** @description Layout linux: iommu.forcedac=1, a PCI device gets no SAC-first try below 4 GiB (pci_32bit_workaround off); default false */
+                forcedac?: boolean;
                 granule?: 4096 | 16384 | 65536;
                 reserved?: {
                     /**
@@ -2731,6 +2769,11 @@ export interface components {
                 }[];
                 strict?: boolean;
             } | null;
+            /**
+             * @description Layout linux only: the kernel version whose rules apply (docs/conformance.md); default 7.3, the newest recorded
+             * @enum {string}
+             */
+            kernel?: "6.12" | "7.3";
             /** @enum {string} */
             layout?: "linux" | "linux-4.4" | "arm-legacy";
             /** @description Bytes of emulated RAM this session may touch (extension) */
@@ -2738,8 +2781,15 @@ export interface components {
             page_size?: 4096 | 16384 | 65536;
             swiotlb?: {
                 force?: boolean;
+                /** @description The slot the pool's first search starts at (area->index): the kernel's pool is shared by every device of a boot, and each leaves it where its last allocation ended; default 0 */
+                index?: number;
                 /** @description Bytes, a multiple of 2 KiB */
                 size?: number;
+                /**
+                 * @description The pool's physical base, as the boot placed it (swiotlb_init; dev->dma_io_tlb_mem's pool); a multiple of 2 KiB at or above 0x8000000 (below it lie the emulated coherent pages); default 0x8000000
+                 * @example 0x80001200
+                 */
+                start?: unknown;
             };
             /** @description Rebuild the session from this trace instead (no other field may be given): its config, then its ops in order */
             trace?: components["schemas"]["Trace"];
@@ -2764,10 +2814,10 @@ export interface components {
                  * @example 0x80001200
                  */
                 dma_offset?: string | number;
-                /** @description dma_parms max_segment_size (unsigned int); default 65536 */
+                /** @description dma_parms max_segment_size (unsigned int); default 65536. 0 reads as 65536 (dma_get_max_seg_size since v4.4), except in arm-legacy */
                 max_segment_size?: number;
                 /**
-                 * @description 2^n − 1; default 0xffffffffffffffff (linux), 0xffffffff (linux-4.4, and every layout for bus pci: pci_device_add)
+                 * @description 2^n − 1; default 0xffffffffffffffff (linux), 0xffffffff (linux-4.4, and every layout for bus pci: pci_device_add). 0 reads as the kernel reads it: ULONG_MAX (linux), 0xffffffff (linux-4.4)
                  * @example 0x80001200
                  */
                 segment_boundary_mask?: string | number;
@@ -2788,6 +2838,8 @@ export interface components {
                 };
                 /** @description Default true: a device read of a DMA_FROM_DEVICE mapping faults (no IOMMU_READ), as on IOMMUs with read permission (VT-d, AMD-Vi, SMMU stage 2). false: arm64 SMMU stage-1 tables, which cannot express write-only, let the read through (extension) */
                 enforce_read?: boolean;
+                /** @description Layout linux: iommu.forcedac=1, a PCI device gets no SAC-first try below 4 GiB (pci_32bit_workaround off); default false */
+                forcedac?: boolean;
                 granule?: 4096 | 16384 | 65536;
                 reserved?: {
                     /**
@@ -2803,6 +2855,11 @@ export interface components {
                 }[];
                 strict?: boolean;
             } | null;
+            /**
+             * @description Layout linux only: the kernel version whose rules apply (docs/conformance.md); default 7.3, the newest recorded
+             * @enum {string}
+             */
+            kernel?: "6.12" | "7.3";
             /** @enum {string} */
             layout?: "linux" | "linux-4.4" | "arm-legacy";
             /** @description Bytes of emulated RAM this session may touch (extension) */
@@ -2810,8 +2867,15 @@ export interface components {
             page_size?: 4096 | 16384 | 65536;
             swiotlb?: {
                 force?: boolean;
+                /** @description The slot the pool's first search starts at (area->index): the kernel's pool is shared by every device of a boot, and each leaves it where its last allocation ended; default 0 */
+                index?: number;
                 /** @description Bytes, a multiple of 2 KiB */
                 size?: number;
+                /**
+                 * @description The pool's physical base, as the boot placed it (swiotlb_init; dev->dma_io_tlb_mem's pool); a multiple of 2 KiB at or above 0x8000000 (below it lie the emulated coherent pages); default 0x8000000
+                 * @example 0x80001200
+                 */
+                start?: string | number;
             };
             /** @description Rebuild the session from this trace instead (no other field may be given): its config, then its ops in order */
             trace?: components["schemas"]["TraceInput"];

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
-# Boots the 6.12 kernel in QEMU (q35, emulated Intel IOMMU without interrupt remapping, one CPU,
-# one edu device per sequence) and writes the console log (the DMAEMU lines) and the raw dma
-# trace (second serial port).
-# Usage: boot.sh KVER INITRD CONSOLE_LOG TRACE_LOG
-# Env: DEVICES (edu devices, default 19: one per sequence in module/dmaemu_probe.c),
+# Boots a kernel in QEMU (q35, emulated Intel IOMMU without interrupt remapping, one CPU, one
+# edu device per sequence) and writes the console log (the DMAEMU lines) and the raw dma trace
+# (second serial port).
+# Usage: boot.sh VMLINUZ INITRD CONSOLE_LOG TRACE_LOG
+# Env: DEVICES (edu devices, default 28: at least one per sequence in module/dmaemu_probe.c;
+#      a device beyond the kernel's sequences is left unbound),
+#      APPEND (extra kernel command line, e.g. "intel_iommu=off swiotlb=force"),
+#      MEM (guest RAM in MiB, default 1024),
 #      BOOT_TIMEOUT (seconds per attempt, default 300), ACCEL (kvm | tcg; default: KVM when
 #      /dev/kvm opens and a guest really starts, else TCG).
 set -euo pipefail
-kver=$1 initrd=$2 console=$3 trace=$4
-devices=${DEVICES:-19}
+image=$1 initrd=$2 console=$3 trace=$4
+devices=${DEVICES:-28}
 edu=()
 for ((i = 0; i < devices; i++)); do edu+=(-device edu); done
 
@@ -16,12 +19,12 @@ boot() { # $1: accel, $2: cpu model
   : > "$console"
   : > "$trace"
   timeout "${BOOT_TIMEOUT:-300}" qemu-system-x86_64 \
-    -accel "$1" -cpu "$2" -machine q35 -smp 1 -m 1024 \
+    -accel "$1" -cpu "$2" -machine q35 -smp 1 -m "${MEM:-1024}" \
     -nographic -no-reboot -monitor none \
     -device intel-iommu,intremap=off \
     "${edu[@]}" \
-    -kernel "/boot/vmlinuz-$kver" -initrd "$initrd" \
-    -append "console=ttyS0 intel_iommu=on iommu.strict=1 iommu.passthrough=0 panic=-1 rdinit=/init" \
+    -kernel "$image" -initrd "$initrd" \
+    -append "console=ttyS0 intel_iommu=on iommu.strict=1 iommu.passthrough=0 panic=-1 rdinit=/init${APPEND:+ $APPEND}" \
     -serial "file:$console" -serial "file:$trace"
 }
 

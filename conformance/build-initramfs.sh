@@ -2,16 +2,17 @@
 # Builds the guest's initramfs (cpio.gz): a static busybox, the recording module and an /init
 # that turns the kernel's dma tracepoints on, loads the module (its probe runs every sequence
 # and prints the DMAEMU lines on the console), writes the raw trace to the second serial port
-# and powers off.  Usage: build-initramfs.sh OUT.cpio.gz
+# and powers off.  Usage: build-initramfs.sh OUT.cpio.gz MODULE.ko
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=$(realpath -m "$1")
+ko=$2
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 
 mkdir -p "$root"/{bin,dev,proc,sys,tmp}
 cp /bin/busybox "$root/bin/busybox"
-cp "$here/module/dmaemu_probe.ko" "$root/dmaemu_probe.ko"
+cp "$ko" "$root/dmaemu_probe.ko"
 cat > "$root/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin

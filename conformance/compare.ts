@@ -1,11 +1,11 @@
 // Compares a fresh recording of the real kernel with dmaemu: replays every call through the
-// core and prints `conformance: N ops, M mismatches (linux 6.12 intel-iommu)`, each mismatch,
+// core and prints `conformance: N ops, M mismatches (linux X.Y intel-iommu)`, each mismatch,
 // and whether the printed lines agree with the kernel's dma tracepoints. Exit status 1 on any
 // mismatch or disagreement.
 // Usage: tsx conformance/compare.ts RECORDING(.jsonl[.gz] or console log) [TRACE]
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
-import { conformanceLine, loadRecording, parseTrace, replayCore, traceDisagreements } from '../test/helpers/kernel-replay.js';
+import { conformanceLine, kernelOf, loadRecording, parseTrace, replayCore, traceDisagreements } from '../test/helpers/kernel-replay.js';
 
 const [recording, tracePath] = process.argv.slice(2);
 if (!recording) {
@@ -27,5 +27,7 @@ if (tracePath) {
   process.stdout.write(`trace: ${trace.length} traced maps, ${disagreements.length} disagreements with the printed lines\n`);
   for (const d of disagreements.slice(0, 20)) process.stdout.write(`  ${d}\n`);
 }
-process.stdout.write(`kernel: ${recs[0]?.device.kernel ?? '?'}\n${conformanceLine(ops, all.length)}\n`);
+const first = recs[0]?.device;
+const machine = !first?.swiotlb ? 'intel-iommu' : first.swiotlb.force ? 'no-iommu swiotlb=force' : 'no-iommu';
+process.stdout.write(`kernel: ${first?.kernel ?? '?'}\n${conformanceLine(ops, all.length, `linux ${first ? kernelOf(first) : '?'} ${machine}`)}\n`);
 process.exit(all.length === 0 && disagreements.length === 0 && ops > 0 ? 0 : 1);

@@ -1,7 +1,7 @@
 // Session creation and its resolved configuration (API.md "Sessions"). Every field is optional;
 // the core fills in Linux's defaults (semantics §2) and the response echoes the result.
 import { z } from 'zod';
-import { LAYOUTS } from '../src/core/constants.js';
+import { KERNELS, LAYOUTS } from '../src/core/constants.js';
 import type { SessionConfig as CoreSessionConfig } from '../src/core/config.js';
 import type { Assert, Exact } from './exact.js';
 import { AddressIn, AddressOut, DebugFinding } from './common.js';
@@ -12,8 +12,16 @@ export const DeviceIn = z.strictObject({
   bus: z.enum(['platform', 'pci']).optional(),
   dma_mask: AddressIn.optional(),
   coherent_dma_mask: AddressIn.optional(),
-  max_segment_size: z.number().int().min(0).max(0xffffffff).optional().meta({ description: 'dma_parms max_segment_size (unsigned int); default 65536' }),
-  segment_boundary_mask: AddressIn.optional().meta({ description: '2^n − 1; default 0xffffffffffffffff (linux), 0xffffffff (linux-4.4, and every layout for bus pci: pci_device_add)' }),
+  max_segment_size: z
+    .number()
+    .int()
+    .min(0)
+    .max(0xffffffff)
+    .optional()
+    .meta({ description: 'dma_parms max_segment_size (unsigned int); default 65536. 0 reads as 65536 (dma_get_max_seg_size since v4.4), except in arm-legacy' }),
+  segment_boundary_mask: AddressIn.optional().meta({
+    description: '2^n − 1; default 0xffffffffffffffff (linux), 0xffffffff (linux-4.4, and every layout for bus pci: pci_device_add). 0 reads as the kernel reads it: ULONG_MAX (linux), 0xffffffff (linux-4.4)',
+  }),
   coherent: z.boolean().optional(),
   dma_offset: AddressIn.optional().meta({ description: 'dma-direct: dma_address = phys + dma_offset (extension)' }),
 });
@@ -23,6 +31,10 @@ export const IommuIn = z.strictObject({
   aperture: Range.optional(),
   reserved: z.array(Range).max(64).optional(),
   strict: z.boolean().optional(),
+  forcedac: z
+    .boolean()
+    .optional()
+    .meta({ description: 'Layout linux: iommu.forcedac=1, a PCI device gets no SAC-first try below 4 GiB (pci_32bit_workaround off); default false' }),
   enforce_read: z
     .boolean()
     .optional()
@@ -37,11 +49,25 @@ export const SessionCreateBody = z
     device: DeviceIn.optional(),
     iommu: IommuIn.nullable().optional().meta({ description: 'null: no IOMMU (dma-direct + swiotlb)' }),
     layout: z.enum(LAYOUTS).optional(),
+    kernel: z
+      .enum(KERNELS)
+      .optional()
+      .meta({ description: `Layout linux only: the kernel version whose rules apply (docs/conformance.md); default ${KERNELS[KERNELS.length - 1]}, the newest recorded` }),
     page_size: z.union([z.literal(4096), z.literal(16384), z.literal(65536)]).optional(),
     swiotlb: z
       .strictObject({
         size: z.number().int().min(2048).max(1 << 30).optional().meta({ description: 'Bytes, a multiple of 2 KiB' }),
         force: z.boolean().optional(),
+        start: AddressIn.optional().meta({
+          description: "The pool's physical base, as the boot placed it (swiotlb_init; dev->dma_io_tlb_mem's pool); a multiple of 2 KiB at or above 0x8000000 (below it lie the emulated coherent pages); default 0x8000000",
+        }),
+        index: z
+          .number()
+          .int()
+          .min(0)
+          .max((1 << 30) / 2048 - 1)
+          .optional()
+          .meta({ description: "The slot the pool's first search starts at (area->index): the kernel's pool is shared by every device of a boot, and each leaves it where its last allocation ended; default 0" }),
       })
       .optional(),
     memory_limit: z.number().int().min(4096).max(2 ** 34).optional().meta({ description: 'Bytes of emulated RAM this session may touch (extension)' }),
@@ -67,12 +93,14 @@ export const SessionConfig = z
         aperture: RangeOut,
         reserved: z.array(RangeOut),
         strict: z.boolean(),
+        forcedac: z.boolean(),
         enforce_read: z.boolean(),
       })
       .nullable(),
     layout: z.enum(LAYOUTS),
+    kernel: z.enum(KERNELS).nullable().meta({ description: 'Layout linux: the kernel version; null for the other layouts' }),
     page_size: z.number().int(),
-    swiotlb: z.object({ size: z.number().int(), force: z.boolean(), start: AddressOut }),
+    swiotlb: z.object({ size: z.number().int(), force: z.boolean(), start: AddressOut, index: z.number().int() }),
     memory_limit: z.number().int(),
   })
   .meta({ id: 'SessionConfig' });

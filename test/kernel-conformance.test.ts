@@ -7,21 +7,18 @@ import t from 'tap';
 import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
-import { buildApp } from '../src/service/app.js';
-import { client } from './helpers/http.js';
 import {
   conformanceLine,
   loadRecording,
   parseTrace,
   replayCore,
-  replayDevice,
-  sessionBody,
   traceDisagreements,
   type DeviceLine,
   type Mismatch,
 } from './helpers/kernel-replay.js';
 import { SessionStore } from '../src/service/session-store.js';
 import { SessionCreateBody } from '../schemas/session.js';
+import { replayOverHttp } from './helpers/kernel-http.js';
 
 const dir = fileURLToPath(new URL('kernel-recordings/', import.meta.url));
 const recs = loadRecording(`${dir}linux-6.12-intel-iommu.jsonl.gz`);
@@ -72,23 +69,7 @@ t.test('replayed through the core (Session), every answer equals the kernel\'s',
 });
 
 t.test('replayed over HTTP (one request per call), every answer equals the kernel\'s', async (t) => {
-  const app = await buildApp({ logLevel: 'silent' });
-  t.teardown(() => app.close());
-  const c = client(app);
-  let ops = 0;
-  const all: Mismatch[] = [];
-  for (const r of recs) {
-    const s = await c.session(sessionBody(r.device));
-    const res = await replayDevice(r, async (op, body) => {
-      const reply = await c.post(`${s.url}/${op}`, body);
-      if (reply.status !== 200) throw new Error(`${op} → ${reply.status}: ${reply.text}`);
-      return reply.body;
-    });
-    const leaks = await c.del(s.url);
-    t.equal(leaks.body.leaked_mappings, 0, `${r.device.seq}: everything the kernel unmapped is unmapped`);
-    ops += res.ops;
-    all.push(...res.mismatches);
-  }
+  const { ops, mismatches: all } = await replayOverHttp(t, recs);
   const line = conformanceLine(ops, all.length);
   t.comment(`${line} over HTTP`);
   t.equal(all.length, 0, line, describe(all));

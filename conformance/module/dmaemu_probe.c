@@ -20,6 +20,7 @@
 #include <linux/mm.h>
 #include <linux/utsname.h>
 #include <linux/delay.h>
+#include <linux/swiotlb.h>
 
 #define MAX_ENTS 8
 #define MAX_MAPS 4096
@@ -261,10 +262,15 @@ static u32 rnd(struct dm_ctx *c)
 struct dm_seq {
 	const char *name;
 	int mask_bits;		/* 0: keep the PCI default */
-	u32 max_seg;		/* 0: keep the PCI default */
-	u64 boundary;		/* 0: keep the PCI default */
+	u32 max_seg;		/* 0: keep the PCI default (DM_SEG_ZERO: set 0) */
+	u64 boundary;		/* 0: keep the PCI default (DM_BND_ZERO: set 0) */
 	void (*run)(struct dm_ctx *c);
+	unsigned int flags;
 };
+
+/* Edge values a driver may pass: set as they are, read back as the kernel reads them. */
+#define DM_SEG_ZERO	(1u << 0)	/* dma_set_max_seg_size(dev, 0) */
+#define DM_BND_ZERO	(1u << 1)	/* dma_set_seg_boundary(dev, 0) */
 
 static const u32 thread_lens[] = { 65536, 16384, 65536 };
 static const u32 zero_offs[MAX_ENTS];
@@ -573,6 +579,251 @@ static void run_mixed_bnd(struct dm_ctx *c)
 	run_mixed(c, 800, 60);
 }
 
+
+/* ---- the two-step IOVA API (Linux 6.16+: dma_iova_try_alloc and friends) ---------------- */
+
+#ifdef DMA_IOVA_USE_SWIOTLB
+#define DM_IOVA_API 1
+#define MAX_IOVAS 512
+
+struct dm_iova {
+	struct dma_iova_state st;
+	struct page *pg;
+	unsigned int order;
+	phys_addr_t base;	/* the buffer's first byte (page_to_phys + the offset asked for) */
+	bool live;
+};
+
+static struct dm_iova *dm_iovas;	/* one sequence runs at a time (probes are serial) */
+static int dm_next_iova;
+
+/* dma_iova_try_alloc for a fresh buffer of size bytes starting off bytes into a page. */
+static int do_iova_alloc(struct dm_ctx *c, u32 off, u32 size)
+{
+	struct dm_iova *v;
+	bool ok;
+	int id;
+
+	if (dm_next_iova >= MAX_IOVAS)
+		return -1;
+	id = dm_next_iova++;
+	v = &dm_iovas[id];
+	v->order = get_order(off + (size ? size : 1));
+	v->pg = alloc_pages(GFP_KERNEL, v->order);
+	if (!v->pg) {
+		pr_err("DMAEMU-ERR alloc_pages failed\n");
+		return -1;
+	}
+	v->base = page_to_phys(v->pg) + off;
+	/* garbage in the state: a failed try must leave it all zero */
+	memset(&v->st, 0xa5, sizeof(v->st));
+	ok = dma_iova_try_alloc(c->dev, &v->st, v->base, size);
+	out(c, "{\"dev\":%d,\"op\":\"iova_alloc\",\"id\":%d,\"phys\":\"0x%llx\",\"size\":%u,\"ok\":%s,\"addr\":\"0x%llx\",\"state_size\":\"0x%llx\",\"use_iova\":%s}",
+	    c->devno, id, (unsigned long long)v->base, size, ok ? "true" : "false",
+	    (unsigned long long)v->st.addr, (unsigned long long)v->st.__size,
+	    dma_use_iova(&v->st) ? "true" : "false");
+	flush_line(c);
+	if (!ok) {
+		__free_pages(v->pg, v->order);
+		return -1;
+	}
+	v->live = true;
+	return id;
+}
+
+/* dma_iova_link of size bytes at poff into the buffer, to offset ioff of the IOVA range. */
+static int do_iova_link(struct dm_ctx *c, int id, u32 poff, u32 ioff, u32 size)
+{
+	struct dm_iova *v = &dm_iovas[id];
+	int ret;
+
+	if (id < 0 || !v->live)
+		return -1;
+	ret = dma_iova_link(c->dev, &v->st, v->base + poff, ioff, size, DMA_TO_DEVICE, 0);
+	out(c, "{\"dev\":%d,\"op\":\"iova_link\",\"id\":%d,\"phys\":\"0x%llx\",\"offset\":%u,\"size\":%u,\"ret\":%d}",
+	    c->devno, id, (unsigned long long)(v->base + poff), ioff, size, ret);
+	flush_line(c);
+	return ret;
+}
+
+static void do_iova_sync(struct dm_ctx *c, int id, u32 ioff, u32 size)
+{
+	struct dm_iova *v = &dm_iovas[id];
+	int ret;
+
+	if (id < 0 || !v->live)
+		return;
+	ret = dma_iova_sync(c->dev, &v->st, ioff, size);
+	out(c, "{\"dev\":%d,\"op\":\"iova_sync\",\"id\":%d,\"offset\":%u,\"size\":%u,\"ret\":%d}",
+	    c->devno, id, ioff, size, ret);
+	flush_line(c);
+}
+
+static void do_iova_unlink(struct dm_ctx *c, int id, u32 ioff, u32 size)
+{
+	struct dm_iova *v = &dm_iovas[id];
+
+	if (id < 0 || !v->live)
+		return;
+	dma_iova_unlink(c->dev, &v->st, ioff, size, DMA_TO_DEVICE, 0);
+	out(c, "{\"dev\":%d,\"op\":\"iova_unlink\",\"id\":%d,\"offset\":%u,\"size\":%u}", c->devno, id, ioff, size);
+	flush_line(c);
+}
+
+/* dma_iova_destroy (mapped_len linked bytes from offset 0) or, with destroy false, dma_iova_free. */
+static void do_iova_end(struct dm_ctx *c, int id, bool destroy, u32 mapped_len)
+{
+	struct dm_iova *v = &dm_iovas[id];
+
+	if (id < 0 || !v->live)
+		return;
+	if (destroy)
+		dma_iova_destroy(c->dev, &v->st, mapped_len, DMA_TO_DEVICE, 0);
+	else
+		dma_iova_free(c->dev, &v->st);
+	__free_pages(v->pg, v->order);
+	v->live = false;
+	if (destroy)
+		out(c, "{\"dev\":%d,\"op\":\"iova_destroy\",\"id\":%d,\"mapped_len\":%u}", c->devno, id, mapped_len);
+	else
+		out(c, "{\"dev\":%d,\"op\":\"iova_free\",\"id\":%d}", c->devno, id);
+	flush_line(c);
+}
+
+/* One buffer linked whole (the offset kept), synced and destroyed; the state's address and size. */
+static void iova_one(struct dm_ctx *c, u32 off, u32 size)
+{
+	int v = do_iova_alloc(c, off, size);
+
+	if (v < 0)
+		return;
+	do_iova_link(c, v, 0, 0, size);
+	do_iova_sync(c, v, 0, size);
+	do_iova_end(c, v, true, size);
+}
+
+/*
+ * try_alloc keeps the buffer's offset within the granule and the unaligned size; links of mixed
+ * sizes and offsets; map_sg / map_page on the same domain between them (one allocator).
+ */
+static void run_iova_basic(struct dm_ctx *c)
+{
+	static const u32 offs[] = { 0, 0x100, 0xfff, 0x800, 1, 0 };
+	static const u32 sizes[] = { 4096, 10000, 1, 65536, 200000, 4097 };
+	int i, a, b;
+
+	for (i = 0; i < 6; i++) {
+		iova_one(c, offs[i], sizes[i]);
+		do_sg(c, 3, thread_lens, zero_offs);
+		do_page(c, 4096u << i, 0);
+	}
+	/* several links into one range: every one but the first on a granule, all but the last whole */
+	a = do_iova_alloc(c, 0x200, 65536);
+	do_iova_link(c, a, 0, 0, 4096 - 0x200);
+	do_iova_link(c, a, 8192 - 0x200, 4096, 16384);
+	do_iova_link(c, a, 4096 - 0x200, 20480, 4096);
+	do_iova_link(c, a, 24576 - 0x200, 24576, 65536 - 24576 + 0x200);
+	do_iova_sync(c, a, 0, 65536);
+	/* the same pieces where the state's address says: after the first, on a granule of the IOVA */
+	b = do_iova_alloc(c, 0x200, 65536);
+	do_iova_link(c, b, 0, 0, 4096 - 0x200);
+	do_iova_link(c, b, 8192 - 0x200, 4096 - 0x200, 16384);
+	do_iova_link(c, b, 4096 - 0x200, 20480 - 0x200, 4096);
+	do_iova_link(c, b, 24576 - 0x200, 24576 - 0x200, 65536 - 24576 + 0x200);
+	do_iova_sync(c, b, 0, 65536);
+	do_iova_end(c, b, true, 65536);
+	b = do_iova_alloc(c, 0, 131072);
+	do_iova_link(c, b, 0, 0, 131072);
+	do_sg(c, 3, thread_lens, zero_offs);
+	do_iova_end(c, a, true, 65536);
+	do_page(c, 65536, 0);
+	do_iova_end(c, b, true, 131072);
+	for (i = 0; i < 8; i++)
+		iova_one(c, (i * 0x340) & 0xfff, 3000 + 9000 * i);
+	unmap_all(c);
+	for (i = 0; i < 8; i++)
+		iova_one(c, 0, 65536);
+}
+
+/* The rules a link may break: -EIO (the WARN) and iommu_map's refusal; size 0; unlink and free. */
+static void run_iova_rules(struct dm_ctx *c)
+{
+	int a, b;
+
+	do_iova_alloc(c, 0, 0);				/* size 0: false, state all zero */
+	a = do_iova_alloc(c, 0x100, 16384);
+	do_iova_link(c, a, 0x100, 4096, 4096);		/* unaligned phys at offset > 0: -EIO */
+	do_iova_link(c, a, 0, 100, 4096);		/* unaligned IOVA offset: iommu_map refuses */
+	do_iova_link(c, a, 0, 0, 16384);		/* the first link, offset kept: fine */
+	do_iova_sync(c, a, 0, 16384);
+	do_iova_end(c, a, true, 16384);
+	/* unlink piece by piece, then free: the range comes back for the same size */
+	b = do_iova_alloc(c, 0, 32768);
+	do_iova_link(c, b, 0, 0, 8192);
+	do_iova_link(c, b, 8192, 8192, 8192);
+	do_iova_link(c, b, 16384, 16384, 16384);
+	do_iova_sync(c, b, 0, 32768);
+	do_iova_link(c, b, 0, 0, 8192);			/* linked again: what the page table says */
+	do_iova_link(c, b, 0, 32768, 4096);		/* past the allocation: nothing checks it */
+	do_iova_unlink(c, b, 32768, 4096);
+	do_iova_unlink(c, b, 8192, 8192);
+	do_iova_link(c, b, 8192, 8192, 8192);
+	do_iova_unlink(c, b, 0, 8192);
+	do_iova_unlink(c, b, 8192, 8192);
+	do_iova_unlink(c, b, 16384, 16384);
+	do_iova_end(c, b, false, 0);
+	b = do_iova_alloc(c, 0, 32768);
+	do_iova_end(c, b, true, 0);			/* nothing linked: destroy(0) frees */
+	b = do_iova_alloc(c, 0, 32768);
+	do_iova_end(c, b, false, 0);
+	unmap_all(c);
+}
+
+/* dma_iova_destroy(mapped_len) shorter than the allocation: what comes back to the allocator. */
+static void run_iova_destroy(struct dm_ctx *c)
+{
+	static const u32 sizes[] = { 65536, 32768, 262144, 8192, 20000 };
+	static const u32 linked[] = { 16384, 4096, 65536, 4096, 8192 };
+	int i, j, v;
+
+	for (i = 0; i < 5; i++) {
+		for (j = 0; j < 3; j++) {
+			v = do_iova_alloc(c, 0, sizes[i]);
+			do_iova_link(c, v, 0, 0, linked[i]);
+			do_iova_end(c, v, true, linked[i]);
+		}
+		do_page(c, linked[i], 0);
+		do_page(c, sizes[i], 0);
+	}
+	unmap_all(c);
+}
+
+/* A 24-bit mask: ranges until try_alloc says false, then map_page falls back, frees, allocs. */
+static void run_iova_exhaust(struct dm_ctx *c)
+{
+	int ids[64];
+	int i, n = 0;
+
+	for (i = 0; i < 64; i++) {
+		ids[n] = do_iova_alloc(c, 0, 1u << 20);
+		if (ids[n] < 0)
+			break;
+		n++;
+	}
+	do_page(c, 65536, 0);
+	do_page(c, 4096, 0);
+	for (i = 0; i < n; i += 3)
+		do_iova_end(c, ids[i], false, 0);
+	for (i = 0; i < 20; i++)
+		if (do_iova_alloc(c, 0, 1u << 19) < 0)
+			break;
+	do_sg(c, 3, thread_lens, zero_offs);
+	for (i = 0; i < dm_next_iova; i++)
+		do_iova_end(c, i, false, 0);
+	unmap_all(c);
+}
+#endif /* DMA_IOVA_USE_SWIOTLB */
+
 static const struct dm_seq seqs[] = {
 	{ "thread-pci-defaults", 0, 0, 0, run_thread },
 	{ "thread-uint-max", 0, 0xffffffffu, 0, run_thread },
@@ -593,6 +844,16 @@ static const struct dm_seq seqs[] = {
 	{ "exhaust-32", 32, 0, 0, run_exhaust32 },
 	{ "coherent-64-32", 64, 0, 0, run_coherent },
 	{ "depot-trim", 32, 0, 0, run_depot },
+	/* edge values: 0 as the driver passes it, read back by dma_get_max_seg_size / _seg_boundary */
+	{ "thread-max-seg-zero", 0, 0, 0, run_thread, DM_SEG_ZERO },
+	{ "offsets-boundary-zero", 0, 0xffffffffu, 0, run_offsets, DM_BND_ZERO },
+	{ "mixed-64-zeros", 64, 0, 0, run_mixed_bnd, DM_SEG_ZERO | DM_BND_ZERO },
+#ifdef DM_IOVA_API
+	{ "iova-basic-32", 32, 0, 0, run_iova_basic },
+	{ "iova-rules-64", 64, 0, 0, run_iova_rules },
+	{ "iova-destroy-32", 32, 0, 0, run_iova_destroy },
+	{ "iova-exhaust-24", 24, 0, 0, run_iova_exhaust },
+#endif
 };
 
 static void print_domain(struct dm_ctx *c, struct pci_dev *pdev, const struct dm_seq *q,
@@ -612,19 +873,35 @@ static void print_domain(struct dm_ctx *c, struct pci_dev *pdev, const struct dm
 	out(c, "\"config\":{\"dma_mask\":\"0x%llx\",\"coherent_dma_mask\":\"0x%llx\",\"max_segment_size\":%u,\"segment_boundary_mask\":\"0x%lx\"},",
 	    (unsigned long long)dma_get_mask(c->dev), (unsigned long long)c->dev->coherent_dma_mask,
 	    dma_get_max_seg_size(c->dev), dma_get_seg_boundary(c->dev));
+	/* what dma_parms holds, before dma_get_max_seg_size / dma_get_seg_boundary read it */
+	if (c->dev->dma_parms)
+		out(c, "\"dma_parms\":{\"max_segment_size\":%u,\"segment_boundary_mask\":\"0x%lx\"},",
+		    c->dev->dma_parms->max_segment_size, c->dev->dma_parms->segment_boundary_mask);
+#ifdef CONFIG_SWIOTLB
+	/* the device's bounce pool as the boot placed it (read only: dma-direct's, no IOMMU) */
+	if (!dom && c->dev->dma_io_tlb_mem)
+		out(c, "\"swiotlb\":{\"start\":\"0x%llx\",\"end\":\"0x%llx\",\"nslabs\":%lu,\"nareas\":%u,\"force\":%s},",
+		    (unsigned long long)c->dev->dma_io_tlb_mem->defpool.start,
+		    (unsigned long long)c->dev->dma_io_tlb_mem->defpool.end,
+		    c->dev->dma_io_tlb_mem->defpool.nslabs, c->dev->dma_io_tlb_mem->defpool.nareas,
+		    c->dev->dma_io_tlb_mem->force_bounce ? "true" : "false");
+#endif
 	if (dom)
 		out(c, "\"domain_type\":%u,\"aperture\":[\"0x%llx\",\"0x%llx\"],\"force_aperture\":%s,\"pgsize_bitmap\":\"0x%lx\",",
 		    dom->type, (unsigned long long)dom->geometry.aperture_start,
 		    (unsigned long long)dom->geometry.aperture_end,
 		    dom->geometry.force_aperture ? "true" : "false", dom->pgsize_bitmap);
 	out(c, "\"resv\":[");
-	iommu_get_resv_regions(c->dev, &resv);
-	list_for_each_entry(r, &resv, list) {
-		out(c, "%s[\"0x%llx\",\"0x%llx\",%d]", first ? "" : ",", (unsigned long long)r->start,
-		    (unsigned long long)(r->start + r->length - 1), r->type);
-		first = false;
+	/* without an IOMMU (intel_iommu=off) the device has no iommu ops to ask */
+	if (dom) {
+		iommu_get_resv_regions(c->dev, &resv);
+		list_for_each_entry(r, &resv, list) {
+			out(c, "%s[\"0x%llx\",\"0x%llx\",%d]", first ? "" : ",", (unsigned long long)r->start,
+			    (unsigned long long)(r->start + r->length - 1), r->type);
+			first = false;
+		}
+		iommu_put_resv_regions(c->dev, &resv);
 	}
-	iommu_put_resv_regions(c->dev, &resv);
 	out(c, "],\"windows\":[");
 	first = true;
 	if (br) {
@@ -665,6 +942,15 @@ static int dm_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 	}
 	c->dev = &pdev->dev;
 	c->devno = k;
+#ifdef DM_IOVA_API
+	dm_next_iova = 0;
+	dm_iovas = kvcalloc(MAX_IOVAS, sizeof(*dm_iovas), GFP_KERNEL);
+	if (!dm_iovas) {
+		kvfree(c->maps);
+		kfree(c);
+		return -ENOMEM;
+	}
+#endif
 	/* what the PCI core gave the device before this driver changed anything */
 	def_mask = dma_get_mask(c->dev);
 	def_seg = dma_get_max_seg_size(c->dev);
@@ -679,6 +965,10 @@ static int dm_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		dma_set_max_seg_size(c->dev, q->max_seg);
 	if (!err && q->boundary)
 		dma_set_seg_boundary(c->dev, q->boundary);
+	if (!err && (q->flags & DM_SEG_ZERO))
+		dma_set_max_seg_size(c->dev, 0);
+	if (!err && (q->flags & DM_BND_ZERO))
+		dma_set_seg_boundary(c->dev, 0);
 	if (err) {
 		pr_err("DMAEMU-ERR %s: configuring the device failed: %d\n", q->name, err);
 	} else {
@@ -687,6 +977,10 @@ static int dm_probe(struct pci_dev *pdev, const struct pci_device_id *id)
 		out(c, "{\"dev\":%d,\"op\":\"end\",\"calls\":%d}", k, c->next_id);
 		flush_line(c);
 	}
+#ifdef DM_IOVA_API
+	kvfree(dm_iovas);
+	dm_iovas = NULL;
+#endif
 	kvfree(c->maps);
 	kfree(c);
 	return 0;

@@ -11,6 +11,13 @@ export type DmaDirection = (typeof DMA_DIRECTIONS)[number];
 export const LAYOUTS = ['linux', 'linux-4.4', 'arm-legacy'] as const;
 export type Layout = (typeof LAYOUTS)[number];
 
+/**
+ * The kernel versions layout `linux` can be (layouts/kernels.ts): each one recorded on a real
+ * boot (docs/conformance.md). The last is the default: the newest recorded.
+ */
+export const KERNELS = ['6.12', '7.3'] as const;
+export type KernelVersion = (typeof KERNELS)[number];
+
 /** The errnos a DMA call can fail with, as the kernel reports them (they are results, not errors). */
 export const KERNEL_ERRNOS = ['ENOMEM', 'EIO', 'EINVAL'] as const;
 export type KernelErrno = (typeof KERNEL_ERRNOS)[number];

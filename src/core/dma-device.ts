@@ -27,6 +27,19 @@ import { SILENT_OBSERVER, type DmaObserver } from './observer.js';
 import { FOOTPRINT, UNLIMITED_BUDGET, type MemoryBudget } from './memory-budget.js';
 import { BudgetShare, mappingCost } from './budget-share.js';
 import { describe, field, nested, num, part, record, StateReader, StateWriter, readState, writeState, StateError } from './state/codec.js';
+import { kernelSpec } from './layouts/kernels.js';
+import {
+  IovaApi,
+  noIovaApi,
+  type IovaCallResult,
+  type IovaDestroyRequest,
+  type IovaFreeRequest,
+  type IovaLinkRequest,
+  type IovaSyncRequest,
+  type IovaTryAllocRequest,
+  type IovaTryAllocResult,
+  type IovaUnlinkRequest,
+} from './iova-api.js';
 
 export interface SessionLimits {
   /** Live mappings + coherent buffers per session. */
@@ -145,6 +158,8 @@ export class DmaDevice {
   private readonly strayRule: StrayRule | null;
   private readonly cachelines: CachelineTracker;
   private readonly pages: PageAllocator;
+  /** The IOVA API's states, or null where the kernel version (or layout) has none. */
+  private readonly iova: IovaApi | null;
 
   constructor(
     readonly config: SessionConfig,
@@ -158,6 +173,8 @@ export class DmaDevice {
     this.debug = new DmaDebug(observer);
     this.cachelines = new CachelineTracker(this.debug);
     this.pages = new PageAllocator(config.pageSize);
+    const rules = config.kernel === null ? null : kernelSpec(config.kernel).iovaApi;
+    this.iova = rules ? new IovaApi(this.ops.iovaDomain ?? null, rules, this.debug) : null;
     // The device sees the live mappings and the strays a stray rule left mapped.
     const table = this.table;
     const strays = this.strayRule?.strays;
@@ -319,6 +336,48 @@ export class DmaDevice {
     return r;
   }
 
+  // ---- the IOVA API (iova-api.ts; Linux 6.16+) -----------------------------------------
+
+  /** dma_iova_try_alloc: a range (ok) or false, as the kernel says it. */
+  iovaTryAlloc(req: IovaTryAllocRequest): IovaTryAllocResult {
+    const api = this.iovaCalls();
+    checkPhys({ phys: req.phys, length: req.size }, 'phys');
+    this.checkRoom(1);
+    const r = api.tryAlloc(req);
+    if (r.ok) this.budget.addMapping(1);
+    return r;
+  }
+
+  /** dma_iova_link: 0 or the kernel's negative errno (a refused link changes nothing). */
+  iovaLink(req: IovaLinkRequest): IovaCallResult {
+    const api = this.iovaCalls();
+    checkPhys({ phys: req.phys, length: req.size }, 'phys');
+    return api.link(req);
+  }
+
+  iovaSync(req: IovaSyncRequest): IovaCallResult {
+    return this.iovaCalls().sync(req);
+  }
+
+  iovaUnlink(req: IovaUnlinkRequest): void {
+    this.iovaCalls().unlink(req);
+  }
+
+  iovaDestroy(req: IovaDestroyRequest): void {
+    this.iovaCalls().destroy(req);
+    this.budget.refundMapping(1);
+  }
+
+  iovaFree(req: IovaFreeRequest): void {
+    this.iovaCalls().free(req);
+    this.budget.refundMapping(1);
+  }
+
+  private iovaCalls(): IovaApi {
+    if (this.iova) return this.iova;
+    throw this.config.kernel === null ? noIovaApi('layout', `layout ${this.config.layout}`) : noIovaApi('kernel', `Linux ${this.config.kernel}`);
+  }
+
   // ---- memory -------------------------------------------------------------------------
 
   cpuWrite(phys: number, data: Uint8Array): MemoryAccess {
@@ -343,6 +402,11 @@ export class DmaDevice {
 
   // ---- state --------------------------------------------------------------------------
 
+  /** dma-direct's swiotlb search index (area->index) as the session leaves it; null behind an IOMMU. */
+  swiotlbIndex(): number | null {
+    return this.ops.swiotlbIndex?.() ?? null;
+  }
+
   /** Ranges in the IOVA allocator (reserved and cached included). */
   rangeCount(): number {
     return this.ops.rangeCount();
@@ -358,6 +422,7 @@ export class DmaDevice {
     const live = [...this.table.values()];
     const first = live[0];
     if (first) this.debug.leaks(live.length, first, this.addr(first));
+    this.iova?.reportLeaks();
     return live;
   }
 
@@ -370,7 +435,7 @@ export class DmaDevice {
 
   /** Room for one more mapping of `entries` scatterlist entries: the per-session limit, then the budget (charged in adopt). */
   private checkRoom(entries: number): void {
-    if (this.table.size >= this.limits.maxMappings) {
+    if (this.table.size + (this.iova?.size ?? 0) >= this.limits.maxMappings) {
       throw new DmaemuError('DMAEMU_TOO_MANY_MAPPINGS', `the session already holds ${this.limits.maxMappings} live mappings`);
     }
     this.budget.check(mappingCost(entries));

@@ -43,7 +43,7 @@ export class DmaDirect implements DmaOps {
     this.pageSize = cfg.pageSize;
     this.boundaryBits = cfg.segmentBoundaryBits;
     this.boundaryMask = cfg.segmentBoundaryMask;
-    this.swiotlb = new Swiotlb(cfg.swiotlbStart, cfg.swiotlbSize);
+    this.swiotlb = new Swiotlb(cfg.swiotlbStart, cfg.swiotlbSize, cfg.swiotlbIndex);
   }
 
   /** dma_capable: the whole buffer lies under the mask. */
@@ -146,6 +146,10 @@ export class DmaDirect implements DmaOps {
 
   rangeCount(): number {
     return 0;
+  }
+
+  swiotlbIndex(): number {
+    return this.swiotlb.nextIndex;
   }
 }
 

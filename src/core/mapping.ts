@@ -71,6 +71,19 @@ export interface MapFailure {
 export type MapResult = Omit<Mapping, 'handle' | 'kind' | 'dir'>;
 
 /** The DMA-API operations one layout (or dma-direct) implements. */
+/** What a layout with an IOVA domain lends the IOVA API: its allocator, in granules. */
+export interface IovaDomain {
+  readonly granule: number;
+  readonly shift: number;
+  /** iommu_dma_alloc_iova(size, dma_get_mask(dev)): the first pfn of `pages` granules, or 0. */
+  allocIova(pages: number): number;
+  /**
+   * iommu_dma_free_iova: `gathered` (destroy's iotlb_gather) goes through the flush queue when
+   * the domain has one (iommu.strict=0); without a gather (dma_iova_free) it is freed now.
+   */
+  freeIova(pfn: number, pages: number, gathered: boolean): void;
+}
+
 export interface DmaOps {
   /** `why`, when given (only for ?explain=true), receives the reason of every segment break and of a failure. */
   mapSg(sg: readonly SgEntry[], dir: DmaDirection, why?: SgExplainer): MapResult | MapFailure;
@@ -93,6 +106,10 @@ export interface DmaOps {
   allocatorMarks?(): AllocatorMarks;
   /** Its saved state (the allocator, swiotlb, strays): src/core/state/codec.ts. */
   state(): StateRef;
+  /** dma-direct: where the swiotlb pool's next search starts (area->index). */
+  swiotlbIndex?(): number;
+  /** The allocator the IOVA API (iova-api.ts) shares with map_page (layout linux only). */
+  readonly iovaDomain?: IovaDomain;
 }
 
 /**

@@ -6,7 +6,7 @@
 // iommu.shift = log2(iommu.granule) and granule ≤ pageSize; pageShift = log2(pageSize);
 // apertureStart ≤ apertureEnd.
 
-import type { Layout } from './constants.js';
+import type { KernelVersion, Layout } from './constants.js';
 
 export interface IommuConfig {
   granule: number;
@@ -15,6 +15,8 @@ export interface IommuConfig {
   apertureEnd: bigint;
   reserved: { start: bigint; end: bigint }[];
   strict: boolean;
+  /** iommu.forcedac: no SAC-first try for PCI devices (layout linux). */
+  forcedac: boolean;
   /** A missing IOMMU_READ faults device reads (false: stage-1 arm64 SMMU, reads always allowed). */
   enforceRead: boolean;
 }
@@ -33,10 +35,14 @@ export interface SessionConfig {
   dmaOffset: number;
   iommu: IommuConfig | null;
   layout: Layout;
+  /** Layout linux: the kernel version whose rules apply (layouts/kernels.ts); null for the others. */
+  kernel: KernelVersion | null;
   pageSize: number;
   pageShift: number;
   swiotlbSize: number;
   swiotlbForce: boolean;
   swiotlbStart: number;
+  /** The slot the pool's first search starts at (a pool an earlier device of the boot used). */
+  swiotlbIndex: number;
   memoryLimit: number;
 }

@@ -4,6 +4,10 @@
 // Invariants: list[i] is the number of free slots from i to the end of its free run, capped by
 // the end of i's 128-slot segment (0 for a used slot); `index` is where the next search starts
 // (next fit, wrapping to 0); `used` counts allocated slots.
+//
+// The kernel's pool is one per boot, shared by every device: a session can start with the
+// search index an earlier device left (`startIndex`, config swiotlb.index), and says where its
+// own left it (`nextIndex`).
 
 import { describe, f64s, field, num, StateError, u8s } from './state/codec.js';
 
@@ -33,13 +37,19 @@ export class Swiotlb {
     return this;
   }
 
-  constructor(start: number, bytes: number) {
+  constructor(start: number, bytes: number, startIndex = 0) {
     this.start = start;
     // swiotlb_init rounds the pool to whole 128-slot segments.
     this.nslabs = Math.ceil(bytes / IO_TLB_SIZE / IO_TLB_SEGSIZE) * IO_TLB_SEGSIZE;
     this.list = new Uint8Array(this.nslabs);
     this.allocSize = new Float64Array(this.nslabs);
     for (let i = 0; i < this.nslabs; i++) this.list[i] = IO_TLB_SEGSIZE - (i % IO_TLB_SEGSIZE);
+    this.index = startIndex < this.nslabs ? startIndex : 0;
+  }
+
+  /** area->index: the slot the next search starts at. */
+  get nextIndex(): number {
+    return this.index;
   }
 
   /**

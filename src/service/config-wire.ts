@@ -30,11 +30,13 @@ export function configToWire(c: SessionConfig): SessionConfigOut {
       aperture: { start: hex(c.iommu.apertureStart), end: hex(c.iommu.apertureEnd) },
       reserved: c.iommu.reserved.map((r) => ({ start: hex(r.start), end: hex(r.end) })),
       strict: c.iommu.strict,
+      forcedac: c.iommu.forcedac,
       enforce_read: c.iommu.enforceRead,
     },
     layout: c.layout,
+    kernel: c.kernel,
     page_size: c.pageSize,
-    swiotlb: { size: c.swiotlbSize, force: c.swiotlbForce, start: hex(c.swiotlbStart) },
+    swiotlb: { size: c.swiotlbSize, force: c.swiotlbForce, start: hex(c.swiotlbStart), index: c.swiotlbIndex },
     memory_limit: c.memoryLimit,
   };
 }

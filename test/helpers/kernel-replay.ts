@@ -13,6 +13,8 @@ import { SessionCreateBody } from '../../schemas/session.js';
 import { SessionStore } from '../../src/service/session-store.js';
 import { readDmaEvents } from '../../src/service/ftrace.js';
 import type { Session } from '../../src/service/session.js';
+import type { DmaDevice } from '../../src/core/dma-device.js';
+import { IOVA_OPS, iovaExpected, isIovaCall, replayIovaCall, type IovaAnswer, type IovaCallLine } from './kernel-iova.js';
 
 export type Seg = [string, number];
 
@@ -24,11 +26,16 @@ export interface DeviceLine {
   kernel: string;
   defaults: { dma_mask: string; max_segment_size: number; segment_boundary_mask: string };
   config: { dma_mask: string; coherent_dma_mask: string; max_segment_size: number; segment_boundary_mask: string };
-  aperture: [string, string];
-  force_aperture: boolean;
-  pgsize_bitmap: string;
+  /** the IOMMU domain (absent without one: intel_iommu=off, then `swiotlb` says what dma-direct has) */
+  aperture?: [string, string];
+  force_aperture?: boolean;
+  pgsize_bitmap?: string;
+  /** dma-direct's bounce pool (dev->dma_io_tlb_mem's default pool), recorded without an IOMMU */
+  swiotlb?: { start: string; end: string; nslabs: number; nareas: number; force: boolean };
   /** [start, end, enum iommu_resv_type] */
   resv: [string, string, number][];
+  /** what dma_parms held before the getters read it (recorded since the edge-value sequences) */
+  dma_parms?: { max_segment_size: number; segment_boundary_mask: string };
   /** host bridge memory windows as bus addresses [start, end] */
   windows: [string, string][];
   dma_ranges: boolean;
@@ -40,7 +47,8 @@ export type CallLine =
   | { dev: number; op: 'alloc_coherent'; id: number; size: number; addr: string; error: boolean }
   | { dev: number; op: 'unmap' | 'free_coherent'; id: number }
   /** the module slept: delayed work ran (the rcache depot trim) */
-  | { dev: number; op: 'sleep'; id?: undefined; ms: number };
+  | { dev: number; op: 'sleep'; id?: undefined; ms: number }
+  | IovaCallLine;
 
 export type Op = 'map_sg' | 'map_page' | 'unmap' | 'alloc_coherent' | 'free_coherent' | 'flush';
 
@@ -91,23 +99,40 @@ export function granuleOf(pgsizeBitmap: string): number {
  * granule, and as reserved ranges what iova_reserve_iommu_regions reserves: the host bridge's
  * memory windows (iova_reserve_pci_windows) and every reserved region but SW_MSI.
  */
-export function sessionBody(d: DeviceLine): Record<string, unknown> {
+/** The kernel axis of a recorded release: "7.3.4+deb13-amd64" → "7.3". */
+export function kernelOf(d: DeviceLine): string {
+  return d.kernel.split('.').slice(0, 2).join('.');
+}
+
+/**
+ * The session body of a recorded device. Without an IOMMU the swiotlb pool is the boot's one,
+ * shared by every device: `swiotlbIndex` is where the devices before this one left its search.
+ */
+export function sessionBody(d: DeviceLine, swiotlbIndex = 0): Record<string, unknown> {
   if (d.dma_ranges) throw new Error(`${d.seq}: the host bridge has dma_ranges; replay does not model their gaps yet`);
   const reserved = [
     ...d.windows.map(([start, end]) => ({ start, end })),
     ...d.resv.filter((r) => r[2] !== IOMMU_RESV_SW_MSI).map(([start, end]) => ({ start, end })),
   ];
-  return {
-    layout: 'linux',
-    device: {
+  const device = {
       bus: 'pci',
+      // what the device stored (dmaemu must read 0 as the kernel does), else what the getters read
       dma_mask: d.config.dma_mask,
       coherent_dma_mask: d.config.coherent_dma_mask,
-      max_segment_size: d.config.max_segment_size,
-      segment_boundary_mask: d.config.segment_boundary_mask,
+      max_segment_size: d.dma_parms?.max_segment_size ?? d.config.max_segment_size,
+      segment_boundary_mask: d.dma_parms?.segment_boundary_mask ?? d.config.segment_boundary_mask,
       // x86 is cache-coherent: no cache maintenance, which the recording has none of either
       coherent: true,
-    },
+  };
+  const base = { layout: 'linux', kernel: kernelOf(d), device };
+  if (d.swiotlb) {
+    // no IOMMU: dma-direct with the pool where this boot put it (one area, 2 KiB slots)
+    if (d.swiotlb.nareas !== 1) throw new Error(`${d.seq}: ${d.swiotlb.nareas} swiotlb areas; dmaemu models one`);
+    return { ...base, iommu: null, swiotlb: { start: d.swiotlb.start, size: d.swiotlb.nslabs * 2048, force: d.swiotlb.force, index: swiotlbIndex } };
+  }
+  if (!d.aperture || !d.pgsize_bitmap) throw new Error(`${d.seq}: the device line has neither an IOMMU domain nor a swiotlb pool`);
+  return {
+    ...base,
     iommu: {
       granule: granuleOf(d.pgsize_bitmap),
       aperture: { start: d.aperture[0], end: d.aperture[1] },
@@ -118,18 +143,18 @@ export function sessionBody(d: DeviceLine): Record<string, unknown> {
 }
 
 /** What one call answered, in the recording's terms. */
-export type Answer = { kind: 'sg'; nents: number; segs: Seg[] } | { kind: 'page'; addr: string } | { kind: 'unmap' };
+export type Answer = { kind: 'sg'; nents: number; segs: Seg[] } | { kind: 'page'; addr: string } | { kind: 'unmap' } | IovaAnswer;
 
-const OPS: readonly string[] = ['map_sg', 'map_page', 'unmap', 'alloc_coherent', 'free_coherent', 'sleep'];
+const OPS: readonly string[] = ['map_sg', 'map_page', 'unmap', 'alloc_coherent', 'free_coherent', 'sleep', ...IOVA_OPS];
 
-export function expected(c: CallLine): Answer {
+export function expected(c: Exclude<CallLine, IovaCallLine>): Answer {
   if (c.op === 'map_sg') return { kind: 'sg', nents: c.nents, segs: c.segs };
   if (c.op === 'map_page' || c.op === 'alloc_coherent') return { kind: 'page', addr: c.error ? DMA_MAPPING_ERROR : c.addr };
   return { kind: 'unmap' };
 }
 
 /** The wire body of a call; `handles` maps the recording's ids to dmaemu handles. */
-export function requestOf(c: CallLine, handles: ReadonlyMap<number, number>): { op: Op; body: Record<string, unknown> } {
+export function requestOf(c: Exclude<CallLine, IovaCallLine>, handles: ReadonlyMap<number, number>): { op: Op; body: Record<string, unknown> } {
   if (c.op === 'map_sg') return { op: 'map_sg', body: { dir: 'to_device', sg: c.sg.map(([phys, length]) => ({ phys, length })) } };
   if (c.op === 'map_page') return { op: 'map_page', body: { dir: 'to_device', phys: c.phys, size: c.size } };
   if (c.op === 'alloc_coherent') return { op: 'alloc_coherent', body: { size: c.size } };
@@ -182,15 +207,29 @@ export interface Mismatch {
   got: Answer;
 }
 
-/** One device's calls through `call` (core or HTTP), with every differing answer. */
+/**
+ * One device's calls through `call` (core or HTTP), with every differing answer. The IOVA-API
+ * calls go to `dev` (the core's DMA device: they have no REST routes yet).
+ */
 export async function replayDevice(
   rec: DeviceRecording,
   call: (op: Op, body: Record<string, unknown>) => Promise<Record<string, unknown>> | Record<string, unknown>,
+  dev?: DmaDevice,
 ): Promise<{ ops: number; mismatches: Mismatch[] }> {
   const handles = new Map<number, number>();
+  const iovaStates = new Map<number, number>();
   const mismatches: Mismatch[] = [];
   let ops = 0;
   for (const [i, c] of rec.calls.entries()) {
+    if (isIovaCall(c)) {
+      if (!dev) throw new Error(`${rec.device.seq}: the IOVA API replays through the core only`);
+      const got = replayIovaCall(dev, c, iovaStates);
+      if (got === 'skipped') continue;
+      ops++;
+      const want = iovaExpected(c);
+      if (want && got && want.text !== got.text) mismatches.push({ seq: rec.device.seq, call: i, op: c.op, id: c.id, want, got });
+      continue;
+    }
     // An unmap of a call dmaemu failed (but the kernel did not) has nothing to undo: the
     // map's mismatch is already reported.
     const release = c.op === 'unmap' || c.op === 'free_coherent';
@@ -198,9 +237,12 @@ export async function replayDevice(
     const req = requestOf(c, handles);
     const { answer, handle } = answerOf(req.op, await call(req.op, req.body));
     if (c.op === 'sleep') continue; // not a DMA-API call: nothing to compare
-    ops++;
     if (handle !== null && !release) handles.set(c.id, handle);
     if (release) handles.delete(c.id);
+    // without an IOMMU a coherent buffer's address is the page the kernel's buddy allocator
+    // chose: replayed (its free too), not compared
+    if (c.op === 'alloc_coherent' && rec.device.swiotlb) continue;
+    ops++;
     const want = expected(c);
     if (!sameAnswer(want, answer)) mismatches.push({ seq: rec.device.seq, call: i, op: c.op, id: c.id, want, got: answer });
   }
@@ -214,8 +256,11 @@ export async function replayCore(
 ): Promise<{ ops: number; mismatches: Mismatch[] }> {
   let ops = 0;
   const mismatches: Mismatch[] = [];
+  let poolIndex = 0; // the boot's one swiotlb pool, as the devices before left it
   for (const r of recs) {
-    const res = await replayDevice(r, coreCall(coreSession(r.device)));
+    const s = coreSession(r.device, poolIndex);
+    const res = await replayDevice(r, coreCall(s), s.device);
+    poolIndex = s.device.swiotlbIndex() ?? poolIndex;
     ops += res.ops;
     mismatches.push(...res.mismatches);
     each(r.device.seq, res.ops, res.mismatches.length);
@@ -259,6 +304,8 @@ export function parseTrace(text: string): TraceMap[] {
 export function traceDisagreements(recs: readonly DeviceRecording[], trace: readonly TraceMap[]): string[] {
   const byPci = new Map<string, TraceMap[]>();
   for (const e of trace) {
+    // 7.3 also traces a failed dma_alloc_coherent (dma_addr 0, never an IOVA dma-iommu hands out)
+    if (e.op === 'alloc_coherent' && e.segs[0]?.[0] === 0n) continue;
     const l = byPci.get(e.pci) ?? [];
     l.push(e);
     byPci.set(e.pci, l);
@@ -269,7 +316,7 @@ export function traceDisagreements(recs: readonly DeviceRecording[], trace: read
     let k = 0;
     for (const c of r.calls) {
       // a failed dma_alloc_coherent is not traced either
-      if (c.op === 'unmap' || c.op === 'free_coherent' || c.op === 'sleep' || (c.op === 'map_sg' && c.nents === 0) || (c.op === 'alloc_coherent' && c.error)) continue;
+      if (isIovaCall(c) || c.op === 'unmap' || c.op === 'free_coherent' || c.op === 'sleep' || (c.op === 'map_sg' && c.nents === 0) || (c.op === 'alloc_coherent' && c.error)) continue;
       const e = events[k++];
       const where = `${r.device.seq} id ${c.id}`;
       if (!e || e.op !== c.op) {
@@ -303,6 +350,6 @@ export function coreCall(s: Session): (op: Op, body: Record<string, unknown>) =>
 }
 
 /** One session per device, as a fresh store would create it from the device's session body. */
-export function coreSession(d: DeviceLine): Session {
-  return new SessionStore().create(SessionCreateBody.parse(sessionBody(d)));
+export function coreSession(d: DeviceLine, swiotlbIndex = 0): Session {
+  return new SessionStore().create(SessionCreateBody.parse(sessionBody(d, swiotlbIndex)));
 }

@@ -234,6 +234,15 @@ class LinuxIova implements LinuxIovaAllocator {
     this.fqLen++;
   }
 
+  /**
+   * iommu_dma_free_iova without a gather (dma_iova_free): free_iova_fast now, past the flush
+   * queue even in a non-strict domain.
+   */
+  freeIovaNow(pfn: number, pages: number): void {
+    checkPages(pages);
+    this.freeIovaFast(pfn, pages);
+  }
+
   /** free_iova_fast: into the rcache when the size class has one, else straight to the tree. */
   private freeIovaFast(pfn: number, pages: number): void {
     const order = orderBase2(pages);
@@ -349,6 +358,7 @@ export type FastLinuxIova = LinuxIovaAllocator & {
   limitPfn(dmaLimitPfn: number): number;
   allocatedPages(pages: number): number;
   state(): StateRef;
+  freeIovaNow(pfn: number, pages: number): void;
 };
 
 export function createLinuxIova(cfg: LinuxIovaConfig): FastLinuxIova {

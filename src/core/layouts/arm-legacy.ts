@@ -18,6 +18,7 @@ import { sumLengths } from './linux.js';
 import { totalLength, type SgExplainer } from '../explain.js';
 import { BOUNDARY_32, type LayoutSpec } from './layout.js';
 import { describe, nested, stateRef, type StateRef } from '../state/codec.js';
+import { DEFAULT_MAX_SEGMENT_SIZE } from './kernels.js';
 
 /**
  * arch/arm: a 4 GiB mapping by default, arm_iommu_create_mapping's limits on its shape,
@@ -25,7 +26,13 @@ import { describe, nested, stateRef, type StateRef } from '../state/codec.js';
  */
 export const ARM_LEGACY_LAYOUT: LayoutSpec = {
   name: 'arm-legacy',
-  defaultSegmentBoundaryMask: () => BOUNDARY_32,
+  // arch/arm of 2015, before v4.4's getters read a 0 as the default: a stored value is used as
+  // it is (the boundary is never consulted here anyway).
+  readDmaParms: (stored) => ({
+    maxSegmentSize: stored.maxSegmentSize ?? DEFAULT_MAX_SEGMENT_SIZE,
+    segmentBoundaryMask: stored.segmentBoundaryMask ?? BOUNDARY_32,
+  }),
+  defaultKernel: null,
   defaultApertureEnd: 0xffffffffn,
   checkAperture: ({ apertureStart, apertureEnd, pageSize }) => {
     if (apertureEnd - apertureStart + 1n > 1n << 32n) {

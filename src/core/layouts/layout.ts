@@ -7,7 +7,7 @@
 // DmaBackend half (ops, maintenance, units); the layout still supplies the defaults, because
 // dma_get_seg_boundary's default is the kernel version's, not the IOMMU's.
 
-import type { Layout } from '../constants.js';
+import type { KernelVersion, Layout } from '../constants.js';
 import type { DmaOps } from '../mapping.js';
 import type { Bus, SessionConfig } from '../session-config.js';
 
@@ -35,10 +35,28 @@ export interface DmaBackend {
   addressShift(config: SessionConfig): number;
 }
 
+/** dma_parms as the driver left it (undefined: never set, the bus default stands). */
+export interface StoredDmaParms {
+  maxSegmentSize: number | undefined;
+  segmentBoundaryMask: bigint | undefined;
+}
+
+/** What dma_get_max_seg_size and dma_get_seg_boundary return for it. */
+export interface DmaParms {
+  maxSegmentSize: number;
+  segmentBoundaryMask: bigint;
+}
+
 export interface LayoutSpec extends DmaBackend {
   readonly name: Layout;
-  /** dma_get_seg_boundary when the device sets none (dma_parms, or pci_device_add's 32 bits). */
-  defaultSegmentBoundaryMask(bus: Bus): bigint;
+  /**
+   * dma_get_max_seg_size and dma_get_seg_boundary of the layout's kernel over what the driver
+   * stored in dma_parms (undefined: nothing, the bus default stands; 0 is read as that kernel
+   * reads it). `kernel` is the session's version for layout linux, null for the others.
+   */
+  readDmaParms(stored: StoredDmaParms, bus: Bus, kernel: KernelVersion | null): DmaParms;
+  /** null: the layout has no kernel axis (a request naming one is refused). */
+  readonly defaultKernel: KernelVersion | null;
   /** The aperture end when the request gives none. */
   readonly defaultApertureEnd: bigint;
   /**

@@ -29,11 +29,18 @@ import type { SgExplainer } from '../explain.js';
 import { BOUNDARY_32, type LayoutSpec } from './layout.js';
 import { MAPPING_CODEC } from '../mapping.js';
 import { describe, listIn, part, stateRef, type StateRef } from '../state/codec.js';
+import { DEFAULT_MAX_SEGMENT_SIZE } from './kernels.js';
 
 /** v4.4: the 32-bit segment boundary default, and iommu_dma_init_domain's range check. */
 export const LINUX_4_4_LAYOUT: LayoutSpec = {
   name: 'linux-4.4',
-  defaultSegmentBoundaryMask: () => BOUNDARY_32,
+  // v4.4's getters: a 0 reads as SZ_64K / 32 bits ("dma-mapping: tidy up dma_parms default
+  // handling", Robin Murphy, merged for v4.4); ULONG_MAX came in v5.10.
+  readDmaParms: (stored) => ({
+    maxSegmentSize: stored.maxSegmentSize || DEFAULT_MAX_SEGMENT_SIZE,
+    segmentBoundaryMask: stored.segmentBoundaryMask || BOUNDARY_32,
+  }),
+  defaultKernel: null,
   defaultApertureEnd: (1n << 48n) - 1n,
   checkAperture: () => undefined,
   checkDomain: (p) => {

@@ -14,17 +14,20 @@ import type { AllocatorMarks } from '../iova/iova-allocator.js';
 import { createLinuxIova, IOVA_ROUNDUP_BELOW, type FastLinuxIova } from '../iova/linux-iova.js';
 import { alignUp, modPow2 } from '../iova/pfn-math.js';
 import type { DmaDirection } from '../constants.js';
-import type { DmaOps, DmaSegment, Extent, MapFailure, MapResult, Mapping, SgEntry } from '../mapping.js';
+import type { DmaOps, DmaSegment, Extent, IovaDomain, MapFailure, MapResult, Mapping, SgEntry } from '../mapping.js';
 import { totalLength, type SgExplainer } from '../explain.js';
-import { BOUNDARY_32, BOUNDARY_64, type LayoutSpec } from './layout.js';
 import { describe, part, stateRef, type StateRef } from '../state/codec.js';
+import type { LayoutSpec } from './layout.js';
+import { kernelSpec, NEWEST_KERNEL } from './kernels.js';
 
-/** Today's kernel: no layout-specific probe checks; a 48-bit aperture; v5.10's ULONG_MAX boundary. */
+/**
+ * Today's kernel: no layout-specific probe checks; a 48-bit aperture; the device's dma_parms read
+ * as the session's kernel version reads them (kernels.ts), by default the newest recorded.
+ */
 export const LINUX_LAYOUT: LayoutSpec = {
   name: 'linux',
-  // dma_get_seg_boundary's default changed from 32 bits to ULONG_MAX in 2020 (v5.10); a PCI
-  // device always has dma_parms, and pci_device_add sets its boundary to 0xffffffff.
-  defaultSegmentBoundaryMask: (bus) => (bus === 'pci' ? BOUNDARY_32 : BOUNDARY_64),
+  readDmaParms: (stored, bus, kernel) => kernelSpec(kernel ?? NEWEST_KERNEL).readDmaParms(stored, bus),
+  defaultKernel: NEWEST_KERNEL,
   defaultApertureEnd: (1n << 48n) - 1n,
   checkAperture: () => undefined,
   checkDomain: () => undefined,
@@ -47,6 +50,8 @@ export class LinuxIommuDma implements DmaOps {
   private readonly maxSeg: number;
   private readonly segBits: number;
   private readonly boundarySpanPfns: number;
+  /** The allocator, as the IOVA API sees it: iommu_dma_alloc_iova against dma_get_mask. */
+  readonly iovaDomain: IovaDomain;
   // Scratch for map_sg's per-entry layout (reused: no allocation per call).
   private entryOff = new Float64Array(64);
   private sIovaLen = new Float64Array(64); // 2^(segBits − shift): the boundary in pfns
@@ -70,11 +75,19 @@ export class LinuxIommuDma implements DmaOps {
       pageShift: cfg.pageShift,
       startPfn: this.startPfn,
       apertureEndPfn: Number(iommu.apertureEnd >> sh),
-      pci: cfg.bus === 'pci',
+      // iommu_setup_dma_ops: pci_32bit_workaround = !iommu_dma_forcedac
+      pci: cfg.bus === 'pci' && !iommu.forcedac,
       strict: iommu.strict,
     });
     // iova_reserve_iommu_regions
     for (const r of iommu.reserved) this.iova.reserve(Number(r.start >> sh), Number(r.end >> sh));
+    const iova = this.iova;
+    this.iovaDomain = {
+      granule: this.granule,
+      shift: this.shift,
+      allocIova: (pages) => this.alloc(pages, this.dmaLimitPfn),
+      freeIova: (pfn, pages, gathered) => (gathered ? iova.freeIova(pfn, pages) : iova.freeIovaNow(pfn, pages)),
+    };
   }
 
   /** iommu_dma_alloc_iova, or 0 when the limit lies below the domain (every request fails). */
