@@ -37,6 +37,10 @@ function nullableInsteadOfAnyOf(node: unknown): void {
   if (!other || !branches.some(isNull) || '$ref' in other || 'anyOf' in other || 'oneOf' in other || 'allOf' in other) return;
   delete o.anyOf;
   Object.assign(o, other, { nullable: true });
+  // ajv (which fast-json-stringify runs over the branches of an enclosing anyOf, e.g. a nullable
+  // $ref) does not read `nullable`: say null in the type and the enum too, so it matches there.
+  if (typeof other.type === 'string') o.type = [other.type, 'null'];
+  if (Array.isArray(other.enum)) o.enum = [...(other.enum as unknown[]), null];
 }
 
 /** fast-json-stringify's strict schema compiler rejects propertyNames (z.record emits it); it never affects output. */

@@ -13,6 +13,7 @@ import { SILENT_OBSERVER, type DmaObserver } from '../core/observer.js';
 import { BUDGET_ENV, BUDGET_SHARE, MemoryBudget, budgetFromEnv, defaultBudgetBytes } from '../core/memory-budget.js';
 import { DEFAULT_REQUEST_LIMITS, REQUEST_LIMIT_ENV, type RequestLimits } from './execute.js';
 import type { LeakReportOut, SessionCreateInput } from '../../schemas/index.js';
+import { ADDED_SINCE_FORMAT_0 } from './store/snapshot.js';
 
 export interface StoreLimits extends SessionLimits, RequestLimits {
   maxSessions: number;
@@ -171,7 +172,12 @@ export class SessionStore {
         order.push(v);
         if (v instanceof Map) for (const [k, x] of v) stack.push(k, x);
         else if (v instanceof Set || Array.isArray(v)) for (const x of v as Iterable<unknown>) stack.push(x);
-        else stack.push(...(Object.values(v) as unknown[]));
+        else {
+          // Format 0 numbered the shared objects in the graph as it was then: fields added since
+          // (snapshot.ts ADDED_SINCE_FORMAT_0) are not walked, so the numbering stays the same.
+          const added = ADDED_SINCE_FORMAT_0[v.constructor.name] ?? [];
+          for (const [k, x] of Object.entries(v)) if (!added.includes(k)) stack.push(x);
+        }
       }
       return order;
     };
