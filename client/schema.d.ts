@@ -2755,6 +2755,24 @@ export interface operations {
                     "text/html": string;
                 };
             };
+            /** @description DMAEMU_PRECONDITION_FAILED: If-Match or If-Unmodified-Since does not hold */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": components["schemas"]["Error"];
+                };
+            };
+            /** @description DMAEMU_RANGE_NOT_SATISFIABLE: Range past the end (Content-Range gives the length) */
+            416: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": components["schemas"]["Error"];
+                };
+            };
         };
     };
     ui_script: {
@@ -2773,6 +2791,24 @@ export interface operations {
                 };
                 content: {
                     "application/javascript": string;
+                };
+            };
+            /** @description DMAEMU_PRECONDITION_FAILED: If-Match or If-Unmodified-Since does not hold */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/javascript": components["schemas"]["Error"];
+                };
+            };
+            /** @description DMAEMU_RANGE_NOT_SATISFIABLE: Range past the end (Content-Range gives the length) */
+            416: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/javascript": components["schemas"]["Error"];
                 };
             };
         };

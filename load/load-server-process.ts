@@ -17,6 +17,29 @@ export function startServer(env: Record<string, string>): Promise<{ url: string;
   // The same V8 flags `npm start` and the image use (see load/README.md, "pretenuring").
   const args = ['--max-semi-space-size=64', '--no-allocation-site-pretenuring', ...prof, ...(isTs ? ['--import', 'tsx', script] : [script])];
   const child = spawn(process.execPath, args, { env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? 'info', ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  return listening(child);
+}
+
+/**
+ * The service's own entry point (src/service/server, as `npm start` runs it) with these V8 flags,
+ * on 127.0.0.1 with a free port, memory only and quiet: for the memory scripts, which need the
+ * real process (its heap limit sets the default budget). Compiled when this file is, else tsx.
+ */
+export function startService(v8Flags: string[]): Promise<{ url: string; child: ChildProcess }> {
+  const isTs = import.meta.url.endsWith('.ts');
+  const script = path.join(here, '../src/service', isTs ? 'server.ts' : 'server.js');
+  const child = spawn(process.execPath, [...v8Flags, ...(isTs ? ['--import', 'tsx'] : []), script], {
+    env: { ...process.env, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'warn', DMAEMU_DATA_DIR: process.env.DMAEMU_DATA_DIR ?? 'off' },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  process.on('exit', () => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  return listening(child);
+}
+
+/** Resolves with the URL a server child prints once it listens; rejects if it exits first. */
+function listening(child: ChildProcess): Promise<{ url: string; child: ChildProcess }> {
   return new Promise((resolve, reject) => {
     let out = '';
     const onData = (d: Buffer): void => {

@@ -9,41 +9,24 @@
 // only to 127.0.0.1. Last line, exactly:
 // `budget: budget_mb=<b> refused_at_mappings=<n> rss_mb=<r> others_ok=<true|false>`
 
-import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { startService } from './load-server-process.js';
 
 const HEAP_MB = Number(process.env.BUDGET_HEAP_MB ?? 1024);
 const SECONDS = Number(process.env.BUDGET_SECONDS ?? 180);
 const LEAKERS = 7;
 const BATCH = 1024;
 const MB = 1024 * 1024;
-const here = path.dirname(fileURLToPath(import.meta.url));
 
 function rssOf(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(m?.[1] ?? 0) * 1024;
 }
 
-const child = spawn(process.execPath, [`--max-old-space-size=${HEAP_MB}`, path.join(here, '../src/service/server.js')], {
-  env: { ...process.env, HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'warn', DMAEMU_DATA_DIR: process.env.DMAEMU_DATA_DIR ?? 'off' },
-  stdio: ['ignore', 'pipe', 'inherit'],
-});
+const { url, child } = await startService([`--max-old-space-size=${HEAP_MB}`]);
 const stop = (): void => {
   if (child.exitCode === null) child.kill('SIGKILL');
 };
-process.on('exit', stop);
-
-const url = await new Promise<string>((resolve, reject) => {
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => {
-    out += d.toString();
-    const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
-    if (m?.[1]) resolve(m[1]);
-  });
-  child.once('exit', (code) => reject(new Error(`server exited early with ${code}: ${out}`)));
-});
 const pid = child.pid ?? 0;
 
 async function post(p: string, body: unknown): Promise<{ status: number; body: Record<string, unknown> }> {

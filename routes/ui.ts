@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import type { FastifyPluginAsync } from 'fastify';
 import { z } from 'zod';
+import { ErrorBody } from '../schemas/index.js';
 
 /** ui/ beside the sources (tsx: routes/ → ../ui) or beside the build (dist/routes/ → ../../ui). */
 export function uiRoot(): string {
@@ -33,7 +34,11 @@ export const uiPlugin: FastifyPluginAsync = async (app) => {
           operationId: f.operationId,
           summary: f.summary,
           produces: [f.type],
-          response: { 200: z.string().meta({ description: `${f.file} (${f.type})` }) },
+          response: {
+            200: z.string().meta({ description: `${f.file} (${f.type})` }),
+            412: ErrorBody.meta({ description: 'DMAEMU_PRECONDITION_FAILED: If-Match or If-Unmodified-Since does not hold' }),
+            416: ErrorBody.meta({ description: 'DMAEMU_RANGE_NOT_SATISFIABLE: Range past the end (Content-Range gives the length)' }),
+          },
         },
       },
       (_req, reply) => reply.type(`${f.type}; charset=utf-8`).sendFile(f.file),

@@ -703,6 +703,11 @@ t.test('503 DMAEMU_PERSISTENCE_FAILED: a log write that fails (ENOSPC) stops tha
   t.equal((await ca.post(`${other.url}/flush`, {})).status, 200, 'another session still works');
 });
 
+t.test('/ui refusals keep their status: 416 for a Range past the end, 412 for an If-Match that fails (RFC 9110; test/ui-static.test.ts has the rest)', async (t) => {
+  expectError(t, await c.get('/ui', { headers: { range: 'bytes=99999999-' } }), 416, 'DMAEMU_RANGE_NOT_SATISFIABLE', 'headers.range');
+  expectError(t, await c.get('/ui', { headers: { 'if-match': '"nope"' } }), 412, 'DMAEMU_PRECONDITION_FAILED', 'headers.if-match');
+});
+
 t.test('every documented error code was produced by some request above', async (t) => {
   t.same(
     Object.keys(ERROR_CODES).filter((code) => !seenCodes.has(code)),

@@ -40,3 +40,18 @@ test('npm run load:persist (smoke): map/unmap pairs with persistence off and on,
   t.match(lastLine(r.out), /^persist: pairs_per_s_off=\d+ pairs_per_s_on=\d+ ratio=[\d.]+$/);
   t.notMatch(r.out, /[1-9]\d* failed/, 'no request failed');
 });
+
+test('npm run load:stall (smoke): every kind next to a /healthz probe, one line each and the last line', async (t) => {
+  const r = await runScript('load/stall.ts', { STALL_SMOKE: '1' });
+  t.equal(r.code, 0, r.out);
+  for (const kind of ['trace_import', 'compare', 'batch_json', 'batch_binary', 'map_sg_pages', 'mappings_list']) {
+    t.match(r.out, new RegExp(`^stall: kind=${kind} size=\\d+ status=2\\d\\d requests=1 ms=\\d+ worst_ms=[\\d.]+ p99_ms=[\\d.]+$`, 'm'), `${kind}: answered 2xx, one line`);
+  }
+  t.match(lastLine(r.out), /^stall: worst_ms=[\d.]+ p99_ms=[\d.]+ baseline_p99_ms=[\d.]+ ratio_p99=[\d.]+$/);
+});
+
+test('npm run load:attack-rss (smoke): a short mixed attack, the server alive and the bystander intact, last line', async (t) => {
+  const r = await runScript('load/attack-rss.ts', { FILL_SECONDS: '2', ATTACK_SECONDS: '2' });
+  t.equal(r.code, 0, r.out);
+  t.match(lastLine(r.out), /^attack-rss: heap_mb=512 budget_mb=\d+ margin_mb=160 peak_rss_mb=\d+ over_mb=-?\d+ budget_full_s=(\d+|never) alive=true bystander_ok=true$/);
+});

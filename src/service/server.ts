@@ -1,5 +1,6 @@
 // Entry point of `npm start`: listens on HOST:PORT and stops cleanly on SIGINT/SIGTERM,
-// letting in-flight requests finish (fastify.close waits for them). The signal handlers go in
+// letting in-flight requests finish (fastify.close waits for them), closing idle connections,
+// and exiting within 5 s whatever the clients do (forceAfterGrace). The signal handlers go in
 // first: as PID 1 in a container, a SIGTERM that arrives while the app is still starting must
 // not be ignored (node's default would be to ignore it there).
 import { parseArgs } from 'node:util';
@@ -21,6 +22,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     const app = started.app;
     if (!app) process.exit(0); // nothing started yet: nothing to drain
     app.log.info({ signal }, 'shutting down');
+    forceAfterGrace(app);
     app.close().then(
       () => process.exit(0),
       (err: unknown) => {
@@ -29,6 +31,27 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
       },
     );
   });
+}
+
+/**
+ * How long the drain may take. Idle keep-alive connections close at once and answers in flight
+ * end their connection (app.ts drainOnClose); what remains after DRAIN_GRACE_MS is a connection
+ * that never sent a whole request (opened bare, or a body still trickling in), which Node's
+ * server.close() does not count as idle: those are cut, so the process exits within 5 s of the
+ * signal whatever its clients do. EXIT_DEADLINE_MS is the backstop if close still hangs.
+ */
+const DRAIN_GRACE_MS = 3000;
+const EXIT_DEADLINE_MS = 4500;
+
+function forceAfterGrace(app: FastifyInstance): void {
+  setTimeout(() => {
+    app.log.warn({ graceMs: DRAIN_GRACE_MS }, 'connections still open after the drain grace: closing them');
+    app.server.closeAllConnections();
+  }, DRAIN_GRACE_MS).unref();
+  setTimeout(() => {
+    app.log.error({ deadlineMs: EXIT_DEADLINE_MS }, 'shutdown did not finish in time: exiting');
+    process.exit(1);
+  }, EXIT_DEADLINE_MS).unref();
 }
 
 // Where sessions persist (docs/persistence.md): DMAEMU_DATA_DIR ("off": memory only), else
