@@ -53,11 +53,13 @@ export interface ExecContext {
 }
 
 /**
- * From this estimate on, an answer is serialized by JSON.stringify rather than the route's
- * compiled schema serializer: on answers of megabytes (page rows, compare's four columns) the
- * compiled one took 120-240 ms for 2.5 MB against JSON.stringify's 11-25 ms, all of it a stall
- * for every other tenant. The answer is the same JSON (built from the same typed objects, which
- * name no field their schema lacks: schemas/exact.ts), its keys possibly in another order.
+ * From this estimate on, an answer is serialized as JSON.stringify would, in slices that yield
+ * (json-slices.ts), rather than by the route's compiled schema serializer in one turn: on
+ * answers of megabytes (page rows, compare's four columns) the compiled one took 120-240 ms for
+ * 2.5 MB against JSON.stringify's 11-25 ms, and even those 11-25 ms (up to 180 ms on a loaded
+ * machine) were a stall for every other tenant. The answer is the same JSON (built from the same
+ * typed objects, which name no field their schema lacks: schemas/exact.ts), its keys possibly in
+ * another order.
  */
 export const LARGE_ANSWER = 256 * 1024;
 
