@@ -6,15 +6,23 @@
 //
 // Invariants: the output is byte for byte JSON.stringify(value) (same key order, undefined and
 // functions dropped from objects and written null in arrays, toJSON called with its key, a
-// cycle a TypeError); containers holding only primitives, and anything that is neither a plain
-// object nor an array, are handed to JSON.stringify whole (they are small, or opaque).
+// cycle a TypeError); a value of at most SMALL_VALUES nested values, a run of such array
+// elements, and anything that is neither a plain object nor an array, are handed to
+// JSON.stringify whole (they are small, or opaque), which keeps the cost near JSON.stringify's.
 
 import { setImmediate as tick } from 'node:timers/promises';
 
 /** Characters of JSON made between two returns to the event loop (about a millisecond of work). */
 export const SLICE_CHARS = 128 * 1024;
 
+/** A value of at most this many nested values (itself included) is handed to JSON.stringify whole. */
+const SMALL_VALUES = 64;
+/** Consecutive small elements of an array are stringified together, up to this many values. */
+const RUN_VALUES = 2048;
+
 const isContainer = (v: unknown): v is object => typeof v === 'object' && v !== null;
+const hasToJson = (v: unknown): boolean => isContainer(v) && typeof (v as { toJSON?: unknown }).toJSON === 'function';
+const omitted = (v: unknown): boolean => v === undefined || typeof v === 'function' || typeof v === 'symbol';
 
 function isPlain(v: object): boolean {
   if (Array.isArray(v)) return true;
@@ -22,53 +30,51 @@ function isPlain(v: object): boolean {
   return proto === Object.prototype || proto === null;
 }
 
-/** A plain object or array none of whose values is an object: JSON.stringify takes it whole. */
-function isFlat(v: object): boolean {
-  if (Array.isArray(v)) {
-    for (const x of v) if (isContainer(x)) return false;
-    return true;
+/** How many values `v` holds, itself included; counting stops once it is over `limit`. */
+function valuesIn(v: unknown, limit: number): number {
+  let n = 0;
+  const stack: unknown[] = [v];
+  while (stack.length > 0) {
+    const x = stack.pop();
+    if (++n + stack.length > limit) return limit + 1;
+    if (!isContainer(x)) continue;
+    if (Array.isArray(x)) {
+      if (n + stack.length + x.length > limit) return limit + 1;
+      for (const y of x) stack.push(y);
+    } else {
+      for (const k in x) {
+        stack.push((x as Record<string, unknown>)[k]);
+        if (n + stack.length > limit) return limit + 1;
+      }
+    }
   }
-  for (const k in v) if (Object.hasOwn(v, k) && isContainer((v as Record<string, unknown>)[k])) return false;
-  return true;
+  return n;
 }
 
 /** `v` as JSON.stringify sees it under `key`: toJSON applied once. */
 function toJsonValue(v: unknown, key: string): unknown {
-  if (isContainer(v) && typeof (v as { toJSON?: unknown }).toJSON === 'function') return (v as { toJSON: (k: string) => unknown }).toJSON(key);
-  return v;
+  return hasToJson(v) ? (v as { toJSON: (k: string) => unknown }).toJSON(key) : v;
 }
 
-/** The JSON pieces of `v` (already through toJSON), or undefined where JSON.stringify gives undefined. */
-function* pieces(v: unknown, open: Set<object>): Generator<string, void, undefined> {
-  if (!isContainer(v) || !isPlain(v) || (isFlat(v) && typeof (v as { toJSON?: unknown }).toJSON !== 'function')) {
-    const s = JSON.stringify(v) as string | undefined;
-    yield s === undefined ? 'null' : s; // only an array element can be undefined here (objects skip theirs)
-    return;
+type Frame = { array: unknown[]; i: number } | { object: Record<string, unknown>; keys: string[]; i: number; first: boolean };
+
+/** The text made so far: whole slices as UTF-8, the current one as pieces. */
+class Slices {
+  readonly done: Buffer[] = [];
+  private part: string[] = [];
+  chars = 0;
+
+  push(s: string): void {
+    this.part.push(s);
+    this.chars += s.length;
   }
-  if (open.has(v)) throw new TypeError('Converting circular structure to JSON');
-  open.add(v);
-  if (Array.isArray(v)) {
-    yield '[';
-    for (let i = 0; i < v.length; i++) {
-      if (i > 0) yield ',';
-      const x = toJsonValue(v[i], String(i));
-      if (x === undefined || typeof x === 'function' || typeof x === 'symbol') yield 'null';
-      else yield* pieces(x, open);
-    }
-    yield ']';
-  } else {
-    yield '{';
-    let first = true;
-    for (const k of Object.keys(v)) {
-      const x = toJsonValue((v as Record<string, unknown>)[k], k);
-      if (x === undefined || typeof x === 'function' || typeof x === 'symbol') continue;
-      yield first ? `${JSON.stringify(k)}:` : `,${JSON.stringify(k)}:`;
-      first = false;
-      yield* pieces(x, open);
-    }
-    yield '}';
+
+  /** Ends the current slice. */
+  cut(): void {
+    this.done.push(Buffer.from(this.part.join('')));
+    this.part = [];
+    this.chars = 0;
   }
-  open.delete(v);
 }
 
 /**
@@ -77,20 +83,73 @@ function* pieces(v: unknown, open: Set<object>): Generator<string, void, undefin
  */
 export async function stringifySliced(value: unknown): Promise<Buffer> {
   const top = toJsonValue(value, '');
-  if (top === undefined || typeof top === 'function' || typeof top === 'symbol') throw new TypeError('nothing to serialize');
-  const slices: Buffer[] = [];
-  let part: string[] = [];
-  let chars = 0;
-  for (const p of pieces(top, new Set())) {
-    part.push(p);
-    chars += p.length;
-    if (chars >= SLICE_CHARS) {
-      slices.push(Buffer.from(part.join('')));
-      part = [];
-      chars = 0;
+  if (omitted(top)) throw new TypeError('nothing to serialize');
+  const out = new Slices();
+  const open = new Set<object>();
+  const stack: Frame[] = [];
+  /** Writes `x` (through toJSON already, not omitted): whole when small or opaque, else opens it. */
+  const write = (x: unknown): void => {
+    if (!isContainer(x) || !isPlain(x) || (!hasToJson(x) && valuesIn(x, SMALL_VALUES) <= SMALL_VALUES)) {
+      out.push(JSON.stringify(x) ?? 'null');
+      return;
+    }
+    if (open.has(x)) throw new TypeError('Converting circular structure to JSON');
+    open.add(x);
+    if (Array.isArray(x)) {
+      out.push('[');
+      stack.push({ array: x as unknown[], i: 0 });
+    } else {
+      out.push('{');
+      stack.push({ object: x as Record<string, unknown>, keys: Object.keys(x), i: 0, first: true });
+    }
+  };
+  write(top);
+  for (let f = stack.at(-1); f; f = stack.at(-1)) {
+    if ('array' in f) {
+      const a = f.array;
+      if (f.i >= a.length) {
+        out.push(']');
+        open.delete(a);
+        stack.pop();
+        continue;
+      }
+      // A run of small elements (no toJSON of their own: theirs would get the run's index) in one call.
+      let j = f.i;
+      for (let n = 0; j < a.length && n < RUN_VALUES && !hasToJson(a[j]); j++) {
+        const k = valuesIn(a[j], SMALL_VALUES);
+        if (k > SMALL_VALUES) break;
+        n += k;
+      }
+      if (j > f.i) {
+        const run = JSON.stringify(a.slice(f.i, j));
+        out.push(f.i > 0 ? `,${run.slice(1, -1)}` : run.slice(1, -1));
+        f.i = j;
+      } else {
+        if (f.i > 0) out.push(',');
+        const x = toJsonValue(a[f.i], String(f.i));
+        f.i++;
+        if (omitted(x)) out.push('null');
+        else write(x);
+      }
+    } else {
+      if (f.i >= f.keys.length) {
+        out.push('}');
+        open.delete(f.object);
+        stack.pop();
+        continue;
+      }
+      const k = f.keys[f.i++] as string;
+      const x = toJsonValue(f.object[k], k);
+      if (omitted(x)) continue;
+      out.push(f.first ? `${JSON.stringify(k)}:` : `,${JSON.stringify(k)}:`);
+      f.first = false;
+      write(x);
+    }
+    if (out.chars >= SLICE_CHARS) {
+      out.cut();
       await tick();
     }
   }
-  slices.push(Buffer.from(part.join('')));
-  return slices.length === 1 ? (slices[0] as Buffer) : Buffer.concat(slices);
+  out.cut();
+  return out.done.length === 1 ? (out.done[0] as Buffer) : Buffer.concat(out.done);
 }
