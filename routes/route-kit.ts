@@ -88,15 +88,18 @@ export function callRoute(app: FastifyInstance, spec: CallSpec, extras: CallRout
     async (req, reply) => {
       const s = app.store.get(req.params.id);
       const query = spec.query ? (req.query as CallQuery) : undefined;
+      const respond = (out: unknown): unknown => (extras.respond ? extras.respond(out, req.body, req, reply) : out);
       let large = false;
       const out = await execute(s, call, req.body, query, {
         journal: extras.stub ? null : app.journal,
         limits: app.store.limits,
         budget: app.store.budget,
-        onLargeAnswer: () => (large = true),
+        large: (answer) => {
+          large = true;
+          return largeAnswer(reply, respond(answer));
+        },
       });
-      const sent = extras.respond ? extras.respond(out, req.body, req, reply) : out;
-      return large ? largeAnswer(reply, sent) : sent; // the answer only: an error goes out through the error handler as always
+      return large ? out : respond(out); // the answer only: an error goes out through the error handler as always
     },
   );
 }

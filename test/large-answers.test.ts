@@ -86,7 +86,7 @@ t.test('map_page ?pages=true over HTTP: sliced answers are the unsliced JSON, at
   t.teardown(() => app.close());
   // 48 estimated bytes per row: LARGE_ANSWER / 48 rows is where the sliced path starts.
   const threshold = Math.ceil(LARGE_ANSWER / 48);
-  for (const rows of [1, threshold - 64, threshold + 64, 4 * threshold, 65536]) {
+  for (const rows of [1, threshold - 64, threshold + 64, 2 * threshold, DEFAULT_SESSION_LIMITS.maxPageRows]) {
     const created = await app.inject({ method: 'POST', url: '/v1/sessions', payload: wide });
     const id = created.json<{ id: string }>().id;
     const body = { phys: '0x80000000', size: rows * 4096, dir: 'to_device' };
