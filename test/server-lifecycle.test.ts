@@ -57,10 +57,9 @@ test('SIGTERM: the request in flight is answered, idle keep-alive and bare conne
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
-  // The ceiling that keeps this test bounded if the server never exits: a failure, not a hang.
-  const kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
+  const ceiling: { kill?: NodeJS.Timeout } = {};
   t.teardown(() => {
-    clearTimeout(kill);
+    clearTimeout(ceiling.kill);
     child.kill('SIGKILL');
   });
   const port = Number(new URL(await listeningUrl(child)).port);
@@ -68,16 +67,18 @@ test('SIGTERM: the request in flight is answered, idle keep-alive and bare conne
   // 1. An idle keep-alive connection: one request answered, then nothing.
   const idle = await rawConnect(port);
   idle.socket.write('GET /healthz HTTP/1.1\r\nHost: dmaemu\r\nConnection: keep-alive\r\n\r\n');
-  await until(() => idle.received().includes('"status":"ok"'), 5000, 'the idle connection’s first answer');
+  await until(() => idle.received().includes('"status":"ok"'), 30_000, 'the idle connection’s first answer');
   // 2. A connection that never sends a request.
   const bare = await rawConnect(port);
   // 3. A request in flight: its headers and half its body are in, the rest comes after the signal.
   const body = JSON.stringify({ layout: 'linux' });
   const busy = await rawConnect(port);
   busy.socket.write(`POST /v1/sessions HTTP/1.1\r\nHost: dmaemu\r\nConnection: keep-alive\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 5)}`);
-  await new Promise((r) => setTimeout(r, 200)); // the headers reach the server and the request starts
+  await new Promise((r) => setTimeout(r, 500)); // the headers reach the server and the request starts
 
   child.kill('SIGTERM');
+  // The ceiling that keeps this test bounded if the server never exits: a failure, not a hang.
+  ceiling.kill = setTimeout(() => child.kill('SIGKILL'), 10_000);
   await new Promise((r) => setTimeout(r, 200)); // the drain has begun
   busy.socket.write(body.slice(5));
 
