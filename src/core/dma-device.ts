@@ -55,7 +55,9 @@ export interface SessionLimits {
 export const DEFAULT_SESSION_LIMITS: SessionLimits = {
   maxMappings: 1_000_000,
   maxSgEntries: 4096,
-  maxPageRows: 262_144,
+  // 16 384 rows (64 MiB at 4 KiB) are built and logged in one turn of the event loop: 7 + 3.5 ms
+  // on a loaded 2-core machine, against 103 + 48 ms for 65 536 (issue 22: no stall beyond 50 ms).
+  maxPageRows: 16_384,
   maxBatchOps: 1024,
 };
 

@@ -7,7 +7,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { jsonSchemaTransform, jsonSchemaTransformObject, validatorCompiler } from 'fastify-type-provider-zod';
 import { errorHandler, frameworkErrors, notFoundHandler } from './http-errors.js';
-import { parseJsonBody } from './json-body.js';
+import { parseJsonRequest } from './json-count.js';
 import { serializerCompiler } from './http-serializer.js';
 import { SessionStore, limitsFromEnv, type StoreLimits } from './session-store.js';
 import { metricsPlugin } from '../../routes/metrics.js';
@@ -79,12 +79,12 @@ export async function buildApp(opts: AppOptions = {}): Promise<FastifyInstance> 
   app.removeContentTypeParser('text/plain');
   // Ours names a poisoning key and where it is (json-body.ts); Fastify's says only "not valid JSON".
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
-    try {
-      done(null, parseJsonBody(body as string));
-    } catch (err) {
-      done(err as Error, undefined);
-    }
+  // A long body's ops are counted on the raw text first (json-count.ts): too many is refused unparsed.
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    parseJsonRequest(req.routeOptions.url, body as string, store.limits).then(
+      (v) => done(null, v),
+      (err: unknown) => done(err as Error, undefined),
+    );
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
