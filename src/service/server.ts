@@ -43,4 +43,6 @@ await app.listen({ host, port });
 if (closing) await app.close();
 const bound = app.server.address();
 const shown = typeof bound === 'object' && bound ? `http://${host.includes(':') ? `[${host}]` : host}:${bound.port}` : String(bound);
-console.log(`dmaemu listening on ${shown}`);
+// One log format: this line is a pino line like every other, written whatever LOG_LEVEL says
+// (scripts and tests wait for it), as `msg: "dmaemu listening on http://…"` with the `url`.
+app.log.child({}, { level: 'info' }).info({ url: shown }, `dmaemu listening on ${shown}`);
