@@ -94,7 +94,7 @@ export interface PagesOption {
   pages?: boolean;
 }
 
-const pagesQuery = (o?: PagesOption) => (o?.pages ? { pages: 'true' as const } : {});
+const pagesQuery = (o?: PagesOption) => (o?.pages ? { pages: true } : {});
 
 /** One session of a dmaemu service: the DMA-API calls, memory, tables, and close(). */
 export function sessionClient(http: Client<paths>, id: string) {
