@@ -87,6 +87,9 @@ class Emitter {
     }
   }
 
+  /** Field lists already emitted, so a shape met again (an IovaRange in every answer) is an alias. */
+  private readonly byShape = new Map<string, string>();
+
   typedDict(name: string, s: Schema): void {
     if (this.named.has(name)) return;
     this.named.add(name);
@@ -95,6 +98,13 @@ class Emitter {
       const t = this.type(fs, `${name}${pascal(field)}`);
       return [field, required.has(field) ? t : `NotRequired[${t}]`] as const;
     });
+    const shape = JSON.stringify(fields);
+    const same = this.byShape.get(shape);
+    if (same) {
+      this.classes.push(`${name} = ${same}`);
+      return;
+    }
+    this.byShape.set(shape, name);
     // A field named like a Python keyword (sync's `for`) needs the functional form.
     if (fields.some(([f]) => PY_KEYWORDS.has(f) || !/^[A-Za-z_]\w*$/.test(f))) {
       this.classes.push(`${name} = TypedDict(${JSON.stringify(name)}, {\n${fields.map(([f, t]) => `    ${JSON.stringify(f)}: ${JSON.stringify(t)},`).join('\n')}\n})`);

@@ -35,9 +35,7 @@ class SessionCreateInputIommuAperture(TypedDict):
     end: Union[str, int]
 
 
-class SessionCreateInputIommuReservedItem(TypedDict):
-    start: Union[str, int]
-    end: Union[str, int]
+SessionCreateInputIommuReservedItem = SessionCreateInputIommuAperture
 
 
 class SessionCreateInputIommu(TypedDict):
@@ -116,9 +114,7 @@ class CpuWriteRequestInput(TypedDict):
     data: str
 
 
-class CpuReadRequestInput(TypedDict):
-    phys: Union[str, int]
-    length: int
+CpuReadRequestInput = MapSgRequestInputSgItem
 
 
 class DeviceWriteRequestInput(TypedDict):
@@ -131,9 +127,7 @@ class DeviceReadRequestInput(TypedDict):
     length: int
 
 
-class BatchRequestInputOps0SgItem1(TypedDict):
-    phys: Union[str, int]
-    length: int
+BatchRequestInputOps0SgItem1 = MapSgRequestInputSgItem
 
 
 class BatchRequestInputOps0(TypedDict):
@@ -167,8 +161,7 @@ class BatchRequestInputOps2(TypedDict):
     op: Literal["unmap"]
 
 
-class BatchRequestInputOps3Handle1(TypedDict):
-    ref: int
+BatchRequestInputOps3Handle1 = BatchRequestInputOps2Handle1
 
 
 BatchRequestInputOps3 = TypedDict("BatchRequestInputOps3", {
@@ -187,8 +180,7 @@ class BatchRequestInputOps4(TypedDict):
     op: Literal["alloc_coherent"]
 
 
-class BatchRequestInputOps5Handle1(TypedDict):
-    ref: int
+BatchRequestInputOps5Handle1 = BatchRequestInputOps2Handle1
 
 
 class BatchRequestInputOps5(TypedDict):
@@ -221,24 +213,13 @@ class TraceInput(TypedDict):
     ops: List[TraceOpInput]
 
 
-class SessionCreateRequestInputDevice(TypedDict):
-    bus: NotRequired[Literal["platform", "pci"]]
-    dma_mask: NotRequired[Union[str, int]]
-    coherent_dma_mask: NotRequired[Union[str, int]]
-    max_segment_size: NotRequired[int]
-    segment_boundary_mask: NotRequired[Union[str, int]]
-    coherent: NotRequired[bool]
-    dma_offset: NotRequired[Union[str, int]]
+SessionCreateRequestInputDevice = SessionCreateInputDevice
 
 
-class SessionCreateRequestInputIommuAperture(TypedDict):
-    start: Union[str, int]
-    end: Union[str, int]
+SessionCreateRequestInputIommuAperture = SessionCreateInputIommuAperture
 
 
-class SessionCreateRequestInputIommuReservedItem(TypedDict):
-    start: Union[str, int]
-    end: Union[str, int]
+SessionCreateRequestInputIommuReservedItem = SessionCreateInputIommuAperture
 
 
 class SessionCreateRequestInputIommu(TypedDict):
@@ -249,9 +230,7 @@ class SessionCreateRequestInputIommu(TypedDict):
     enforce_read: NotRequired[bool]
 
 
-class SessionCreateRequestInputSwiotlb(TypedDict):
-    size: NotRequired[int]
-    force: NotRequired[bool]
+SessionCreateRequestInputSwiotlb = SessionCreateInputSwiotlb
 
 
 class SessionCreateRequestInput(TypedDict):
@@ -264,9 +243,7 @@ class SessionCreateRequestInput(TypedDict):
     trace: NotRequired[TraceInput]
 
 
-class CompareRequestInputSgItem(TypedDict):
-    phys: Union[str, int]
-    length: int
+CompareRequestInputSgItem = MapSgRequestInputSgItem
 
 
 class CompareRequestInput(TypedDict):
@@ -308,9 +285,7 @@ class SessionConfigIommuAperture(TypedDict):
     end: str
 
 
-class SessionConfigIommuReservedItem(TypedDict):
-    start: str
-    end: str
+SessionConfigIommuReservedItem = SessionConfigIommuAperture
 
 
 class SessionConfigIommu(TypedDict):
@@ -406,9 +381,7 @@ class MapSgResultIova(TypedDict):
     size: int
 
 
-class MapSgResultIovaRanges(TypedDict):
-    start: str
-    size: int
+MapSgResultIovaRanges = MapSgResultIova
 
 
 class MapSgResultPages(TypedDict):
@@ -435,20 +408,13 @@ class MapSgResult(TypedDict):
     debug: NotRequired[List[DebugFinding]]
 
 
-class MapPageResultIova(TypedDict):
-    start: str
-    size: int
+MapPageResultIova = MapSgResultIova
 
 
-class MapPageResultPages(TypedDict):
-    iova: str
-    phys: str
+MapPageResultPages = MapSgResultPages
 
 
-class MapPageResultError(TypedDict):
-    """A failure Linux itself reports (the HTTP status stays 200)"""
-    errno: Literal["ENOMEM", "EIO", "EINVAL"]
-    message: str
+MapPageResultError = MapSgResultError
 
 
 class MapPageResult(TypedDict):
@@ -461,15 +427,10 @@ class MapPageResult(TypedDict):
     debug: NotRequired[List[DebugFinding]]
 
 
-class UnmapResultIova(TypedDict):
-    start: str
-    size: int
+UnmapResultIova = MapSgResultIova
 
 
-class UnmapResultError(TypedDict):
-    """A failure Linux itself reports (the HTTP status stays 200)"""
-    errno: Literal["ENOMEM", "EIO", "EINVAL"]
-    message: str
+UnmapResultError = MapSgResultError
 
 
 class UnmapResult(TypedDict):
@@ -479,10 +440,7 @@ class UnmapResult(TypedDict):
     debug: NotRequired[List[DebugFinding]]
 
 
-class SyncResultError(TypedDict):
-    """A failure Linux itself reports (the HTTP status stays 200)"""
-    errno: Literal["ENOMEM", "EIO", "EINVAL"]
-    message: str
+SyncResultError = MapSgResultError
 
 
 class SyncResult(TypedDict):
@@ -493,10 +451,7 @@ class SyncResult(TypedDict):
     debug: NotRequired[List[DebugFinding]]
 
 
-class AllocCoherentResultError(TypedDict):
-    """A failure Linux itself reports (the HTTP status stays 200)"""
-    errno: Literal["ENOMEM", "EIO", "EINVAL"]
-    message: str
+AllocCoherentResultError = MapSgResultError
 
 
 class AllocCoherentResult(TypedDict):
@@ -508,10 +463,7 @@ class AllocCoherentResult(TypedDict):
     debug: NotRequired[List[DebugFinding]]
 
 
-class FreeCoherentResultError(TypedDict):
-    """A failure Linux itself reports (the HTTP status stays 200)"""
-    errno: Literal["ENOMEM", "EIO", "EINVAL"]
-    message: str
+FreeCoherentResultError = MapSgResultError
 
 
 class FreeCoherentResult(TypedDict):
@@ -540,19 +492,13 @@ class MemoryResult(TypedDict):
     debug: NotRequired[List[DebugFinding]]
 
 
-class MappingsMappingsSegments(TypedDict):
-    dma_address: str
-    dma_length: int
+MappingsMappingsSegments = MapSgResultSegments
 
 
-class MappingsMappingsIova(TypedDict):
-    start: str
-    size: int
+MappingsMappingsIova = MapSgResultIova
 
 
-class MappingsMappingsIovaRanges(TypedDict):
-    start: str
-    size: int
+MappingsMappingsIovaRanges = MapSgResultIova
 
 
 class MappingsMappings(TypedDict):
@@ -615,30 +561,19 @@ class CompareResultColumns(TypedDict):
     error: NotRequired[Error]
 
 
-class CompareResultOpsResultsLinuxSegments(TypedDict):
-    dma_address: str
-    dma_length: int
+CompareResultOpsResultsLinuxSegments = MapSgResultSegments
 
 
-class CompareResultOpsResultsLinuxIova(TypedDict):
-    start: str
-    size: int
+CompareResultOpsResultsLinuxIova = MapSgResultIova
 
 
-class CompareResultOpsResultsLinuxIovaRanges(TypedDict):
-    start: str
-    size: int
+CompareResultOpsResultsLinuxIovaRanges = MapSgResultIova
 
 
-class CompareResultOpsResultsLinuxPages(TypedDict):
-    iova: str
-    phys: str
+CompareResultOpsResultsLinuxPages = MapSgResultPages
 
 
-class CompareResultOpsResultsLinuxError0(TypedDict):
-    """A failure Linux itself reports (the HTTP status stays 200)"""
-    errno: Literal["ENOMEM", "EIO", "EINVAL"]
-    message: str
+CompareResultOpsResultsLinuxError0 = MapSgResultError
 
 
 class CompareResultOpsResultsLinux(TypedDict):
@@ -668,30 +603,19 @@ class CompareResultOpsResultsLinux(TypedDict):
     fault: NotRequired[Fault]
 
 
-class CompareResultOpsResultsLinux44Segments(TypedDict):
-    dma_address: str
-    dma_length: int
+CompareResultOpsResultsLinux44Segments = MapSgResultSegments
 
 
-class CompareResultOpsResultsLinux44Iova(TypedDict):
-    start: str
-    size: int
+CompareResultOpsResultsLinux44Iova = MapSgResultIova
 
 
-class CompareResultOpsResultsLinux44IovaRanges(TypedDict):
-    start: str
-    size: int
+CompareResultOpsResultsLinux44IovaRanges = MapSgResultIova
 
 
-class CompareResultOpsResultsLinux44Pages(TypedDict):
-    iova: str
-    phys: str
+CompareResultOpsResultsLinux44Pages = MapSgResultPages
 
 
-class CompareResultOpsResultsLinux44Error0(TypedDict):
-    """A failure Linux itself reports (the HTTP status stays 200)"""
-    errno: Literal["ENOMEM", "EIO", "EINVAL"]
-    message: str
+CompareResultOpsResultsLinux44Error0 = MapSgResultError
 
 
 class CompareResultOpsResultsLinux44(TypedDict):
@@ -721,30 +645,19 @@ class CompareResultOpsResultsLinux44(TypedDict):
     fault: NotRequired[Fault]
 
 
-class CompareResultOpsResultsArmLegacySegments(TypedDict):
-    dma_address: str
-    dma_length: int
+CompareResultOpsResultsArmLegacySegments = MapSgResultSegments
 
 
-class CompareResultOpsResultsArmLegacyIova(TypedDict):
-    start: str
-    size: int
+CompareResultOpsResultsArmLegacyIova = MapSgResultIova
 
 
-class CompareResultOpsResultsArmLegacyIovaRanges(TypedDict):
-    start: str
-    size: int
+CompareResultOpsResultsArmLegacyIovaRanges = MapSgResultIova
 
 
-class CompareResultOpsResultsArmLegacyPages(TypedDict):
-    iova: str
-    phys: str
+CompareResultOpsResultsArmLegacyPages = MapSgResultPages
 
 
-class CompareResultOpsResultsArmLegacyError0(TypedDict):
-    """A failure Linux itself reports (the HTTP status stays 200)"""
-    errno: Literal["ENOMEM", "EIO", "EINVAL"]
-    message: str
+CompareResultOpsResultsArmLegacyError0 = MapSgResultError
 
 
 class CompareResultOpsResultsArmLegacy(TypedDict):
@@ -774,30 +687,19 @@ class CompareResultOpsResultsArmLegacy(TypedDict):
     fault: NotRequired[Fault]
 
 
-class CompareResultOpsResultsNoIommuSegments(TypedDict):
-    dma_address: str
-    dma_length: int
+CompareResultOpsResultsNoIommuSegments = MapSgResultSegments
 
 
-class CompareResultOpsResultsNoIommuIova(TypedDict):
-    start: str
-    size: int
+CompareResultOpsResultsNoIommuIova = MapSgResultIova
 
 
-class CompareResultOpsResultsNoIommuIovaRanges(TypedDict):
-    start: str
-    size: int
+CompareResultOpsResultsNoIommuIovaRanges = MapSgResultIova
 
 
-class CompareResultOpsResultsNoIommuPages(TypedDict):
-    iova: str
-    phys: str
+CompareResultOpsResultsNoIommuPages = MapSgResultPages
 
 
-class CompareResultOpsResultsNoIommuError0(TypedDict):
-    """A failure Linux itself reports (the HTTP status stays 200)"""
-    errno: Literal["ENOMEM", "EIO", "EINVAL"]
-    message: str
+CompareResultOpsResultsNoIommuError0 = MapSgResultError
 
 
 class CompareResultOpsResultsNoIommu(TypedDict):
