@@ -416,7 +416,7 @@ export class DmaDevice {
 
   /** What the IOVA picture draws (iova-picture.ts): nothing is copied, the mappings are walked once. */
   iovaState(): IovaState {
-    return { mappings: this.table.values(), strays: this.strayRule?.strays ?? NO_STRAYS, shift: this.ops.shift, marks: this.ops.allocatorMarks?.() ?? null };
+    return { mappings: this.table.values(), strays: this.strayRule?.strays ?? NO_STRAYS, straysPossible: this.strayRule !== null, shift: this.ops.shift, marks: this.ops.allocatorMarks?.() ?? null };
   }
 
   /** dma_debug_device_change: what is still live is a leak (reported once, with one of them). */
