@@ -20,10 +20,12 @@ WORKDIR /app
 # secret so it is never stored in a layer:  --secret id=npm_ca,src=/path/to/ca.pem
 # (a secret mount is optional by default: without --secret the file is simply absent).
 # Proxies: the predefined build args HTTP_PROXY / HTTPS_PROXY / NO_PROXY work as usual.
+# --ignore-scripts: the "prepare" script (build the service and the client) needs the sources,
+# which are copied after this layer; `npm run build:image` below builds what the image runs.
 COPY package.json package-lock.json ./
 RUN --mount=type=secret,id=npm_ca \
     if [ -s /run/secrets/npm_ca ]; then export NODE_EXTRA_CA_CERTS=/run/secrets/npm_ca; fi; \
-    npm ci --no-audit --no-fund
+    npm ci --ignore-scripts --no-audit --no-fund
 COPY . .
 RUN npm run build:image
 

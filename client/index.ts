@@ -1,4 +1,4 @@
-// A typed client for a running dmaemu service. The types come from client/schema.d.ts, which
+// A typed client for a running dmaemu service. The types come from client/schema.ts, which
 // `npm run client:generate` writes from the service's own /openapi.json (openapi-typescript),
 // and the calls go through openapi-fetch, so a body or an answer that does not match the
 // contract is a compile error in the harness, not a surprise at run time.
@@ -65,25 +65,50 @@ function ok<T>(r: FetchResult<T>): T {
   return r.data;
 }
 
+/**
+ * A map call's answer as a union that narrows on `error` (or on `handle === null`): when Linux
+ * fails the call (dma_map_sg returns 0, dma_map_page gives DMA_MAPPING_ERROR, dma_alloc_coherent
+ * NULL) the answer carries `error` and no handle; otherwise no `error` and a handle.
+ *
+ *   const r = await s.mapPage({ phys: '0x90000000', size: 4096, dir: 'to_device' });
+ *   if (r.error) console.log(r.error.errno);   // r.handle: null
+ *   else await s.unmap({ handle: r.handle });  // r.handle: number
+ */
+export type Outcome<T extends { handle: number | null; error?: unknown }> =
+  | (Omit<T, 'handle' | 'error'> & { handle: number; error?: undefined })
+  | (Omit<T, 'handle' | 'error'> & { handle: null; error: NonNullable<T['error']> });
+
+/** The answers of the three calls that map: each narrows on `error`. */
+export type MapSgAnswer = Outcome<PostAnswer<Op<'map_sg'>>>;
+export type MapPageAnswer = Outcome<PostAnswer<Op<'map_page'>>>;
+export type AllocCoherentAnswer = Outcome<PostAnswer<Op<'alloc_coherent'>>>;
+
+/** The answer as an Outcome, after checking the service kept its side: `error` exactly when no handle. */
+function outcome<T extends { handle: number | null; error?: unknown }>(a: T): Outcome<T> {
+  if ((a.error === undefined) !== (a.handle !== null)) throw new Error(`dmaemu answered a map call with handle ${String(a.handle)} and ${a.error === undefined ? 'no' : 'an'} error`);
+  return a as Outcome<T>;
+}
+
 export interface PagesOption {
   /** Also list one {iova, phys} row per IOMMU granule (`?pages=true`). */
   pages?: boolean;
 }
 
-const pagesQuery = (o?: PagesOption) => (o?.pages ? { pages: 'true' as const } : {});
+const pagesQuery = (o?: PagesOption) => (o?.pages ? { pages: true } : {});
 
 /** One session of a dmaemu service: the DMA-API calls, memory, tables, and close(). */
 export function sessionClient(http: Client<paths>, id: string) {
   const path = { id };
   return {
     id,
-    mapSg: async (body: RequestBody<Op<'map_sg'>>, o?: PagesOption) =>
-      ok(await http.POST('/v1/sessions/{id}/map_sg', { params: { path, query: pagesQuery(o) }, body })),
-    mapPage: async (body: RequestBody<Op<'map_page'>>, o?: PagesOption) =>
-      ok(await http.POST('/v1/sessions/{id}/map_page', { params: { path, query: pagesQuery(o) }, body })),
+    mapSg: async (body: RequestBody<Op<'map_sg'>>, o?: PagesOption): Promise<MapSgAnswer> =>
+      outcome(ok(await http.POST('/v1/sessions/{id}/map_sg', { params: { path, query: pagesQuery(o) }, body }))),
+    mapPage: async (body: RequestBody<Op<'map_page'>>, o?: PagesOption): Promise<MapPageAnswer> =>
+      outcome(ok(await http.POST('/v1/sessions/{id}/map_page', { params: { path, query: pagesQuery(o) }, body }))),
     unmap: async (body: RequestBody<Op<'unmap'>>) => ok(await http.POST('/v1/sessions/{id}/unmap', { params: { path }, body })),
     sync: async (body: RequestBody<Op<'sync'>>) => ok(await http.POST('/v1/sessions/{id}/sync', { params: { path }, body })),
-    allocCoherent: async (body: RequestBody<Op<'alloc_coherent'>>) => ok(await http.POST('/v1/sessions/{id}/alloc_coherent', { params: { path }, body })),
+    allocCoherent: async (body: RequestBody<Op<'alloc_coherent'>>): Promise<AllocCoherentAnswer> =>
+      outcome(ok(await http.POST('/v1/sessions/{id}/alloc_coherent', { params: { path }, body }))),
     freeCoherent: async (body: RequestBody<Op<'free_coherent'>>) => ok(await http.POST('/v1/sessions/{id}/free_coherent', { params: { path }, body })),
     flush: async (body: RequestBody<Op<'flush'>> = {}) => ok(await http.POST('/v1/sessions/{id}/flush', { params: { path }, body })),
     batch: async (body: RequestBody<Op<'batch'>>) => ok(await http.POST('/v1/sessions/{id}/batch', { params: { path }, body })),

@@ -7,7 +7,7 @@
 //
 // Kinds: a trace import (POST /v1/sessions with a trace of flush ops), a compare of 4096-entry
 // scatterlists, a JSON /batch and a binary /batch of 1024 map_sg ops, one 4096-entry map_sg
-// with ?pages=true&explain=true, and a /mappings listing at the largest limit over a session
+// with ?pages=true&explain=true, one map_page with ?pages=true, and a /mappings listing at the largest limit over a session
 // holding many mappings. A kind starts at the size below; when the service refuses it as too
 // big (400, 413, 429, 507) the size is halved until it is accepted, so each kind measures the
 // heaviest request of that shape the service takes. Restore-at-start is not among them: the service listens only once its
@@ -28,8 +28,8 @@ const PROBE_GAP_MS = 5;
 const REQUEST_TIMEOUT_MS = SMOKE ? 20_000 : 120_000;
 const BASELINE_MS = SMOKE ? 200 : 2000;
 const SIZES = SMOKE
-  ? { traceFlushOps: 500, compareOps: 2, compareEntries: 16, batchEntries: 4, bigSgEntries: 64, listedMappings: 2048, repeats: 1 }
-  : { traceFlushOps: 500_000, compareOps: 16, compareEntries: 4096, batchEntries: 256, bigSgEntries: 4096, listedMappings: 100_352, repeats: 3 };
+  ? { traceFlushOps: 500, compareOps: 2, compareEntries: 16, batchEntries: 4, bigSgEntries: 64, pageRows: 256, listedMappings: 2048, repeats: 1 }
+  : { traceFlushOps: 500_000, compareOps: 16, compareEntries: 4096, batchEntries: 256, bigSgEntries: 4096, pageRows: 262_144, listedMappings: 100_352, repeats: 3 };
 
 const { url, child } = await startServer({ LOG_LEVEL: 'warn', DMAEMU_DATA_DIR: 'off' });
 process.on('exit', () => {
@@ -154,6 +154,13 @@ await measure('map_sg_pages', SIZES.bigSgEntries, async (n) => {
   const id = await newSession(wide);
   const body = JSON.stringify({ dir: 'to_device', sg: entries(n, 0x100000000) });
   return () => send('POST', `/v1/sessions/${id}/map_sg?pages=true&explain=true`, body);
+});
+
+// One map_page with ?pages=true: size = page rows (4 KiB pages mapped).
+await measure('map_page_pages', SIZES.pageRows, async (n) => {
+  const id = await newSession(wide);
+  const body = JSON.stringify({ phys: hex(0x100000000), size: n * 4096, dir: 'to_device' });
+  return () => send('POST', `/v1/sessions/${id}/map_page?pages=true`, body);
 });
 
 // A session holding listedMappings one-page mappings, filled by /batch before the window; the

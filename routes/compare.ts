@@ -5,7 +5,7 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { COMPARE_COLUMNS, CompareBody, CompareResult } from '../schemas/index.js';
 import { compareRequest } from '../src/service/compare-vary.js';
 import { refuseOversized } from '../src/service/http-batch-validator.js';
-import { errorResponses, jsonStringified } from './route-kit.js';
+import { errorResponses, largeAnswer } from './route-kit.js';
 
 export const comparePlugin: FastifyPluginAsync = async (fastify) => {
   const app = fastify.withTypeProvider<ZodTypeProvider>();
@@ -29,8 +29,7 @@ export const comparePlugin: FastifyPluginAsync = async (fastify) => {
     async (req, reply) => {
       let large = false;
       const out = await compareRequest(req.body, { limits: app.store.limits, budget: app.store.budget, onLargeAnswer: () => (large = true) });
-      if (large) jsonStringified(reply);
-      return out;
+      return large ? largeAnswer(reply, out) : out;
     },
   );
 };

@@ -134,6 +134,7 @@ const plugin: FastifyPluginAsync = async (fastify) => {
         tags: ['service'],
         operationId: 'metrics',
         summary: 'Prometheus metrics (text exposition format)',
+        produces: ['text/plain'],
         response: { 200: z.string().meta({ description: 'Prometheus text format' }) },
       },
     },

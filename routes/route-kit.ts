@@ -9,6 +9,7 @@ import { serializerCompiler } from '../src/service/http-serializer.js';
 import type { CallQuery, CallSpec, ErrorStatus } from '../src/service/calls.js';
 import { execute } from '../src/service/execute.js';
 import { refuseOversized } from '../src/service/http-batch-validator.js';
+import { stringifySliced } from '../src/service/json-slices.js';
 
 function wireSerializer(wire: z.ZodType) {
   return (ctx: { schema: unknown; httpStatus?: string }) => serializerCompiler({ schema: ctx.httpStatus === '200' ? wire : ctx.schema });
@@ -26,9 +27,16 @@ export const SESSION_ERRORS = {
   507: err("The service's memory budget cannot hold the call (DMAEMU_MEMORY_BUDGET); nothing was done"),
 } satisfies Record<ErrorStatus, z.ZodType>;
 
-/** Serializes this reply's answer with JSON.stringify (src/service/execute.ts LARGE_ANSWER says why). */
-export function jsonStringified(reply: FastifyReply): void {
-  void reply.type('application/json; charset=utf-8').serializer(JSON.stringify);
+/**
+ * A large answer (src/service/execute.ts LARGE_ANSWER) as JSON made in slices that yield
+ * (src/service/json-slices.ts): the text JSON.stringify would give, sent as one Buffer. Anything
+ * already encoded (a Buffer: the binary /batch answer) goes out as it is.
+ */
+export async function largeAnswer(reply: FastifyReply, out: unknown): Promise<unknown> {
+  if (Buffer.isBuffer(out)) return out;
+  const json = await stringifySliced(out);
+  void reply.type('application/json; charset=utf-8');
+  return json;
 }
 
 /** The OpenAPI responses of a call's error statuses. */
@@ -80,15 +88,18 @@ export function callRoute(app: FastifyInstance, spec: CallSpec, extras: CallRout
     async (req, reply) => {
       const s = app.store.get(req.params.id);
       const query = spec.query ? (req.query as CallQuery) : undefined;
+      const respond = (out: unknown): unknown => (extras.respond ? extras.respond(out, req.body, req, reply) : out);
       let large = false;
       const out = await execute(s, call, req.body, query, {
         journal: extras.stub ? null : app.journal,
         limits: app.store.limits,
         budget: app.store.budget,
-        onLargeAnswer: () => (large = true),
+        large: (answer) => {
+          large = true;
+          return largeAnswer(reply, respond(answer));
+        },
       });
-      if (large) jsonStringified(reply); // the answer only: an error goes out through the error handler as always
-      return extras.respond ? extras.respond(out, req.body, req, reply) : out;
+      return large ? out : respond(out); // the answer only: an error goes out through the error handler as always
     },
   );
 }

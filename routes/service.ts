@@ -1,4 +1,4 @@
-// /healthz and /openapi.json. (/docs is @fastify/swagger-ui, /metrics is metrics.ts.)
+// /healthz, /openapi.json, and / (a redirect to the explorer). (/docs is @fastify/swagger-ui, /metrics is metrics.ts.)
 import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
@@ -16,6 +16,16 @@ export const servicePlugin: FastifyPluginAsync = async (fastify) => {
       },
     },
     async () => ({ status: 'ok' as const, sessions: app.store.size }),
+  );
+  // A browser pointed at the service lands on the explorer, not on a JSON 404. Left out of the
+  // OpenAPI document (docs/api.md lists it): an operation with no answer but a redirect is not
+  // one a client calls.
+  app.get(
+    '/',
+    { schema: { hide: true } },
+    async (_req, reply) => {
+      await reply.redirect('/ui', 302);
+    },
   );
   app.get(
     '/openapi.json',

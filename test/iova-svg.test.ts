@@ -277,3 +277,23 @@ t.test('a million live mappings: one span per occupied column at most, every map
   t.equal(dir.reduce((m, r) => (BigInt(r.start) < BigInt(m) ? r.start : m), '0xffffffffffffffff'), '0xffff0bdc0000');
   t.equal(dir.reduce((m, r) => (BigInt(r.end) > BigInt(m) ? r.end : m), '0x0'), '0x1000000000000');
 });
+
+t.test('the legend lists only what the session can draw: its layout and domain decide', async (t) => {
+  const app = await buildApp({ logLevel: 'silent' });
+  t.teardown(() => app.close());
+  const c = client(app);
+  const legendOf = async (config: Obj): Promise<string[]> => {
+    const s = await c.session(config);
+    const r = await app.inject({ method: 'GET', url: `${s.url}/iova.svg?width=2000` });
+    const texts = [...r.body.matchAll(/<g class="legend"[^]*?<\/g>/g)][0]?.[0].matchAll(/<text[^>]*>([^<]*)<\/text>/g) ?? [];
+    return [...texts].map((m) => m[1] ?? '');
+  };
+  const mapped = ['to device', 'from device', 'bidirectional', 'map sg', 'map page', 'coherent'];
+  // iova.c: the rcache exists in today's allocator only (added in v4.7); the flush queue only in a
+  // non-strict domain (iommu_dma_free_iova → queue_iova); v4.4's stray ranges only in v4.4.
+  t.same(await legendOf({ layout: 'linux' }), [...mapped, 'reserved', 'rcache']);
+  t.same(await legendOf({ layout: 'linux', iommu: { strict: false } }), [...mapped, 'reserved', 'rcache', 'flush queue']);
+  t.same(await legendOf({ layout: 'linux-4.4' }), [...mapped, 'reserved', 'stray (v4.4 unmap left it)']);
+  t.same(await legendOf({ layout: 'arm-legacy' }), [...mapped, 'reserved']);
+  t.same(await legendOf({ layout: 'linux', iommu: null }), mapped, 'no IOMMU: no allocator lane to explain');
+});

@@ -44,7 +44,7 @@ test('npm run load:persist (smoke): map/unmap pairs with persistence off and on,
 test('npm run load:stall (smoke): every kind next to a /healthz probe, one line each and the last line', async (t) => {
   const r = await runScript('load/stall.ts', { STALL_SMOKE: '1' });
   t.equal(r.code, 0, r.out);
-  for (const kind of ['trace_import', 'compare', 'batch_json', 'batch_binary', 'map_sg_pages', 'mappings_list']) {
+  for (const kind of ['trace_import', 'compare', 'batch_json', 'batch_binary', 'map_sg_pages', 'map_page_pages', 'mappings_list']) {
     t.match(r.out, new RegExp(`^stall: kind=${kind} size=\\d+ status=2\\d\\d requests=1 ms=\\d+ worst_ms=[\\d.]+ p99_ms=[\\d.]+$`, 'm'), `${kind}: answered 2xx, one line`);
   }
   t.match(lastLine(r.out), /^stall: worst_ms=[\d.]+ p99_ms=[\d.]+ baseline_p99_ms=[\d.]+ ratio_p99=[\d.]+$/);

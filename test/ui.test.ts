@@ -150,6 +150,11 @@ t.test('/ui: "Same list in the three layouts" shows the three hand-worked tables
     t.same(await cells(col.locator('table.iova')), want.iova, `${layout}: IOVA allocated`);
     t.ok((await col.locator('svg rect.span').count()) > 0, `${layout}: its picture draws the mapping`);
   }
+  // One axis for all three: the window holding every aperture (arm-legacy's 0–0xffffffff lies
+  // inside linux's 0–0xffffffffffff, the default 48-bit aperture), so the same address is at the
+  // same x in each picture.
+  const windows = await page.locator('#compare-out svg').evaluateAll((els: Attributed[]) => els.map((e) => `${e.getAttribute('data-window-start') ?? ''}–${e.getAttribute('data-window-end') ?? ''}`));
+  t.same(windows, ['0x0–0xffffffffffff', '0x0–0xffffffffffff', '0x0–0xffffffffffff'], 'the three pictures share one window (its last byte included)');
   await page.locator('#compare-out').scrollIntoViewIfNeeded();
   await page.screenshot({ path: path.join(outDir, 'ui-compare.png'), fullPage: true });
 });
@@ -163,4 +168,46 @@ t.test('/ui: a malformed scatterlist line is reported in the page, naming the li
   await page.click('#map-sg');
   await idle(page);
   t.match(await page.locator('#sg-error').innerText(), /^line 2: "16K at 0x91000000" is not length@phys/);
+});
+
+t.test('/ui: the stale-data walk-through by clicking: stale before sync for cpu, fresh after; a new session clears the old access line', async (t) => {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1100 } });
+  t.teardown(() => page.close());
+  page.setDefaultTimeout(20_000);
+  await page.goto(`${url}/ui`);
+  await idle(page);
+  const click = async (sel: string): Promise<string> => {
+    await page.click(sel);
+    await idle(page);
+    t.equal(await page.locator('#sg-error').innerText(), '', `${sel}: no error`);
+    return page.locator('#access').innerText();
+  };
+  await page.uncheck('#device input[name=coherent]');
+  await click('#create');
+  // docs/walkthrough-stale-data.md, worked by the rules of linux-semantics.md §6 and §8.
+  t.equal(await click('#cpu-write'), 'wrote 12 bytes', 'the CPU writes 12 bytes of 0x11 (into its cache)');
+  t.equal(await click('#map-page-go'), 'handle 1 · dma_address 0xfffff000', '§5: one page, top-down from the 32-bit limit');
+  t.equal(await page.inputValue('#device-access input[name=dma_address]'), '0xfffff000', 'the device form now aims at the mapping');
+  t.equal(await click('#device-write'), 'wrote 12 bytes', 'the device writes 12 bytes of 0xff into RAM');
+  t.equal(await click('#cpu-read'), 'read ERERERERERERERER · cpu_access_device_owned', 'stale: the cached 0x11 line, and dma-debug flags the read');
+  t.equal(await click('#sync'), 'handle 1 · cache invalidate · bounced 0', '§8: for_cpu of a from_device mapping invalidates');
+  t.equal(await click('#cpu-read'), 'read ////////////////', 'fresh: the device\'s bytes');
+  t.equal(await click('#device-read'), 'fault: read at 0xfffff000: read of a write-only mapping (permission fault: handle 1 mapped from_device)', '§8 enforce_read: no IOMMU_READ on a from_device mapping');
+  t.equal(await click('#unmap'), 'handle 1 unmapped');
+  t.same(
+    await page.locator('#ops-log li').evaluateAll((els: Attributed[]) => els.map((e) => e.getAttribute('data-call'))),
+    ['cpu/write', 'map_page', 'device/write', 'cpu/read', 'sync', 'cpu/read', 'device/read', 'unmap'],
+    'the log lists every call in order',
+  );
+  t.match(await page.locator('#faults').innerText(), /read at 0xfffff000/);
+  await click('#create');
+  t.equal(await page.locator('#access').innerText(), '', 'Create session clears the previous session\'s access line');
+  t.equal(await page.locator('#ops-log li').count(), 0, 'and its log');
+  t.match(await page.locator('#faults').innerText(), /none/, 'and its faults');
+});
+
+t.test('GET / redirects a browser to the explorer', async (t) => {
+  const r = await fetch(`${url}/`, { redirect: 'manual' });
+  t.equal(r.status, 302);
+  t.equal(r.headers.get('location'), '/ui');
 });

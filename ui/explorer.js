@@ -155,6 +155,9 @@ async function createSession() {
     `segment_boundary_mask ${c.device.segment_boundary_mask}, ` +
     (c.iommu ? `IOMMU aperture ${c.iommu.aperture.start}–${c.iommu.aperture.end}, granule ${c.iommu.granule}` : 'no IOMMU (dma-direct)');
   $('#session').dataset.id = s.id;
+  // Nothing of the previous session stays on the page: its access line, its log.
+  $('#access').textContent = '';
+  $('#ops-log').replaceChildren();
   $('#result').replaceChildren(h('span', { class: 'muted' }, 'map a scatterlist to see its segments'));
   await Promise.all([drawPicture($('#picture'), s.id, zoomValues()), refreshTables(s.id)]);
 }
@@ -175,7 +178,7 @@ async function compareLayouts() {
   state.compareIds = [];
   const out = $('#compare-out');
   out.replaceChildren(...LAYOUTS.map((l) => h('section', { 'data-layout': l }, h('h3', {}, l), h('p', { class: 'muted' }, 'mapping…'))));
-  await Promise.all(
+  const drawn = await Promise.all(
     LAYOUTS.map(async (layout) => {
       const col = out.querySelector(`section[data-layout="${layout}"]`);
       try {
@@ -184,21 +187,65 @@ async function compareLayouts() {
         const answer = await api('POST', `/v1/sessions/${s.id}/map_sg`, { dir: f.dir.value, sg });
         const pic = h('div', { class: 'picture' });
         col.replaceChildren(h('h3', {}, layout), h('p', { class: 'mono muted' }, `session ${s.id}`), renderMapSg(answer), pic);
-        await drawPicture(pic, s.id);
+        return { pic, id: s.id, aperture: s.config.iommu?.aperture ?? null };
       } catch (e) {
         col.replaceChildren(h('h3', {}, layout), h('p', { class: 'error' }, e.message));
+        return null;
       }
     }),
   );
+  // The same axis for every column: the window that holds every layout's aperture, so a range
+  // sits at the same place in each picture and they can be compared by eye.
+  const cols = drawn.filter((d) => d !== null);
+  const apertures = cols.map((d) => d.aperture).filter((a) => a !== null);
+  const window = apertures.length
+    ? { start: '0x' + apertures.map((a) => BigInt(a.start)).reduce((x, y) => (x < y ? x : y)).toString(16), end: '0x' + apertures.map((a) => BigInt(a.end)).reduce((x, y) => (x > y ? x : y)).toString(16) }
+    : {};
+  await Promise.all(cols.map((d) => drawPicture(d.pic, d.id, window)));
 }
 
-async function deviceRead() {
+async function sessionCall(path, body, line) {
   if (!state.id) await createSession();
-  const f = $('#device-access').elements;
-  const r = await api('POST', `/v1/sessions/${state.id}/device/read`, { dma_address: f.dma_address.value.trim(), length: Number(f.read_length.value) });
-  $('#access').textContent = r.fault ? `fault: ${r.fault.access} at ${r.fault.dma_address}: ${r.fault.reason}` : `read ${r.data}`;
-  await refreshTables(state.id);
+  const r = await api('POST', `/v1/sessions/${state.id}/${path}`, body);
+  const text = line(r) + (r.debug?.length ? ` · ${r.debug.map((d) => d.check).join(', ')}` : '');
+  $('#access').textContent = text;
+  $('#ops-log').append(h('li', { 'data-call': path }, `${path}: ${text}`));
+  await Promise.all([drawPicture($('#picture'), state.id, zoomValues()), refreshTables(state.id)]);
+  return r;
 }
+
+const faultOr = (r, ok) => (r.fault ? `fault: ${r.fault.access} at ${r.fault.dma_address}: ${r.fault.reason}` : ok(r));
+const handleOf = () => Number($('#handle-ops').elements.handle.value);
+
+async function mapPage() {
+  const f = $('#map-page').elements;
+  const r = await sessionCall('map_page', { phys: f.phys.value.trim(), size: Number(f.size.value), dir: f.dir.value }, (a) =>
+    a.error ? `failed: ${a.error.errno} ${a.error.message}` : `handle ${a.handle} · dma_address ${a.dma_address}`,
+  );
+  if (r.handle !== null) {
+    $('#handle-ops').elements.handle.value = String(r.handle);
+    $('#device-access').elements.dma_address.value = r.dma_address;
+  }
+}
+
+const sync = () => sessionCall('sync', { handle: handleOf(), for: $('#handle-ops').elements.for.value }, (a) => `handle ${a.handle} · cache ${a.cache} · bounced ${a.bounced_bytes}`);
+const unmap = () => sessionCall('unmap', { handle: handleOf() }, (a) => `handle ${a.handle} unmapped`);
+const cpuWrite = () => {
+  const f = $('#cpu-access').elements;
+  return sessionCall('cpu/write', { phys: f.phys.value.trim(), data: f.data.value.trim() }, (a) => `wrote ${a.written} bytes`);
+};
+const cpuRead = () => {
+  const f = $('#cpu-access').elements;
+  return sessionCall('cpu/read', { phys: f.phys.value.trim(), length: Number(f.read_length.value) }, (a) => `read ${a.data}`);
+};
+const deviceWrite = () => {
+  const f = $('#device-access').elements;
+  return sessionCall('device/write', { dma_address: f.dma_address.value.trim(), data: f.data.value.trim() }, (a) => faultOr(a, (b) => `wrote ${b.written} bytes`));
+};
+const deviceRead = () => {
+  const f = $('#device-access').elements;
+  return sessionCall('device/read', { dma_address: f.dma_address.value.trim(), length: Number(f.read_length.value) }, (a) => faultOr(a, (b) => `read ${b.data}`));
+};
 
 /** Runs an action, showing its error under the scatterlist form instead of failing silently. */
 function guarded(fn) {
@@ -221,6 +268,12 @@ $('#device').addEventListener('submit', guarded(createSession));
 $('#sg').addEventListener('submit', guarded(mapSg));
 $('#compare').addEventListener('click', guarded(compareLayouts));
 $('#device-access').addEventListener('submit', guarded(deviceRead));
+$('#device-write').addEventListener('click', guarded(deviceWrite));
+$('#map-page').addEventListener('submit', guarded(mapPage));
+$('#handle-ops').addEventListener('submit', guarded(sync));
+$('#unmap').addEventListener('click', guarded(unmap));
+$('#cpu-access').addEventListener('submit', guarded(cpuWrite));
+$('#cpu-read').addEventListener('click', guarded(cpuRead));
 $('#zoom').addEventListener(
   'submit',
   guarded(async () => {

@@ -22,6 +22,8 @@ export interface IovaState {
   mappings: Iterable<Mapping>;
   /** linux-4.4: unmapped handles whose IOVA the kernel left allocated (v4.4's offset bug). */
   strays: readonly Mapping[];
+  /** The layout has a stray rule at all (so its legend names strays). */
+  straysPossible: boolean;
   /** Granule shift of the addresses in the mappings (0 without an IOMMU: byte addresses). */
   shift: number;
   marks: AllocatorMarks | null;
@@ -93,6 +95,18 @@ export interface Picture {
   /** Live mappings, and those with a range inside the window. */
   mappings: number;
   drawn: number;
+  /** The categories this session can draw (its legend): no rcache, flush queue or strays where its layout and domain have none, no allocator lane without an IOMMU. */
+  legend: Category[];
+}
+
+/** What a session of this config and state can draw: its legend. */
+export function legendOf(hasIommu: boolean, state: IovaState): Category[] {
+  const allocator: Category[] = [];
+  if (hasIommu) allocator.push('reserved');
+  if (state.marks?.rcache) allocator.push('rcache');
+  if (state.marks?.flushQueue) allocator.push('flush_queue');
+  if (state.straysPossible) allocator.push('stray');
+  return [...LANES.dir, ...LANES.kind, ...allocator];
 }
 
 const FOUR_GIB = 1n << 32n;
@@ -178,8 +192,8 @@ export function iovaPicture(config: SessionConfig, state: IovaState, view: Pictu
     const pfns = (cat: number, rs: PfnRange[]): void => {
       for (const r of rs) place('allocator', cat, r.lo, 0, r.hi + 1, 0, (r.hi + 1 - r.lo) * g);
     };
-    pfns(1, marks.rcache);
-    pfns(2, marks.flushQueue);
+    pfns(1, marks.rcache ?? []);
+    pfns(2, marks.flushQueue ?? []);
   }
 
   const markers: Marker[] = [];
@@ -203,6 +217,7 @@ export function iovaPicture(config: SessionConfig, state: IovaState, view: Pictu
     ticks: ticks(panels, unit, columns),
     mappings,
     drawn,
+    legend: legendOf(iommu !== null, state),
   };
 }
 

@@ -7,7 +7,7 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { jsonSchemaTransform, jsonSchemaTransformObject, validatorCompiler } from 'fastify-type-provider-zod';
 import { errorHandler, frameworkErrors, notFoundHandler } from './http-errors.js';
-import { parseJsonBody } from './json-body.js';
+import { parseJsonRequest } from './json-count.js';
 import { serializerCompiler } from './http-serializer.js';
 import { SessionStore, limitsFromEnv, type StoreLimits } from './session-store.js';
 import { metricsPlugin } from '../../routes/metrics.js';
@@ -27,6 +27,9 @@ import { dataDirFromEnv, journalOptionsFromEnv, openJournal } from './persistenc
 import { VERSION } from './version.js';
 import { safeStdout } from './log-destination.js';
 import type { StoreIo } from './store/file-op-store.js';
+import { polishDocument, type OpenApiDoc } from './openapi-document.js';
+import { ErrorBody } from '../../schemas/common.js';
+import { z } from 'zod';
 
 export interface AppOptions {
   logLevel?: string;
@@ -79,17 +82,28 @@ export async function buildApp(opts: AppOptions = {}): Promise<FastifyInstance> 
   app.removeContentTypeParser('text/plain');
   // Ours names a poisoning key and where it is (json-body.ts); Fastify's says only "not valid JSON".
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
-    try {
-      done(null, parseJsonBody(body as string));
-    } catch (err) {
-      done(err as Error, undefined);
-    }
+  // A long body's ops are counted on the raw text first (json-count.ts): too many is refused unparsed.
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    parseJsonRequest(req.routeOptions.url, body as string, store.limits).then(
+      (v) => done(null, v),
+      (err: unknown) => done(err as Error, undefined),
+    );
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(errorHandler);
   app.setNotFoundHandler(notFoundHandler);
+
+  // A GET route that takes no query parameters refuses unknown ones (400 naming them), as the
+  // routes with a query schema do: `?page=true` for `?pages=true` is a mistake to report.
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    if (!methods.includes('GET') || route.schema?.querystring) return;
+    route.schema = { ...route.schema, querystring: z.strictObject({}) };
+    if (route.schema.response && typeof route.schema.response === 'object' && !('400' in route.schema.response)) {
+      route.schema.response = { ...route.schema.response, 400: ErrorBody.meta({ description: 'An unknown query parameter (DMAEMU_INVALID_ARGUMENT)' }) };
+    }
+  });
 
   await app.register(swagger, {
     openapi: {
@@ -100,7 +114,12 @@ export async function buildApp(opts: AppOptions = {}): Promise<FastifyInstance> 
         description:
           'The Linux DMA API on an emulated IOMMU: which segments, IOVAs, cache maintenance and faults Linux would give your buffers. ' +
           'Addresses are hex strings. Failures Linux itself reports are 200 with an `error` object; HTTP errors carry a stable `code`.',
+        license: { name: 'MIT', identifier: 'MIT' },
       },
+      // Relative: Swagger UI's "Try it out" calls the server that served the document.
+      servers: [{ url: '/', description: 'This service' }],
+      // No authentication: the service is meant for loopback and CI networks (README "Security").
+      security: [],
       tags: [
         { name: 'sessions', description: 'One device and its IOMMU domain per session' },
         { name: 'dma', description: 'The DMA-API calls' },
@@ -151,37 +170,6 @@ function drainOnClose(app: FastifyInstance): void {
     if (draining) void reply.header('connection', 'close');
     done(null, payload);
   });
-}
-
-type OpenApiDoc = { paths?: Record<string, unknown> } & Record<string, unknown>;
-
-/**
- * Two touches on the generated document: zod's `.int()` emits ±MAX_SAFE_INTEGER bounds, which
- * Swagger UI turns into examples like -9007199254740991 (every integer on this wire is
- * non-negative, so the lower bound becomes 0 and the upper one goes); and /docs, which @fastify/swagger-ui registers hidden, is part
- * of the contract (API.md "Service"), so it is described too.
- */
-function polishDocument(doc: OpenApiDoc): OpenApiDoc {
-  const strip = (node: unknown): void => {
-    if (typeof node !== 'object' || node === null) return;
-    const o = node as Record<string, unknown>;
-    if (o.minimum === Number.MIN_SAFE_INTEGER) o.minimum = 0; // every integer on our wire is a count, size, handle or code
-    if (o.maximum === Number.MAX_SAFE_INTEGER) delete o.maximum;
-    for (const v of Object.values(o)) strip(v);
-  };
-  strip(doc);
-  doc.paths = {
-    ...doc.paths,
-    '/docs': {
-      get: {
-        tags: ['service'],
-        operationId: 'docs',
-        summary: 'Swagger UI for this document',
-        responses: { '200': { description: 'The Swagger UI page (HTML)', content: { 'text/html': { schema: { type: 'string' } } } } },
-      },
-    },
-  };
-  return doc;
 }
 
 type LoggedRequest = Parameters<LogController['incomingRequest']>[0];

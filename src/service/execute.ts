@@ -48,16 +48,22 @@ export interface ExecContext {
   journal: CallJournal | null;
   limits: RequestLimits;
   budget: MemoryBudget;
-  /** Told, before the call runs, that its answer is estimated at LARGE_ANSWER bytes or more (the route serializes it with JSON.stringify). */
-  onLargeAnswer?: () => void;
+  /**
+   * Turns an answer estimated at LARGE_ANSWER bytes or more into what is sent (the route: its
+   * JSON, made in slices); runs before the session's next call may start, so a session's answers
+   * are ready in the order its calls ran. Without it the answer is returned as it is.
+   */
+  large?: (out: unknown) => Promise<unknown>;
 }
 
 /**
- * From this estimate on, an answer is serialized by JSON.stringify rather than the route's
- * compiled schema serializer: on answers of megabytes (page rows, compare's four columns) the
- * compiled one took 120-240 ms for 2.5 MB against JSON.stringify's 11-25 ms, all of it a stall
- * for every other tenant. The answer is the same JSON (built from the same typed objects, which
- * name no field their schema lacks: schemas/exact.ts), its keys possibly in another order.
+ * From this estimate on, an answer is serialized as JSON.stringify would, in slices that yield
+ * (json-slices.ts), rather than by the route's compiled schema serializer in one turn: on
+ * answers of megabytes (page rows, compare's four columns) the compiled one took 120-240 ms for
+ * 2.5 MB against JSON.stringify's 11-25 ms, and even those 11-25 ms (up to 180 ms on a loaded
+ * machine) were a stall for every other tenant. The answer is the same JSON (built from the same
+ * typed objects, which name no field their schema lacks: schemas/exact.ts), its keys possibly in
+ * another order.
  */
 export const LARGE_ANSWER = 256 * 1024;
 
@@ -155,28 +161,42 @@ export async function execute(s: Session, spec: CallSpec, body: unknown, query: 
   if (name === 'batch') checkBatchOps((body as BatchInput).ops.length, s.limits.maxBatchOps);
   const cost = spec.cost(body, q, s.costUnit);
   checkCost(cost, ctx.limits, `this ${name}`);
-  if (cost.bytes >= LARGE_ANSWER) ctx.onLargeAnswer?.();
+  const large = cost.bytes >= LARGE_ANSWER ? ctx.large : undefined;
   return charged(ctx.budget, cost.bytes, () =>
     inOrder(s, async (release) => {
       const long = name === 'batch' && (cost.work > SLICE_WORK || (body as BatchInput).ops.length > SLICE_STEPS);
-      if (!ctx.journal) return long ? sliced(batchSteps(s, body as BatchInput, s.costUnit)) : spec.run(s, body, q);
-      let pending: Promise<unknown>;
+      // A long batch runs in slices (other sessions' calls go between them), then is logged whole.
+      let out: unknown;
+      let thrown: { err: unknown } | null = null;
       if (long) {
-        // A long batch runs in slices (other sessions' calls go between them), then is logged whole.
-        let out: unknown;
-        let thrown: { err: unknown } | null = null;
         try {
           out = await sliced(batchSteps(s, body as BatchInput, s.costUnit));
         } catch (err) {
           thrown = { err };
         }
-        pending = ctx.journal.call(s, name, body, query, () => {
-          if (thrown) throw thrown.err;
-          return out;
-        });
-      } else pending = ctx.journal.call(s, name, body, query, () => spec.run(s, body, q));
-      release(); // the record is appended: the next call may run while this one becomes durable
-      return pending;
+      }
+      let ran = false;
+      const run = (): unknown => {
+        if (thrown) throw thrown.err;
+        if (!long) out = spec.run(s, body, q);
+        ran = true;
+        return out;
+      };
+      if (!ctx.journal) {
+        const answer = run();
+        return large ? large(answer) : answer;
+      }
+      // journal.call runs `run` before its first await: once it returns, the record is appended.
+      const pending = ctx.journal.call(s, name, body, query, run);
+      if (!large || !ran) {
+        release(); // the next call may run while this one becomes durable
+        return pending;
+      }
+      pending.catch(() => undefined); // awaited below; not unhandled while the answer is being made
+      const sent = await large(out);
+      release();
+      await pending;
+      return sent;
     }),
   );
 }

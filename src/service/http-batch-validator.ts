@@ -126,11 +126,20 @@ export function refuseOversized(raw: unknown, limits: SessionLimits & RequestLim
   if (work > limits.maxRequestCost) {
     throw new DmaemuError('DMAEMU_REQUEST_TOO_COSTLY', `this request is estimated at ${work} work units at least (its ops and scatterlist entries${how.columns ? `, in ${how.columns} columns` : ''}), over ${REQUEST_LIMIT_ENV.maxRequestCost}=${limits.maxRequestCost}: split it`);
   }
-  // Every op's answer is estimated at MIN_ANSWER_BYTES at least (calls.ts): a trace of half a million ops is refused here, unparsed.
-  if (ops.length * MIN_ANSWER_BYTES > limits.maxResponseBytes) {
+  refuseOpCount(ops.length, limits);
+}
+
+/**
+ * What an op count alone refuses: every op's answer is estimated at MIN_ANSWER_BYTES at least
+ * (calls.ts), so a trace of half a million ops is refused from its count; `maxOps` (a /batch's
+ * limit) first. Also run on the raw text, before JSON.parse (json-count.ts).
+ */
+export function refuseOpCount(ops: number, limits: RequestLimits, maxOps?: number): void {
+  if (maxOps !== undefined) checkBatchOps(ops, maxOps);
+  if (ops * MIN_ANSWER_BYTES > limits.maxResponseBytes) {
     throw new DmaemuError(
       'DMAEMU_RESPONSE_TOO_LARGE',
-      `this request's ${ops.length} ops would answer ~${ops.length * MIN_ANSWER_BYTES} bytes at least; ${REQUEST_LIMIT_ENV.maxResponseBytes}=${limits.maxResponseBytes}: split it`,
+      `this request's ${ops} ops would answer ~${ops * MIN_ANSWER_BYTES} bytes at least; ${REQUEST_LIMIT_ENV.maxResponseBytes}=${limits.maxResponseBytes}: split it`,
     );
   }
 }

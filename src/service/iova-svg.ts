@@ -105,7 +105,8 @@ export function pictureToSvg(p: Picture, heading: SvgHeading): string {
   let x = 0;
   let row = 0;
   for (const lane of Object.keys(LANES) as Lane[]) {
-    for (const c of LANES[lane] as readonly Category[]) {
+    // Only what this session can draw (Picture.legend): no rcache or strays where its layout has none.
+    for (const c of (LANES[lane] as readonly Category[]).filter((k) => p.legend.includes(k))) {
       const text = c === 'stray' ? 'stray (v4.4 unmap left it)' : c.replace('_', ' ');
       const w = 22 + text.length * 6.2;
       if (x + w > width - 16) {

@@ -72,4 +72,6 @@ await app.listen({ host, port });
 if (closing) await app.close();
 const bound = app.server.address();
 const shown = typeof bound === 'object' && bound ? `http://${host.includes(':') ? `[${host}]` : host}:${bound.port}` : String(bound);
-safeStdout().write(`dmaemu listening on ${shown}\n`); // console.log would throw from an 'error' event on a full stdout
+// One log format: this line is a pino line like every other, written whatever LOG_LEVEL says
+// (scripts and tests wait for it), as `msg: "dmaemu listening on http://…"` with the `url`.
+app.log.child({}, { level: 'info' }).info({ url: shown }, `dmaemu listening on ${shown}`);

@@ -17,10 +17,10 @@ export interface PfnRange {
  * ranges (no walk of the tree): for the IOVA picture (src/core/iova-picture.ts). Inclusive pfns.
  */
 export interface AllocatorMarks {
-  /** Freed by the driver, kept by the rcache for reuse (still in the tree). */
-  rcache: PfnRange[];
-  /** Freed by the driver, waiting in the flush queue for an IOTLB flush (non-strict). */
-  flushQueue: PfnRange[];
+  /** Freed by the driver, kept by the rcache for reuse (still in the tree); null: the allocator has no rcache (v4.4). */
+  rcache: PfnRange[] | null;
+  /** Freed by the driver, waiting in the flush queue for an IOTLB flush; null: the domain has none (strict, or v4.4). */
+  flushQueue: PfnRange[] | null;
   /** cached_node / cached32_node: the range the next walk starts below (null: the anchor or NULL). */
   cached: PfnRange | null;
   cached32: PfnRange | null;

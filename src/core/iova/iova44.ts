@@ -142,7 +142,7 @@ class Iova44 implements Iova44Allocator {
   /** cached32_node without walking the tree (the IOVA picture); v4.4 had no rcache or flush queue. */
   marks(): AllocatorMarks {
     const cached32 = this.cached32 < 0 ? null : { lo: this.cached32, hi: this.tree.hiOf(this.cached32) };
-    return { rcache: [], flushQueue: [], cached: null, cached32 };
+    return { rcache: null, flushQueue: null, cached: null, cached32 }; // v4.4's iova.c: no rcache, no flush queue
   }
 
   state(): StateRef {

@@ -329,7 +329,7 @@ class LinuxIova implements LinuxIovaAllocator {
     }
     return {
       rcache,
-      flushQueue,
+      flushQueue: this.strict ? null : flushQueue,
       cached: this.cached === ANCHOR ? null : range(this.cached),
       cached32: this.cached32 === ANCHOR ? null : range(this.cached32),
     };

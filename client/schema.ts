@@ -493,9 +493,6 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
-        AllocCoherentRequest: {
-            size: number;
-        };
         AllocCoherentRequestInput: {
             size: number;
         };
@@ -513,112 +510,6 @@ export interface components {
             /** @description The physical pages, in order */
             phys: string[];
             size: number;
-        };
-        AllocCoherentResultInput: {
-            debug?: components["schemas"]["DebugFindingInput"][];
-            /** @example 0xffffc000 */
-            dma_handle: string;
-            /** @description A failure Linux itself reports (the HTTP status stays 200) */
-            error?: {
-                /** @enum {string} */
-                errno: "ENOMEM" | "EIO" | "EINVAL";
-                message: string;
-            };
-            handle: number | null;
-            /** @description The physical pages, in order */
-            phys: string[];
-            size: number;
-        };
-        BatchRequest: {
-            ops: ({
-                /**
-                 * @description DMA_BIDIRECTIONAL, DMA_TO_DEVICE, DMA_FROM_DEVICE, DMA_NONE
-                 * @enum {string}
-                 */
-                dir: "bidirectional" | "to_device" | "from_device" | "none";
-                /** @description As ?explain=true on map_sg */
-                explain?: boolean;
-                /** @constant */
-                op: "map_sg";
-                pages?: boolean;
-                sg: (unknown | {
-                    /** @description Bytes (unsigned int, ≥ 1: a zero-length entry is a caller error) */
-                    length: number;
-                    /**
-                     * @description Physical byte address below 2^52: hex string or safe integer
-                     * @example 0x80001200
-                     */
-                    phys: unknown;
-                })[];
-                /** @description DMA_ATTR_SKIP_CPU_SYNC */
-                skip_cpu_sync?: boolean;
-            } | {
-                /**
-                 * @description DMA_BIDIRECTIONAL, DMA_TO_DEVICE, DMA_FROM_DEVICE, DMA_NONE
-                 * @enum {string}
-                 */
-                dir: "bidirectional" | "to_device" | "from_device" | "none";
-                /** @constant */
-                op: "map_page";
-                pages?: boolean;
-                /**
-                 * @description Physical byte address below 2^52: hex string or safe integer
-                 * @example 0x80001200
-                 */
-                phys: unknown;
-                size: number;
-                skip_cpu_sync?: boolean;
-            } | {
-                /**
-                 * @description Checked against the mapping like dma-debug
-                 * @enum {string}
-                 */
-                dir?: "bidirectional" | "to_device" | "from_device" | "none";
-                handle: number | {
-                    /** @description Index of an earlier op in this batch */
-                    ref: number;
-                };
-                nents?: number;
-                /** @constant */
-                op: "unmap";
-                size?: number;
-                skip_cpu_sync?: boolean;
-            } | {
-                /**
-                 * @description Defaults to the mapping's direction
-                 * @enum {string}
-                 */
-                dir?: "bidirectional" | "to_device" | "from_device" | "none";
-                /** @enum {string} */
-                for: "cpu" | "device";
-                handle: number | {
-                    /** @description Index of an earlier op in this batch */
-                    ref: number;
-                };
-                /** @description dma_sync_sg_*: the entry count the driver passes; checked against the mapping like dma-debug (extension) */
-                nents?: number;
-                offset?: number;
-                /** @constant */
-                op: "sync";
-                size?: number;
-            } | {
-                /** @constant */
-                op: "alloc_coherent";
-                size: number;
-            } | {
-                handle: number | {
-                    /** @description Index of an earlier op in this batch */
-                    ref: number;
-                };
-                /** @constant */
-                op: "free_coherent";
-            } | {
-                /** @description layout linux: let time pass for the rcache depot's delayed trim (iova_depot_work_func, one CPU): every size class keeps at most one full magazine in its depot, the others go back to the tree (extension) */
-                depot_trim?: boolean;
-                /** @constant */
-                op: "flush";
-                rcache?: boolean;
-            })[];
         };
         BatchRequestInput: {
             ops: ({
@@ -716,70 +607,6 @@ export interface components {
         };
         BatchResult: {
             results: (components["schemas"]["MapSgResult"] | components["schemas"]["MapPageResult"] | components["schemas"]["UnmapResult"] | components["schemas"]["SyncResult"] | components["schemas"]["AllocCoherentResult"] | components["schemas"]["FreeCoherentResult"] | components["schemas"]["FlushResult"] | components["schemas"]["Error"])[];
-        };
-        BatchResultInput: {
-            results: (components["schemas"]["MapSgResultInput"] | components["schemas"]["MapPageResultInput"] | components["schemas"]["UnmapResultInput"] | components["schemas"]["SyncResultInput"] | components["schemas"]["AllocCoherentResultInput"] | components["schemas"]["FreeCoherentResultInput"] | components["schemas"]["FlushResultInput"] | components["schemas"]["ErrorInput"])[];
-        };
-        /**
-         * @example {
-         *       "session": {
-         *         "device": {
-         *           "max_segment_size": 65536
-         *         }
-         *       },
-         *       "dir": "to_device",
-         *       "sg": [
-         *         {
-         *           "phys": "0x90000000",
-         *           "length": 65536
-         *         },
-         *         {
-         *           "phys": "0x91000000",
-         *           "length": 16384
-         *         },
-         *         {
-         *           "phys": "0x92000000",
-         *           "length": 65536
-         *         }
-         *       ]
-         *     }
-         */
-        CompareRequest: {
-            /**
-             * @description With `sg`: the direction of the one map_sg (default to_device)
-             * @enum {string}
-             */
-            dir?: "bidirectional" | "to_device" | "from_device" | "none";
-            /** @description Compare a device's traced calls: imported as POST /v1/import/ftrace does, `session` as its options (docs/ftrace.md) */
-            ftrace?: {
-                /** @description The device whose events to compare; needed when the text holds several */
-                device?: string;
-                /** @description The trace as trace-cmd report, tracefs trace or trace_pipe print it */
-                text: string;
-            };
-            name?: string;
-            /** @description A trace in the format of test/vectors and GET /trace (`ref: i` = the handle op i returned); `expect` is ignored */
-            ops?: components["schemas"]["TraceOp"][];
-            rule?: string;
-            /** @description A POST /v1/sessions body; `layout` and `iommu: null` are set per column */
-            session?: components["schemas"]["SessionCreate"];
-            /** @description The common case: a single map_sg of this scatterlist instead of `ops` */
-            sg?: {
-                /** @description Bytes (unsigned int, ≥ 1: a zero-length entry is a caller error) */
-                length: number;
-                /**
-                 * @description Physical byte address below 2^52: hex string or safe integer
-                 * @example 0x80001200
-                 */
-                phys: unknown;
-            }[];
-            /** @description Device parameters to vary, e.g. {"max_segment_size": [65536, 4294967295]}: each combination runs in the session's layout, side by side in `varied` (at most 16) */
-            vary?: {
-                dma_mask?: string[];
-                granule?: (4096 | 16384 | 65536)[];
-                max_segment_size?: number[];
-                segment_boundary_mask?: string[];
-            };
         };
         /**
          * @example {
@@ -1220,393 +1047,6 @@ export interface components {
                 }[];
             };
         };
-        CompareResultInput: {
-            columns: {
-                /** @enum {string} */
-                column: "linux" | "linux-4.4" | "arm-legacy" | "no-iommu";
-                config: components["schemas"]["SessionConfigInput"] | null;
-                /** @description Why this column could not be set up (e.g. arm-legacy maps at most 4 GiB of aperture) */
-                error?: components["schemas"]["ErrorInput"];
-            }[];
-            /** @description With `ftrace`: the device compared, and its events no op could express (left out) */
-            imported?: {
-                device: string;
-                unexpressed: {
-                    device: string;
-                    event: string;
-                    line: number;
-                    reason: string;
-                }[];
-            };
-            ops: {
-                /** @description Fields whose values are not the same in every column (debug by check and message; explain.verdict for map_sg) */
-                differs: string[];
-                name: string;
-                /** @description Index of the op */
-                op: number;
-                results: {
-                    /** @description The op's answer in that column; null when the column's config was refused */
-                    "arm-legacy": {
-                        /** @description Some entry goes through swiotlb */
-                        bounced?: boolean;
-                        /** @description Bytes copied between swiotlb and the original buffer */
-                        bounced_bytes?: number;
-                        /**
-                         * @description Cache maintenance performed
-                         * @enum {string}
-                         */
-                        cache?: "clean" | "invalidate" | "clean+invalidate" | "none";
-                        code?: string;
-                        data?: string;
-                        debug?: components["schemas"]["DebugFindingInput"][];
-                        /**
-                         * @description 0xffffffffffffffff (DMA_MAPPING_ERROR) on failure
-                         * @example 0xffffc000
-                         */
-                        dma_address?: string;
-                        /** @example 0xffffc000 */
-                        dma_handle?: string;
-                        error?: {
-                            /** @enum {string} */
-                            errno: "ENOMEM" | "EIO" | "EINVAL";
-                            message: string;
-                        } | string;
-                        explain?: components["schemas"]["MapSgExplainInput"];
-                        fault?: components["schemas"]["FaultInput"];
-                        /** @description IOVAs taken out of the flush queue */
-                        flushed?: number;
-                        handle?: number | null;
-                        /** @description The IOVA allocation (the first one for arm-legacy); null without an IOMMU */
-                        iova?: {
-                            /** @description Bytes */
-                            size: number;
-                            /** @example 0xffffc000 */
-                            start: string;
-                        } | null;
-                        /** @description Every IOVA allocation this mapping holds */
-                        iova_ranges?: {
-                            /** @description Bytes */
-                            size: number;
-                            /** @example 0xffffc000 */
-                            start: string;
-                        }[];
-                        message?: string;
-                        nents?: number;
-                        pages?: {
-                            /** @example 0xffffc000 */
-                            iova: string;
-                            /** @example 0xffffc000 */
-                            phys: string;
-                        }[];
-                        /** @description The physical pages, in order */
-                        phys?: string[];
-                        /** @description IOVAs returned from the rcache to the tree */
-                        rcache_freed?: number;
-                        segments?: {
-                            /** @example 0xffffc000 */
-                            dma_address: string;
-                            dma_length: number;
-                        }[];
-                        size?: number;
-                        statusCode?: number;
-                        written?: number;
-                    } | null;
-                    /** @description The op's answer in that column; null when the column's config was refused */
-                    linux: {
-                        /** @description Some entry goes through swiotlb */
-                        bounced?: boolean;
-                        /** @description Bytes copied between swiotlb and the original buffer */
-                        bounced_bytes?: number;
-                        /**
-                         * @description Cache maintenance performed
-                         * @enum {string}
-                         */
-                        cache?: "clean" | "invalidate" | "clean+invalidate" | "none";
-                        code?: string;
-                        data?: string;
-                        debug?: components["schemas"]["DebugFindingInput"][];
-                        /**
-                         * @description 0xffffffffffffffff (DMA_MAPPING_ERROR) on failure
-                         * @example 0xffffc000
-                         */
-                        dma_address?: string;
-                        /** @example 0xffffc000 */
-                        dma_handle?: string;
-                        error?: {
-                            /** @enum {string} */
-                            errno: "ENOMEM" | "EIO" | "EINVAL";
-                            message: string;
-                        } | string;
-                        explain?: components["schemas"]["MapSgExplainInput"];
-                        fault?: components["schemas"]["FaultInput"];
-                        /** @description IOVAs taken out of the flush queue */
-                        flushed?: number;
-                        handle?: number | null;
-                        /** @description The IOVA allocation (the first one for arm-legacy); null without an IOMMU */
-                        iova?: {
-                            /** @description Bytes */
-                            size: number;
-                            /** @example 0xffffc000 */
-                            start: string;
-                        } | null;
-                        /** @description Every IOVA allocation this mapping holds */
-                        iova_ranges?: {
-                            /** @description Bytes */
-                            size: number;
-                            /** @example 0xffffc000 */
-                            start: string;
-                        }[];
-                        message?: string;
-                        nents?: number;
-                        pages?: {
-                            /** @example 0xffffc000 */
-                            iova: string;
-                            /** @example 0xffffc000 */
-                            phys: string;
-                        }[];
-                        /** @description The physical pages, in order */
-                        phys?: string[];
-                        /** @description IOVAs returned from the rcache to the tree */
-                        rcache_freed?: number;
-                        segments?: {
-                            /** @example 0xffffc000 */
-                            dma_address: string;
-                            dma_length: number;
-                        }[];
-                        size?: number;
-                        statusCode?: number;
-                        written?: number;
-                    } | null;
-                    /** @description The op's answer in that column; null when the column's config was refused */
-                    "linux-4.4": {
-                        /** @description Some entry goes through swiotlb */
-                        bounced?: boolean;
-                        /** @description Bytes copied between swiotlb and the original buffer */
-                        bounced_bytes?: number;
-                        /**
-                         * @description Cache maintenance performed
-                         * @enum {string}
-                         */
-                        cache?: "clean" | "invalidate" | "clean+invalidate" | "none";
-                        code?: string;
-                        data?: string;
-                        debug?: components["schemas"]["DebugFindingInput"][];
-                        /**
-                         * @description 0xffffffffffffffff (DMA_MAPPING_ERROR) on failure
-                         * @example 0xffffc000
-                         */
-                        dma_address?: string;
-                        /** @example 0xffffc000 */
-                        dma_handle?: string;
-                        error?: {
-                            /** @enum {string} */
-                            errno: "ENOMEM" | "EIO" | "EINVAL";
-                            message: string;
-                        } | string;
-                        explain?: components["schemas"]["MapSgExplainInput"];
-                        fault?: components["schemas"]["FaultInput"];
-                        /** @description IOVAs taken out of the flush queue */
-                        flushed?: number;
-                        handle?: number | null;
-                        /** @description The IOVA allocation (the first one for arm-legacy); null without an IOMMU */
-                        iova?: {
-                            /** @description Bytes */
-                            size: number;
-                            /** @example 0xffffc000 */
-                            start: string;
-                        } | null;
-                        /** @description Every IOVA allocation this mapping holds */
-                        iova_ranges?: {
-                            /** @description Bytes */
-                            size: number;
-                            /** @example 0xffffc000 */
-                            start: string;
-                        }[];
-                        message?: string;
-                        nents?: number;
-                        pages?: {
-                            /** @example 0xffffc000 */
-                            iova: string;
-                            /** @example 0xffffc000 */
-                            phys: string;
-                        }[];
-                        /** @description The physical pages, in order */
-                        phys?: string[];
-                        /** @description IOVAs returned from the rcache to the tree */
-                        rcache_freed?: number;
-                        segments?: {
-                            /** @example 0xffffc000 */
-                            dma_address: string;
-                            dma_length: number;
-                        }[];
-                        size?: number;
-                        statusCode?: number;
-                        written?: number;
-                    } | null;
-                    /** @description The op's answer in that column; null when the column's config was refused */
-                    "no-iommu": {
-                        /** @description Some entry goes through swiotlb */
-                        bounced?: boolean;
-                        /** @description Bytes copied between swiotlb and the original buffer */
-                        bounced_bytes?: number;
-                        /**
-                         * @description Cache maintenance performed
-                         * @enum {string}
-                         */
-                        cache?: "clean" | "invalidate" | "clean+invalidate" | "none";
-                        code?: string;
-                        data?: string;
-                        debug?: components["schemas"]["DebugFindingInput"][];
-                        /**
-                         * @description 0xffffffffffffffff (DMA_MAPPING_ERROR) on failure
-                         * @example 0xffffc000
-                         */
-                        dma_address?: string;
-                        /** @example 0xffffc000 */
-                        dma_handle?: string;
-                        error?: {
-                            /** @enum {string} */
-                            errno: "ENOMEM" | "EIO" | "EINVAL";
-                            message: string;
-                        } | string;
-                        explain?: components["schemas"]["MapSgExplainInput"];
-                        fault?: components["schemas"]["FaultInput"];
-                        /** @description IOVAs taken out of the flush queue */
-                        flushed?: number;
-                        handle?: number | null;
-                        /** @description The IOVA allocation (the first one for arm-legacy); null without an IOMMU */
-                        iova?: {
-                            /** @description Bytes */
-                            size: number;
-                            /** @example 0xffffc000 */
-                            start: string;
-                        } | null;
-                        /** @description Every IOVA allocation this mapping holds */
-                        iova_ranges?: {
-                            /** @description Bytes */
-                            size: number;
-                            /** @example 0xffffc000 */
-                            start: string;
-                        }[];
-                        message?: string;
-                        nents?: number;
-                        pages?: {
-                            /** @example 0xffffc000 */
-                            iova: string;
-                            /** @example 0xffffc000 */
-                            phys: string;
-                        }[];
-                        /** @description The physical pages, in order */
-                        phys?: string[];
-                        /** @description IOVAs returned from the rcache to the tree */
-                        rcache_freed?: number;
-                        segments?: {
-                            /** @example 0xffffc000 */
-                            dma_address: string;
-                            dma_length: number;
-                        }[];
-                        size?: number;
-                        statusCode?: number;
-                        written?: number;
-                    } | null;
-                };
-                same: boolean;
-            }[];
-            /** @description With `vary`: the sequence under each combination of the varied device parameters, side by side */
-            varied?: {
-                columns: {
-                    config: components["schemas"]["SessionConfigInput"] | null;
-                    error?: components["schemas"]["ErrorInput"];
-                    /** @description The varied parameters of this column */
-                    set: {
-                        [key: string]: number | string;
-                    };
-                }[];
-                /** @description The session's layout (or no-iommu), in which every variant ran */
-                layout: string;
-                ops: {
-                    differs: string[];
-                    name: string;
-                    op: number;
-                    /** @description One answer per variant, in `columns` order */
-                    results: ({
-                        /** @description Some entry goes through swiotlb */
-                        bounced?: boolean;
-                        /** @description Bytes copied between swiotlb and the original buffer */
-                        bounced_bytes?: number;
-                        /**
-                         * @description Cache maintenance performed
-                         * @enum {string}
-                         */
-                        cache?: "clean" | "invalidate" | "clean+invalidate" | "none";
-                        code?: string;
-                        data?: string;
-                        debug?: components["schemas"]["DebugFindingInput"][];
-                        /**
-                         * @description 0xffffffffffffffff (DMA_MAPPING_ERROR) on failure
-                         * @example 0xffffc000
-                         */
-                        dma_address?: string;
-                        /** @example 0xffffc000 */
-                        dma_handle?: string;
-                        error?: {
-                            /** @enum {string} */
-                            errno: "ENOMEM" | "EIO" | "EINVAL";
-                            message: string;
-                        } | string;
-                        explain?: components["schemas"]["MapSgExplainInput"];
-                        fault?: components["schemas"]["FaultInput"];
-                        /** @description IOVAs taken out of the flush queue */
-                        flushed?: number;
-                        handle?: number | null;
-                        /** @description The IOVA allocation (the first one for arm-legacy); null without an IOMMU */
-                        iova?: {
-                            /** @description Bytes */
-                            size: number;
-                            /** @example 0xffffc000 */
-                            start: string;
-                        } | null;
-                        /** @description Every IOVA allocation this mapping holds */
-                        iova_ranges?: {
-                            /** @description Bytes */
-                            size: number;
-                            /** @example 0xffffc000 */
-                            start: string;
-                        }[];
-                        message?: string;
-                        nents?: number;
-                        pages?: {
-                            /** @example 0xffffc000 */
-                            iova: string;
-                            /** @example 0xffffc000 */
-                            phys: string;
-                        }[];
-                        /** @description The physical pages, in order */
-                        phys?: string[];
-                        /** @description IOVAs returned from the rcache to the tree */
-                        rcache_freed?: number;
-                        segments?: {
-                            /** @example 0xffffc000 */
-                            dma_address: string;
-                            dma_length: number;
-                        }[];
-                        size?: number;
-                        statusCode?: number;
-                        written?: number;
-                    } | null)[];
-                    same: boolean;
-                }[];
-            };
-        };
-        CpuReadRequest: {
-            /** @description Bytes, at most 1 MiB per call */
-            length: number;
-            /**
-             * @description Physical byte address below 2^52: hex string or safe integer
-             * @example 0x80001200
-             */
-            phys: unknown;
-        };
         CpuReadRequestInput: {
             /** @description Bytes, at most 1 MiB per call */
             length: number;
@@ -1615,18 +1055,6 @@ export interface components {
              * @example 0x80001200
              */
             phys: string | number;
-        };
-        CpuWriteRequest: {
-            /**
-             * Format: base64
-             * @description Base64 bytes (at most 3 MiB decoded per call)
-             */
-            data: string;
-            /**
-             * @description Physical byte address below 2^52: hex string or safe integer
-             * @example 0x80001200
-             */
-            phys: unknown;
         };
         CpuWriteRequestInput: {
             /**
@@ -1649,29 +1077,8 @@ export interface components {
             /** @description Order of the finding within the session */
             seq: number;
         };
-        DebugFindingInput: {
-            /** @description Which kernel/dma/debug.c check fired */
-            check: string;
-            handle: number | null;
-            /** @description The kernel's own words where it has them */
-            message: string;
-            /** @description Order of the finding within the session */
-            seq: number;
-        };
         DebugFindings: {
             debug: components["schemas"]["DebugFinding"][];
-        };
-        DebugFindingsInput: {
-            debug: components["schemas"]["DebugFindingInput"][];
-        };
-        DeviceReadRequest: {
-            /**
-             * @description Hex string ("0x80001200", at most 64 bits) or a non-negative safe integer
-             * @example 0x80001200
-             */
-            dma_address: unknown;
-            /** @description Bytes, at most 1 MiB per call */
-            length: number;
         };
         DeviceReadRequestInput: {
             /**
@@ -1681,18 +1088,6 @@ export interface components {
             dma_address: string | number;
             /** @description Bytes, at most 1 MiB per call */
             length: number;
-        };
-        DeviceWriteRequest: {
-            /**
-             * Format: base64
-             * @description Base64 bytes (at most 3 MiB decoded per call)
-             */
-            data: string;
-            /**
-             * @description Hex string ("0x80001200", at most 64 bits) or a non-negative safe integer
-             * @example 0x80001200
-             */
-            dma_address: unknown;
         };
         DeviceWriteRequestInput: {
             /**
@@ -1713,23 +1108,7 @@ export interface components {
             message: string;
             statusCode: number;
         };
-        /** @description Fastify's error shape; `code` is stable (see README) */
-        ErrorInput: {
-            code: string;
-            error: string;
-            message: string;
-            statusCode: number;
-        };
         Fault: {
-            /** @enum {string} */
-            access: "read" | "write";
-            /** @example 0xffffc000 */
-            dma_address: string;
-            length: number;
-            reason: string;
-            seq: number;
-        };
-        FaultInput: {
             /** @enum {string} */
             access: "read" | "write";
             /** @example 0xffffc000 */
@@ -1741,14 +1120,6 @@ export interface components {
         Faults: {
             faults: components["schemas"]["Fault"][];
         };
-        FaultsInput: {
-            faults: components["schemas"]["FaultInput"][];
-        };
-        FlushRequest: {
-            /** @description layout linux: let time pass for the rcache depot's delayed trim (iova_depot_work_func, one CPU): every size class keeps at most one full magazine in its depot, the others go back to the tree (extension) */
-            depot_trim?: boolean;
-            rcache?: boolean;
-        };
         FlushRequestInput: {
             /** @description layout linux: let time pass for the rcache depot's delayed trim (iova_depot_work_func, one CPU): every size class keeps at most one full magazine in its depot, the others go back to the tree (extension) */
             depot_trim?: boolean;
@@ -1759,16 +1130,6 @@ export interface components {
             flushed: number;
             /** @description IOVAs returned from the rcache to the tree */
             rcache_freed: number;
-        };
-        FlushResultInput: {
-            /** @description IOVAs taken out of the flush queue */
-            flushed: number;
-            /** @description IOVAs returned from the rcache to the tree */
-            rcache_freed: number;
-        };
-        FreeCoherentRequest: {
-            /** @description A handle returned by a map or alloc call */
-            handle: number;
         };
         FreeCoherentRequestInput: {
             /** @description A handle returned by a map or alloc call */
@@ -1783,34 +1144,6 @@ export interface components {
                 message: string;
             };
             handle: number;
-        };
-        FreeCoherentResultInput: {
-            debug?: components["schemas"]["DebugFindingInput"][];
-            /** @description A failure Linux itself reports (the HTTP status stays 200) */
-            error?: {
-                /** @enum {string} */
-                errno: "ENOMEM" | "EIO" | "EINVAL";
-                message: string;
-            };
-            handle: number;
-        };
-        ImportFtraceRequest: {
-            /** @description Import only this device */
-            device?: string;
-            /** @description Per device name: its own session body instead of `session` */
-            devices?: {
-                [key: string]: {
-                    [key: string]: unknown;
-                };
-            };
-            /** @description Put the kernel's answers in each op's `expect` (default true), so replaying the trace reports where dmaemu differs */
-            expect?: boolean;
-            /** @description Every device's session body. The device's bus, and for a device whose dma_addr is always phys + one offset `iommu: null` and `dma_offset`, are taken from the trace unless given here */
-            session?: {
-                [key: string]: unknown;
-            };
-            /** @description The trace as `trace-cmd report`, tracefs `trace` or `trace_pipe` print it */
-            text: string;
         };
         ImportFtraceRequestInput: {
             /** @description Import only this device */
@@ -1859,35 +1192,6 @@ export interface components {
                 reason: string;
             }[];
         };
-        ImportFtraceResultInput: {
-            devices: {
-                /** @description The device name the events carry (dev_name) */
-                device: string;
-                /** @description dma events of this device in the text */
-                events: number;
-                /** @description What the trace itself shows about the device */
-                inferred: {
-                    /** @enum {string} */
-                    bus: "pci" | "platform";
-                    dma_offset?: string;
-                    iommu: boolean;
-                    reason: string;
-                };
-                /** @description POST it to /v1/sessions as `{ "trace": … }`, or to /v1/compare */
-                trace: components["schemas"]["TraceDocumentInput"];
-            }[];
-            dma_events: number;
-            lines: number;
-            /** @description Events of other subsystems, skipped */
-            other_events: number;
-            /** @description Every event no dmaemu op can express, with its line and why (nothing is dropped silently) */
-            unexpressed: {
-                device: string;
-                event: string;
-                line: number;
-                reason: string;
-            }[];
-        };
         LeakReport: {
             debug: components["schemas"]["DebugFinding"][];
             id: string;
@@ -1901,34 +1205,6 @@ export interface components {
                 kind: string;
                 size: number;
             }[];
-        };
-        LeakReportInput: {
-            debug: components["schemas"]["DebugFindingInput"][];
-            id: string;
-            leaked_coherent: number;
-            leaked_mappings: number;
-            leaks: {
-                dir: string;
-                /** @example 0xffffc000 */
-                dma_address: string;
-                handle: number;
-                kind: string;
-                size: number;
-            }[];
-        };
-        MapPageRequest: {
-            /**
-             * @description DMA_BIDIRECTIONAL, DMA_TO_DEVICE, DMA_FROM_DEVICE, DMA_NONE
-             * @enum {string}
-             */
-            dir: "bidirectional" | "to_device" | "from_device" | "none";
-            /**
-             * @description Physical byte address below 2^52: hex string or safe integer
-             * @example 0x80001200
-             */
-            phys: unknown;
-            size: number;
-            skip_cpu_sync?: boolean;
         };
         MapPageRequestInput: {
             /**
@@ -1972,68 +1248,7 @@ export interface components {
                 phys: string;
             }[];
         };
-        MapPageResultInput: {
-            bounced?: boolean;
-            debug?: components["schemas"]["DebugFindingInput"][];
-            /**
-             * @description 0xffffffffffffffff (DMA_MAPPING_ERROR) on failure
-             * @example 0xffffc000
-             */
-            dma_address: string;
-            /** @description A failure Linux itself reports (the HTTP status stays 200) */
-            error?: {
-                /** @enum {string} */
-                errno: "ENOMEM" | "EIO" | "EINVAL";
-                message: string;
-            };
-            handle: number | null;
-            iova: {
-                /** @description Bytes */
-                size: number;
-                /** @example 0xffffc000 */
-                start: string;
-            } | null;
-            pages?: {
-                /** @example 0xffffc000 */
-                iova: string;
-                /** @example 0xffffc000 */
-                phys: string;
-            }[];
-        };
         Mappings: {
-            mappings: {
-                dir: string;
-                handle: number;
-                iova: {
-                    /** @description Bytes */
-                    size: number;
-                    /** @example 0xffffc000 */
-                    start: string;
-                } | null;
-                iova_ranges: {
-                    /** @description Bytes */
-                    size: number;
-                    /** @example 0xffffc000 */
-                    start: string;
-                }[];
-                /** @enum {string} */
-                kind: "map_sg" | "map_page" | "coherent";
-                /** @description Input entries (map_sg), 1 otherwise */
-                nents: number;
-                /** @description Physical start of each input entry / page */
-                phys: string[];
-                segments: {
-                    /** @example 0xffffc000 */
-                    dma_address: string;
-                    dma_length: number;
-                }[];
-                /** @description Bytes the caller mapped */
-                size: number;
-            }[];
-            /** @description Pass as `after` for the next page; null on the last page (extension) */
-            next?: number | null;
-        };
-        MappingsInput: {
             mappings: {
                 dir: string;
                 handle: number;
@@ -2170,128 +1385,6 @@ export interface components {
                 segment_boundary_mask?: string;
             } | null;
         };
-        /**
-         * @description With ?explain=true: the rule behind each segment break
-         * @example {
-         *       "breaks": [
-         *         {
-         *           "before_entry": 1,
-         *           "segment": 1,
-         *           "rule": "max_segment_size",
-         *           "kernel": "__finalise_sg",
-         *           "message": "max_segment_size 65536 − cur_len 65536 < length 16384",
-         *           "values": {
-         *             "max_segment_size": 65536,
-         *             "cur_len": 65536,
-         *             "length": 16384
-         *           }
-         *         },
-         *         {
-         *           "before_entry": 2,
-         *           "segment": 2,
-         *           "rule": "max_segment_size",
-         *           "kernel": "__finalise_sg",
-         *           "message": "max_segment_size 65536 − cur_len 16384 < length 65536",
-         *           "values": {
-         *             "max_segment_size": 65536,
-         *             "cur_len": 16384,
-         *             "length": 65536
-         *           }
-         *         }
-         *       ],
-         *       "obstacles": [
-         *         {
-         *           "rule": "max_segment_size",
-         *           "entries": [
-         *             1,
-         *             2
-         *           ],
-         *           "fixed_by": {
-         *             "max_segment_size": 147456
-         *           },
-         *           "message": "max_segment_size 65536 is less than the entries add up to: one segment needs Σ length = 147456"
-         *         }
-         *       ],
-         *       "contiguous_iova": true,
-         *       "one_segment": false,
-         *       "would_merge_with": {
-         *         "max_segment_size": 147456
-         *       },
-         *       "verdict": "one contiguous IOVA range, not one segment (3 segments); max_segment_size ≥ 147456 would give one segment"
-         *     }
-         */
-        MapSgExplainInput: {
-            breaks: {
-                /** @description The input entry that starts a new segment */
-                before_entry: number;
-                /** @description arm-legacy: which of __iommu_map_sg's tests started the chunk (offset, chunk_not_page_multiple, max_segment_size) */
-                condition?: string;
-                /** @description The kernel function whose test it is */
-                kernel: string;
-                message: string;
-                /** @enum {string} */
-                rule: "max_segment_size" | "segment_boundary" | "entry_offset" | "previous_partial" | "arm_new_chunk" | "v4.4_never_merges" | "no_iommu" | "swiotlb_bounce";
-                /** @description Index of the segment it starts */
-                segment: number;
-                /** @description The numbers the rule compared (addresses and masks as hex strings) */
-                values: {
-                    [key: string]: number | string;
-                };
-            }[];
-            /** @description The segments lie back to back in IOVA space */
-            contiguous_iova: boolean;
-            /** @description Why the mapping failed: which allocation, how big, under what limit */
-            failure?: {
-                kernel: string;
-                message: string;
-                /** @description The numbers the rule compared (addresses and masks as hex strings) */
-                values: {
-                    [key: string]: number | string;
-                };
-            };
-            /** @description Every kind of break that stands between the list and one segment, hidden ones included (empty when it is one segment) */
-            obstacles: {
-                /** @description arm-legacy: which test of __iommu_map_sg */
-                condition?: string;
-                /** @description The input entries it would start a new segment before */
-                entries: number[];
-                /** @description The device parameters that remove it on a fresh session; null when none does */
-                fixed_by: {
-                    max_segment_size?: number;
-                    /** @example 0xffffc000 */
-                    segment_boundary_mask?: string;
-                } | null;
-                message: string;
-                /** @enum {string} */
-                rule: "max_segment_size" | "segment_boundary" | "entry_offset" | "previous_partial" | "arm_new_chunk" | "v4.4_never_merges" | "no_iommu" | "swiotlb_bounce" | "dma_length_limit" | "iova_space";
-            }[];
-            one_segment: boolean;
-            verdict: string;
-            /** @description Device parameters that give one segment on a fresh session (at least these values); null when no parameter would (an obstacle has no fix) or it already is one */
-            would_merge_with: {
-                max_segment_size?: number;
-                /** @example 0xffffc000 */
-                segment_boundary_mask?: string;
-            } | null;
-        };
-        MapSgRequest: {
-            /**
-             * @description DMA_BIDIRECTIONAL, DMA_TO_DEVICE, DMA_FROM_DEVICE, DMA_NONE
-             * @enum {string}
-             */
-            dir: "bidirectional" | "to_device" | "from_device" | "none";
-            sg: {
-                /** @description Bytes (unsigned int, ≥ 1: a zero-length entry is a caller error) */
-                length: number;
-                /**
-                 * @description Physical byte address below 2^52: hex string or safe integer
-                 * @example 0x80001200
-                 */
-                phys: unknown;
-            }[];
-            /** @description DMA_ATTR_SKIP_CPU_SYNC */
-            skip_cpu_sync?: boolean;
-        };
         MapSgRequestInput: {
             /**
              * @description DMA_BIDIRECTIONAL, DMA_TO_DEVICE, DMA_FROM_DEVICE, DMA_NONE
@@ -2350,46 +1443,6 @@ export interface components {
                 dma_length: number;
             }[];
         };
-        MapSgResultInput: {
-            /** @description Some entry goes through swiotlb */
-            bounced?: boolean;
-            debug?: components["schemas"]["DebugFindingInput"][];
-            /** @description A failure Linux itself reports (the HTTP status stays 200) */
-            error?: {
-                /** @enum {string} */
-                errno: "ENOMEM" | "EIO" | "EINVAL";
-                message: string;
-            };
-            explain?: components["schemas"]["MapSgExplainInput"];
-            /** @description null when the kernel call failed (nents 0) */
-            handle: number | null;
-            /** @description The IOVA allocation (the first one for arm-legacy); null without an IOMMU */
-            iova: {
-                /** @description Bytes */
-                size: number;
-                /** @example 0xffffc000 */
-                start: string;
-            } | null;
-            /** @description Every IOVA allocation this mapping holds */
-            iova_ranges: {
-                /** @description Bytes */
-                size: number;
-                /** @example 0xffffc000 */
-                start: string;
-            }[];
-            nents: number;
-            pages?: {
-                /** @example 0xffffc000 */
-                iova: string;
-                /** @example 0xffffc000 */
-                phys: string;
-            }[];
-            segments: {
-                /** @example 0xffffc000 */
-                dma_address: string;
-                dma_length: number;
-            }[];
-        };
         MemoryResult: {
             /** @description Base64 of what was read */
             data?: string;
@@ -2397,25 +1450,7 @@ export interface components {
             fault?: components["schemas"]["Fault"];
             written?: number;
         };
-        MemoryResultInput: {
-            /** @description Base64 of what was read */
-            data?: string;
-            debug?: components["schemas"]["DebugFindingInput"][];
-            fault?: components["schemas"]["FaultInput"];
-            written?: number;
-        };
         ReplayReport: {
-            mismatches: {
-                expected: unknown;
-                field: string;
-                got: unknown;
-                /** @description Index of the op in the trace */
-                op: number;
-            }[];
-            /** @description Ops replayed */
-            ops: number;
-        };
-        ReplayReportInput: {
             mismatches: {
                 expected: unknown;
                 field: string;
@@ -2473,156 +1508,11 @@ export interface components {
                 start: string;
             };
         };
-        SessionConfigInput: {
-            device: {
-                /** @enum {string} */
-                bus: "platform" | "pci";
-                coherent: boolean;
-                /** @example 0xffffc000 */
-                coherent_dma_mask: string;
-                /** @example 0xffffc000 */
-                dma_mask: string;
-                /** @example 0xffffc000 */
-                dma_offset: string;
-                max_segment_size: number;
-                /** @example 0xffffc000 */
-                segment_boundary_mask: string;
-            };
-            iommu: {
-                aperture: {
-                    /** @example 0xffffc000 */
-                    end: string;
-                    /** @example 0xffffc000 */
-                    start: string;
-                };
-                enforce_read: boolean;
-                forcedac: boolean;
-                granule: number;
-                reserved: {
-                    /** @example 0xffffc000 */
-                    end: string;
-                    /** @example 0xffffc000 */
-                    start: string;
-                }[];
-                strict: boolean;
-            } | null;
-            /** @description Layout linux: the kernel version; null for the other layouts */
-            kernel: ("6.12" | "7.3") | null;
-            /** @enum {string} */
-            layout: "linux" | "linux-4.4" | "arm-legacy";
-            memory_limit: number;
-            page_size: number;
-            swiotlb: {
-                force: boolean;
-                index: number;
-                size: number;
-                /** @example 0xffffc000 */
-                start: string;
-            };
-        };
-        SessionCreate: {
-            device?: {
-                /** @enum {string} */
-                bus?: "platform" | "pci";
-                coherent?: boolean;
-                /**
-                 * @description Hex string ("0x80001200", at most 64 bits) or a non-negative safe integer
-                 * @example 0x80001200
-                 */
-                coherent_dma_mask?: unknown;
-                /**
-                 * @description Hex string ("0x80001200", at most 64 bits) or a non-negative safe integer
-                 * @example 0x80001200
-                 */
-                dma_mask?: unknown;
-                /**
-                 * @description dma-direct: dma_address = phys + dma_offset (extension)
-                 * @example 0x80001200
-                 */
-                dma_offset?: unknown;
-                /** @description dma_parms max_segment_size (unsigned int); default 65536. 0 reads as 65536 (dma_get_max_seg_size since v4.4), except in arm-legacy */
-                max_segment_size?: number;
-                /**
-                 * @description 2^n − 1; default 0xffffffffffffffff (linux), 0xffffffff (linux-4.4, and every layout for bus pci: pci_device_add). 0 reads as the kernel reads it: ULONG_MAX (linux), 0xffffffff (linux-4.4)
-                 * @example 0x80001200
-                 */
-                segment_boundary_mask?: unknown;
-            };
-            /** @description null: no IOMMU (dma-direct + swiotlb) */
-            iommu?: {
-                aperture?: {
-                    /**
-                     * @description Hex string ("0x80001200", at most 64 bits) or a non-negative safe integer
-                     * @example 0x80001200
-                     */
-                    end: unknown;
-                    /**
-                     * @description Hex string ("0x80001200", at most 64 bits) or a non-negative safe integer
-                     * @example 0x80001200
-                     */
-                    start: unknown;
-                };
-                /** @description Default true: a device read of a DMA_FROM_DEVICE mapping faults (no IOMMU_READ), as on IOMMUs with read permission (VT-d, AMD-Vi, SMMU stage 2). false: arm64 SMMU stage-1 tables, which cannot express write-only, let the read through (extension) */
-                enforce_read?: boolean;
-                /** @description Layout linux: iommu.forcedac=1, a PCI device gets no SAC-first try below 4 GiB (pci_32bit_workaround off); default false */
-                forcedac?: boolean;
-                granule?: 4096 | 16384 | 65536;
-                reserved?: {
-                    /**
-                     * @description Hex string ("0x80001200", at most 64 bits) or a non-negative safe integer
-                     * @example 0x80001200
-                     */
-                    end: unknown;
-                    /**
-                     * @description Hex string ("0x80001200", at most 64 bits) or a non-negative safe integer
-                     * @example 0x80001200
-                     */
-                    start: unknown;
-                }[];
-                strict?: boolean;
-            } | null;
-            /**
-             * @description Layout linux only: the kernel version whose rules apply (docs/conformance.md); default 7.3, the newest recorded
-             * @enum {string}
-             */
-            kernel?: "6.12" | "7.3";
-            /** @enum {string} */
-            layout?: "linux" | "linux-4.4" | "arm-legacy";
-            /** @description Bytes of emulated RAM this session may touch (extension) */
-            memory_limit?: number;
-            page_size?: 4096 | 16384 | 65536;
-            swiotlb?: {
-                force?: boolean;
-                /** @description The slot the pool's first search starts at (area->index): the kernel's pool is shared by every device of a boot, and each leaves it where its last allocation ended; default 0 */
-                index?: number;
-                /** @description Bytes, a multiple of 2 KiB */
-                size?: number;
-                /**
-                 * @description The pool's physical base, as the boot placed it (swiotlb_init; dev->dma_io_tlb_mem's pool); a multiple of 2 KiB at or above 0x8000000 (below it lie the emulated coherent pages); default 0x8000000
-                 * @example 0x80001200
-                 */
-                start?: unknown;
-            };
-        };
-        SessionCreated: {
-            config: components["schemas"]["SessionConfig"];
-            id: string;
-        };
-        SessionCreatedInput: {
-            config: components["schemas"]["SessionConfigInput"];
-            id: string;
-        };
         SessionCreatedReplay: {
             config: components["schemas"]["SessionConfig"];
             id: string;
             /** @description Present when the session was rebuilt from a trace */
             replay?: components["schemas"]["ReplayReport"];
-        };
-        SessionCreatedReplayInput: {
-            config: components["schemas"]["SessionConfigInput"];
-            id: string;
-            /** @description Present when the session was rebuilt from a trace */
-            replay?: components["schemas"]["ReplayReportInput"];
         };
         SessionCreateInput: {
             device?: {
@@ -2707,92 +1597,6 @@ export interface components {
                  */
                 start?: string | number;
             };
-        };
-        SessionCreateRequest: {
-            device?: {
-                /** @enum {string} */
-                bus?: "platform" | "pci";
-                coherent?: boolean;
-                /**
-                 * @description Hex string ("0x80001200", at most 64 bits) or a non-negative safe integer
-                 * @example 0x80001200
-                 */
-                coherent_dma_mask?: unknown;
-                /**
-                 * @description Hex string ("0x80001200", at most 64 bits) or a non-negative safe integer
-                 * @example 0x80001200
-                 */
-                dma_mask?: unknown;
-                /**
-                 * @description dma-direct: dma_address = phys + dma_offset (extension)
-                 * @example 0x80001200
-                 */
-                dma_offset?: unknown;
-                /** @description dma_parms max_segment_size (unsigned int); default 65536. 0 reads as 65536 (dma_get_max_seg_size since v4.4), except in arm-legacy */
-                max_segment_size?: number;
-                /**
-                 * @description 2^n − 1; default 0xffffffffffffffff (linux), 0xffffffff (linux-4.4, and every layout for bus pci: pci_device_add). 0 reads as the kernel reads it: ULONG_MAX (linux), 0xffffffff (linux-4.4)
-                 * @example 0x80001200
-                 */
-                segment_boundary_mask?: unknown;
-            };
-            /** @description null: no IOMMU (dma-direct + swiotlb) */
-            iommu?: {
-                aperture?: {
-                    /**
-                     * @description Hex string ("0x80001200", at most 64 bits) or a non-negative safe integer
-                     * @example 0x80001200
-                     */
-                    end: unknown;
-                    /**
-                     * @description Hex string ("0x80001200", at most 64 bits) or a non-negative safe integer
-                     * @example 0x80001200
-                     */
-                    start: unknown;
-                };
-                /** @description Default true: a device read of a DMA_FROM_DEVICE mapping faults (no IOMMU_READ), as on IOMMUs with read permission (VT-d, AMD-Vi, SMMU stage 2). false: arm64 SMMU stage-1 tables, which cannot express write-only, let the read through (extension) */
-                enforce_read?: boolean;
-                /** @description Layout linux: iommu.forcedac=1, a PCI device gets no SAC-first try below 4 GiB (pci_32bit_workaround off); default false */
-                forcedac?: boolean;
-                granule?: 4096 | 16384 | 65536;
-                reserved?: {
-                    /**
-                     * @description Hex string ("0x80001200", at most 64 bits) or a non-negative safe integer
-                     * @example 0x80001200
-                     */
-                    end: unknown;
-                    /**
-                     * @description Hex string ("0x80001200", at most 64 bits) or a non-negative safe integer
-                     * @example 0x80001200
-                     */
-                    start: unknown;
-                }[];
-                strict?: boolean;
-            } | null;
-            /**
-             * @description Layout linux only: the kernel version whose rules apply (docs/conformance.md); default 7.3, the newest recorded
-             * @enum {string}
-             */
-            kernel?: "6.12" | "7.3";
-            /** @enum {string} */
-            layout?: "linux" | "linux-4.4" | "arm-legacy";
-            /** @description Bytes of emulated RAM this session may touch (extension) */
-            memory_limit?: number;
-            page_size?: 4096 | 16384 | 65536;
-            swiotlb?: {
-                force?: boolean;
-                /** @description The slot the pool's first search starts at (area->index): the kernel's pool is shared by every device of a boot, and each leaves it where its last allocation ended; default 0 */
-                index?: number;
-                /** @description Bytes, a multiple of 2 KiB */
-                size?: number;
-                /**
-                 * @description The pool's physical base, as the boot placed it (swiotlb_init; dev->dma_io_tlb_mem's pool); a multiple of 2 KiB at or above 0x8000000 (below it lie the emulated coherent pages); default 0x8000000
-                 * @example 0x80001200
-                 */
-                start?: unknown;
-            };
-            /** @description Rebuild the session from this trace instead (no other field may be given): its config, then its ops in order */
-            trace?: components["schemas"]["Trace"];
         };
         SessionCreateRequestInput: {
             device?: {
@@ -2896,37 +1700,6 @@ export interface components {
             memory_budget_bytes: number;
             memory_bytes_touched: number;
         };
-        SessionSummaryInput: {
-            config: components["schemas"]["SessionConfigInput"];
-            counters: {
-                [key: string]: number;
-            };
-            id: string;
-            /** @description Bytes of IOVA held by live mappings */
-            iova_bytes_in_use: number;
-            /** @description Ranges in the IOVA allocator (reserved and cached included) */
-            iova_ranges: number;
-            live_coherent: number;
-            live_mappings: number;
-            /** @description Estimated bytes this session holds of the service's memory budget (DMAEMU_MEMORY_BUDGET) */
-            memory_budget_bytes: number;
-            memory_bytes_touched: number;
-        };
-        SyncRequest: {
-            /**
-             * @description Defaults to the mapping's direction
-             * @enum {string}
-             */
-            dir?: "bidirectional" | "to_device" | "from_device" | "none";
-            /** @enum {string} */
-            for: "cpu" | "device";
-            /** @description A handle returned by a map or alloc call */
-            handle: number;
-            /** @description dma_sync_sg_*: the entry count the driver passes; checked against the mapping like dma-debug (extension) */
-            nents?: number;
-            offset?: number;
-            size?: number;
-        };
         SyncRequestInput: {
             /**
              * @description Defaults to the mapping's direction
@@ -2959,43 +1732,7 @@ export interface components {
             };
             handle: number;
         };
-        SyncResultInput: {
-            /** @description Bytes copied between swiotlb and the original buffer */
-            bounced_bytes: number;
-            /**
-             * @description Cache maintenance performed
-             * @enum {string}
-             */
-            cache: "clean" | "invalidate" | "clean+invalidate" | "none";
-            debug?: components["schemas"]["DebugFindingInput"][];
-            /** @description A failure Linux itself reports (the HTTP status stays 200) */
-            error?: {
-                /** @enum {string} */
-                errno: "ENOMEM" | "EIO" | "EINVAL";
-                message: string;
-            };
-            handle: number;
-        };
-        /** @description A session as config + ops, each op with its answer as `expect` (the format of test/vectors) */
-        Trace: {
-            name?: string;
-            ops: components["schemas"]["TraceOp"][];
-            rule?: string;
-            /** @description The POST /v1/sessions body the session was created with */
-            session?: components["schemas"]["SessionCreate"];
-        };
         TraceDocument: {
-            name: string;
-            ops: {
-                [key: string]: unknown;
-            }[];
-            rule: string;
-            /** @description The POST /v1/sessions body, memory_limit filled in */
-            session: {
-                [key: string]: unknown;
-            };
-        };
-        TraceDocumentInput: {
             name: string;
             ops: {
                 [key: string]: unknown;
@@ -3015,19 +1752,6 @@ export interface components {
             session?: components["schemas"]["SessionCreateInput"];
         };
         /** @description A /batch op (map_sg, map_page, unmap, sync, alloc_coherent, free_coherent, flush) or a memory call (cpu_write, cpu_read, device_write, device_read) with that call's body fields */
-        TraceOp: {
-            /** @description The fields of the answer this op must give; each one that differs is reported */
-            expect?: {
-                [key: string]: unknown;
-            };
-            /** @enum {string} */
-            op: "map_sg" | "map_page" | "unmap" | "sync" | "alloc_coherent" | "free_coherent" | "flush" | "cpu_write" | "cpu_read" | "device_write" | "device_read";
-            /** @description The handle returned by op `ref` of this trace (for unmap, sync, free_coherent) */
-            ref?: number;
-        } & {
-            [key: string]: unknown;
-        };
-        /** @description A /batch op (map_sg, map_page, unmap, sync, alloc_coherent, free_coherent, flush) or a memory call (cpu_write, cpu_read, device_write, device_read) with that call's body fields */
         TraceOpInput: {
             /** @description The fields of the answer this op must give; each one that differs is reported */
             expect?: {
@@ -3039,18 +1763,6 @@ export interface components {
             ref?: number;
         } & {
             [key: string]: unknown;
-        };
-        UnmapRequest: {
-            /**
-             * @description Checked against the mapping like dma-debug
-             * @enum {string}
-             */
-            dir?: "bidirectional" | "to_device" | "from_device" | "none";
-            /** @description A handle returned by a map or alloc call */
-            handle: number;
-            nents?: number;
-            size?: number;
-            skip_cpu_sync?: boolean;
         };
         UnmapRequestInput: {
             /**
@@ -3066,22 +1778,6 @@ export interface components {
         };
         UnmapResult: {
             debug?: components["schemas"]["DebugFinding"][];
-            /** @description A failure Linux itself reports (the HTTP status stays 200) */
-            error?: {
-                /** @enum {string} */
-                errno: "ENOMEM" | "EIO" | "EINVAL";
-                message: string;
-            };
-            handle: number;
-            iova: {
-                /** @description Bytes */
-                size: number;
-                /** @example 0xffffc000 */
-                start: string;
-            } | null;
-        };
-        UnmapResultInput: {
-            debug?: components["schemas"]["DebugFindingInput"][];
             /** @description A failure Linux itself reports (the HTTP status stays 200) */
             error?: {
                 /** @enum {string} */
@@ -3123,6 +1819,15 @@ export interface operations {
                     "text/html": string;
                 };
             };
+            /** @description An unknown query parameter (DMAEMU_INVALID_ARGUMENT) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
         };
     };
     healthz: {
@@ -3134,17 +1839,32 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description OK: Liveness: 200 while the service takes requests */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "status": "ok",
+                     *       "sessions": 1
+                     *     }
+                     */
                     "application/json": {
                         sessions: number;
                         /** @enum {string} */
                         status: "ok";
                     };
+                };
+            };
+            /** @description An unknown query parameter (DMAEMU_INVALID_ARGUMENT) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -3164,7 +1884,16 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": string;
+                    "text/plain": string;
+                };
+            };
+            /** @description An unknown query parameter (DMAEMU_INVALID_ARGUMENT) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain": components["schemas"]["Error"];
                 };
             };
         };
@@ -3178,7 +1907,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description OK: This OpenAPI 3.1 document, generated from the zod schemas */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -3187,6 +1916,15 @@ export interface operations {
                     "application/json": {
                         [key: string]: unknown;
                     };
+                };
+            };
+            /** @description An unknown query parameter (DMAEMU_INVALID_ARGUMENT) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
         };
@@ -3207,6 +1945,15 @@ export interface operations {
                 };
                 content: {
                     "text/html": string;
+                };
+            };
+            /** @description An unknown query parameter (DMAEMU_INVALID_ARGUMENT) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": components["schemas"]["Error"];
                 };
             };
             /** @description DMAEMU_PRECONDITION_FAILED: If-Match or If-Unmodified-Since does not hold */
@@ -3247,6 +1994,15 @@ export interface operations {
                     "application/javascript": string;
                 };
             };
+            /** @description An unknown query parameter (DMAEMU_INVALID_ARGUMENT) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/javascript": components["schemas"]["Error"];
+                };
+            };
             /** @description DMAEMU_PRECONDITION_FAILED: If-Match or If-Unmodified-Since does not hold */
             412: {
                 headers: {
@@ -3276,16 +2032,422 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "session": {
+                 *         "device": {
+                 *           "max_segment_size": 65536
+                 *         }
+                 *       },
+                 *       "dir": "to_device",
+                 *       "sg": [
+                 *         {
+                 *           "phys": "0x90000000",
+                 *           "length": 65536
+                 *         },
+                 *         {
+                 *           "phys": "0x91000000",
+                 *           "length": 16384
+                 *         },
+                 *         {
+                 *           "phys": "0x92000000",
+                 *           "length": 65536
+                 *         }
+                 *       ]
+                 *     }
+                 */
                 "application/json": components["schemas"]["CompareRequestInput"];
             };
         };
         responses: {
-            /** @description Default Response */
+            /** @description OK: Replay a trace (or one scatterlist) under linux, linux-4.4, arm-legacy and no IOMMU, side by side */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "columns": [
+                     *         {
+                     *           "column": "linux",
+                     *           "config": {
+                     *             "device": {
+                     *               "bus": "platform",
+                     *               "dma_mask": "0xffffffff",
+                     *               "coherent_dma_mask": "0xffffffff",
+                     *               "max_segment_size": 65536,
+                     *               "segment_boundary_mask": "0xffffffffffffffff",
+                     *               "coherent": false,
+                     *               "dma_offset": "0x0"
+                     *             },
+                     *             "iommu": {
+                     *               "granule": 4096,
+                     *               "aperture": {
+                     *                 "start": "0x0",
+                     *                 "end": "0xffffffffffff"
+                     *               },
+                     *               "reserved": [],
+                     *               "strict": true,
+                     *               "enforce_read": true
+                     *             },
+                     *             "layout": "linux",
+                     *             "page_size": 4096,
+                     *             "swiotlb": {
+                     *               "size": 67108864,
+                     *               "force": false,
+                     *               "start": "0x8000000"
+                     *             },
+                     *             "memory_limit": 268435456
+                     *           }
+                     *         },
+                     *         {
+                     *           "column": "linux-4.4",
+                     *           "config": {
+                     *             "device": {
+                     *               "bus": "platform",
+                     *               "dma_mask": "0xffffffff",
+                     *               "coherent_dma_mask": "0xffffffff",
+                     *               "max_segment_size": 65536,
+                     *               "segment_boundary_mask": "0xffffffff",
+                     *               "coherent": false,
+                     *               "dma_offset": "0x0"
+                     *             },
+                     *             "iommu": {
+                     *               "granule": 4096,
+                     *               "aperture": {
+                     *                 "start": "0x0",
+                     *                 "end": "0xffffffffffff"
+                     *               },
+                     *               "reserved": [],
+                     *               "strict": true,
+                     *               "enforce_read": true
+                     *             },
+                     *             "layout": "linux-4.4",
+                     *             "page_size": 4096,
+                     *             "swiotlb": {
+                     *               "size": 67108864,
+                     *               "force": false,
+                     *               "start": "0x8000000"
+                     *             },
+                     *             "memory_limit": 268435456
+                     *           }
+                     *         },
+                     *         {
+                     *           "column": "arm-legacy",
+                     *           "config": {
+                     *             "device": {
+                     *               "bus": "platform",
+                     *               "dma_mask": "0xffffffff",
+                     *               "coherent_dma_mask": "0xffffffff",
+                     *               "max_segment_size": 65536,
+                     *               "segment_boundary_mask": "0xffffffff",
+                     *               "coherent": false,
+                     *               "dma_offset": "0x0"
+                     *             },
+                     *             "iommu": {
+                     *               "granule": 4096,
+                     *               "aperture": {
+                     *                 "start": "0x0",
+                     *                 "end": "0xffffffff"
+                     *               },
+                     *               "reserved": [],
+                     *               "strict": true,
+                     *               "enforce_read": true
+                     *             },
+                     *             "layout": "arm-legacy",
+                     *             "page_size": 4096,
+                     *             "swiotlb": {
+                     *               "size": 67108864,
+                     *               "force": false,
+                     *               "start": "0x8000000"
+                     *             },
+                     *             "memory_limit": 268435456
+                     *           }
+                     *         },
+                     *         {
+                     *           "column": "no-iommu",
+                     *           "config": {
+                     *             "device": {
+                     *               "bus": "platform",
+                     *               "dma_mask": "0xffffffff",
+                     *               "coherent_dma_mask": "0xffffffff",
+                     *               "max_segment_size": 65536,
+                     *               "segment_boundary_mask": "0xffffffffffffffff",
+                     *               "coherent": false,
+                     *               "dma_offset": "0x0"
+                     *             },
+                     *             "iommu": null,
+                     *             "layout": "linux",
+                     *             "page_size": 4096,
+                     *             "swiotlb": {
+                     *               "size": 67108864,
+                     *               "force": false,
+                     *               "start": "0x8000000"
+                     *             },
+                     *             "memory_limit": 268435456
+                     *           }
+                     *         }
+                     *       ],
+                     *       "ops": [
+                     *         {
+                     *           "op": 0,
+                     *           "name": "map_sg",
+                     *           "results": {
+                     *             "linux": {
+                     *               "handle": 1,
+                     *               "nents": 3,
+                     *               "segments": [
+                     *                 {
+                     *                   "dma_address": "0xfffc0000",
+                     *                   "dma_length": 65536
+                     *                 },
+                     *                 {
+                     *                   "dma_address": "0xfffd0000",
+                     *                   "dma_length": 16384
+                     *                 },
+                     *                 {
+                     *                   "dma_address": "0xfffd4000",
+                     *                   "dma_length": 65536
+                     *                 }
+                     *               ],
+                     *               "iova": {
+                     *                 "start": "0xfffc0000",
+                     *                 "size": 147456
+                     *               },
+                     *               "iova_ranges": [
+                     *                 {
+                     *                   "start": "0xfffc0000",
+                     *                   "size": 147456
+                     *                 }
+                     *               ],
+                     *               "explain": {
+                     *                 "breaks": [
+                     *                   {
+                     *                     "before_entry": 1,
+                     *                     "segment": 1,
+                     *                     "rule": "max_segment_size",
+                     *                     "kernel": "__finalise_sg",
+                     *                     "message": "max_segment_size 65536 − cur_len 65536 < length 16384",
+                     *                     "values": {
+                     *                       "max_segment_size": 65536,
+                     *                       "cur_len": 65536,
+                     *                       "length": 16384
+                     *                     }
+                     *                   },
+                     *                   {
+                     *                     "before_entry": 2,
+                     *                     "segment": 2,
+                     *                     "rule": "max_segment_size",
+                     *                     "kernel": "__finalise_sg",
+                     *                     "message": "max_segment_size 65536 − cur_len 16384 < length 65536",
+                     *                     "values": {
+                     *                       "max_segment_size": 65536,
+                     *                       "cur_len": 16384,
+                     *                       "length": 65536
+                     *                     }
+                     *                   }
+                     *                 ],
+                     *                 "contiguous_iova": true,
+                     *                 "one_segment": false,
+                     *                 "would_merge_with": {
+                     *                   "max_segment_size": 147456
+                     *                 },
+                     *                 "verdict": "one contiguous IOVA range, not one segment (3 segments); max_segment_size ≥ 147456 would give one segment"
+                     *               }
+                     *             },
+                     *             "linux-4.4": {
+                     *               "handle": 1,
+                     *               "nents": 3,
+                     *               "segments": [
+                     *                 {
+                     *                   "dma_address": "0xfffc0000",
+                     *                   "dma_length": 65536
+                     *                 },
+                     *                 {
+                     *                   "dma_address": "0xfffd0000",
+                     *                   "dma_length": 16384
+                     *                 },
+                     *                 {
+                     *                   "dma_address": "0xfffe0000",
+                     *                   "dma_length": 65536
+                     *                 }
+                     *               ],
+                     *               "iova": {
+                     *                 "start": "0xfffc0000",
+                     *                 "size": 262144
+                     *               },
+                     *               "iova_ranges": [
+                     *                 {
+                     *                   "start": "0xfffc0000",
+                     *                   "size": 262144
+                     *                 }
+                     *               ],
+                     *               "explain": {
+                     *                 "breaks": [
+                     *                   {
+                     *                     "before_entry": 1,
+                     *                     "segment": 1,
+                     *                     "rule": "v4.4_never_merges",
+                     *                     "kernel": "__finalise_sg (v4.4)",
+                     *                     "message": "v4.4 never concatenates: entry 1 is its own segment, placed after 0 bytes of padding so it starts aligned to 16384",
+                     *                     "values": {
+                     *                       "pad": 0,
+                     *                       "alignment": 16384
+                     *                     }
+                     *                   },
+                     *                   {
+                     *                     "before_entry": 2,
+                     *                     "segment": 2,
+                     *                     "rule": "v4.4_never_merges",
+                     *                     "kernel": "__finalise_sg (v4.4)",
+                     *                     "message": "v4.4 never concatenates: entry 2 is its own segment, placed after 49152 bytes of padding so it starts aligned to 65536",
+                     *                     "values": {
+                     *                       "pad": 49152,
+                     *                       "alignment": 65536
+                     *                     }
+                     *                   }
+                     *                 ],
+                     *                 "contiguous_iova": false,
+                     *                 "one_segment": false,
+                     *                 "would_merge_with": null,
+                     *                 "verdict": "not one contiguous IOVA range, not one segment (3 segments); no device parameter would give one segment (entry 1: v4.4_never_merges)"
+                     *               }
+                     *             },
+                     *             "arm-legacy": {
+                     *               "handle": 1,
+                     *               "nents": 3,
+                     *               "segments": [
+                     *                 {
+                     *                   "dma_address": "0x0",
+                     *                   "dma_length": 65536
+                     *                 },
+                     *                 {
+                     *                   "dma_address": "0x10000",
+                     *                   "dma_length": 16384
+                     *                 },
+                     *                 {
+                     *                   "dma_address": "0x20000",
+                     *                   "dma_length": 65536
+                     *                 }
+                     *               ],
+                     *               "iova": {
+                     *                 "start": "0x0",
+                     *                 "size": 65536
+                     *               },
+                     *               "iova_ranges": [
+                     *                 {
+                     *                   "start": "0x0",
+                     *                   "size": 65536
+                     *                 },
+                     *                 {
+                     *                   "start": "0x10000",
+                     *                   "size": 16384
+                     *                 },
+                     *                 {
+                     *                   "start": "0x20000",
+                     *                   "size": 65536
+                     *                 }
+                     *               ],
+                     *               "explain": {
+                     *                 "breaks": [
+                     *                   {
+                     *                     "before_entry": 1,
+                     *                     "segment": 1,
+                     *                     "rule": "arm_new_chunk",
+                     *                     "kernel": "__iommu_map_sg",
+                     *                     "message": "new chunk: chunk_size 65536 + length 16384 > max_segment_size 65536",
+                     *                     "values": {
+                     *                       "chunk_size": 65536,
+                     *                       "length": 16384,
+                     *                       "max_segment_size": 65536
+                     *                     },
+                     *                     "condition": "max_segment_size"
+                     *                   },
+                     *                   {
+                     *                     "before_entry": 2,
+                     *                     "segment": 2,
+                     *                     "rule": "arm_new_chunk",
+                     *                     "kernel": "__iommu_map_sg",
+                     *                     "message": "new chunk: chunk_size 16384 + length 65536 > max_segment_size 65536",
+                     *                     "values": {
+                     *                       "chunk_size": 16384,
+                     *                       "length": 65536,
+                     *                       "max_segment_size": 65536
+                     *                     },
+                     *                     "condition": "max_segment_size"
+                     *                   }
+                     *                 ],
+                     *                 "contiguous_iova": false,
+                     *                 "one_segment": false,
+                     *                 "would_merge_with": {
+                     *                   "max_segment_size": 147456
+                     *                 },
+                     *                 "verdict": "not one contiguous IOVA range, not one segment (3 segments); max_segment_size ≥ 147456 would give one segment"
+                     *               }
+                     *             },
+                     *             "no-iommu": {
+                     *               "handle": 1,
+                     *               "nents": 3,
+                     *               "segments": [
+                     *                 {
+                     *                   "dma_address": "0x90000000",
+                     *                   "dma_length": 65536
+                     *                 },
+                     *                 {
+                     *                   "dma_address": "0x91000000",
+                     *                   "dma_length": 16384
+                     *                 },
+                     *                 {
+                     *                   "dma_address": "0x92000000",
+                     *                   "dma_length": 65536
+                     *                 }
+                     *               ],
+                     *               "iova": null,
+                     *               "iova_ranges": [],
+                     *               "explain": {
+                     *                 "breaks": [
+                     *                   {
+                     *                     "before_entry": 1,
+                     *                     "segment": 1,
+                     *                     "rule": "no_iommu",
+                     *                     "kernel": "dma_direct_map_sg",
+                     *                     "message": "no IOMMU: dma-direct never merges, entry 1 is its own segment at phys + dma_offset",
+                     *                     "values": {
+                     *                       "phys": "0x91000000",
+                     *                       "length": 16384
+                     *                     }
+                     *                   },
+                     *                   {
+                     *                     "before_entry": 2,
+                     *                     "segment": 2,
+                     *                     "rule": "no_iommu",
+                     *                     "kernel": "dma_direct_map_sg",
+                     *                     "message": "no IOMMU: dma-direct never merges, entry 2 is its own segment at phys + dma_offset",
+                     *                     "values": {
+                     *                       "phys": "0x92000000",
+                     *                       "length": 65536
+                     *                     }
+                     *                   }
+                     *                 ],
+                     *                 "contiguous_iova": false,
+                     *                 "one_segment": false,
+                     *                 "would_merge_with": null,
+                     *                 "verdict": "not one contiguous IOVA range, not one segment (3 segments); no device parameter would give one segment (entry 1: no_iommu)"
+                     *               }
+                     *             }
+                     *           },
+                     *           "differs": [
+                     *             "segments",
+                     *             "iova",
+                     *             "iova_ranges",
+                     *             "explain.verdict"
+                     *           ],
+                     *           "same": false
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": components["schemas"]["CompareResult"];
                 };
             };
@@ -3332,8 +2494,8 @@ export interface operations {
             query?: {
                 /** @description Import only this device */
                 device?: string;
-                /** @description As `expect` in the JSON body (default true) */
-                expect?: "0" | "1" | "true" | "false";
+                /** @description As `expect` in the JSON body (default true). `true` or `false` (`1` and `0` are accepted too) */
+                expect?: boolean;
             };
             header?: never;
             path?: never;
@@ -3346,7 +2508,7 @@ export interface operations {
             };
         };
         responses: {
-            /** @description Default Response */
+            /** @description OK: Turn the kernel's dma tracepoints (trace-cmd report, tracefs trace or trace_pipe) into dmaemu traces, one per device */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -3384,16 +2546,60 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "layout": "linux",
+                 *       "device": {
+                 *         "bus": "platform",
+                 *         "dma_mask": "0xffffffff",
+                 *         "coherent": false
+                 *       }
+                 *     }
+                 */
                 "application/json": components["schemas"]["SessionCreateRequestInput"];
             };
         };
         responses: {
-            /** @description Default Response */
+            /** @description Created: Create a session: a device, its IOMMU domain (or none) and emulated memory */
             201: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "yRpgwbjfxTBT5HteoCE-Xg",
+                     *       "config": {
+                     *         "device": {
+                     *           "bus": "platform",
+                     *           "dma_mask": "0xffffffff",
+                     *           "coherent_dma_mask": "0xffffffff",
+                     *           "max_segment_size": 65536,
+                     *           "segment_boundary_mask": "0xffffffffffffffff",
+                     *           "coherent": false,
+                     *           "dma_offset": "0x0"
+                     *         },
+                     *         "iommu": {
+                     *           "granule": 4096,
+                     *           "aperture": {
+                     *             "start": "0x0",
+                     *             "end": "0xffffffffffff"
+                     *           },
+                     *           "reserved": [],
+                     *           "strict": true,
+                     *           "enforce_read": true
+                     *         },
+                     *         "layout": "linux",
+                     *         "page_size": 4096,
+                     *         "swiotlb": {
+                     *           "size": 67108864,
+                     *           "force": false,
+                     *           "start": "0x8000000"
+                     *         },
+                     *         "memory_limit": 268435456
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["SessionCreatedReplay"];
                 };
             };
@@ -3455,13 +2661,72 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description OK: Summary: config, live mappings, IOVA space in use, counters */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "yRpgwbjfxTBT5HteoCE-Xg",
+                     *       "config": {
+                     *         "device": {
+                     *           "bus": "platform",
+                     *           "dma_mask": "0xffffffff",
+                     *           "coherent_dma_mask": "0xffffffff",
+                     *           "max_segment_size": 65536,
+                     *           "segment_boundary_mask": "0xffffffffffffffff",
+                     *           "coherent": false,
+                     *           "dma_offset": "0x0"
+                     *         },
+                     *         "iommu": {
+                     *           "granule": 4096,
+                     *           "aperture": {
+                     *             "start": "0x0",
+                     *             "end": "0xffffffffffff"
+                     *           },
+                     *           "reserved": [],
+                     *           "strict": true,
+                     *           "enforce_read": true
+                     *         },
+                     *         "layout": "linux",
+                     *         "page_size": 4096,
+                     *         "swiotlb": {
+                     *           "size": 67108864,
+                     *           "force": false,
+                     *           "start": "0x8000000"
+                     *         },
+                     *         "memory_limit": 268435456
+                     *       },
+                     *       "live_mappings": 1,
+                     *       "live_coherent": 0,
+                     *       "iova_bytes_in_use": 4096,
+                     *       "iova_ranges": 2,
+                     *       "counters": {
+                     *         "map_sg": 2,
+                     *         "map_page": 1,
+                     *         "unmap": 2,
+                     *         "sync": 1,
+                     *         "alloc_coherent": 1,
+                     *         "free_coherent": 1,
+                     *         "failed_maps": 0,
+                     *         "device_faults": 1
+                     *       },
+                     *       "memory_bytes_touched": 4160,
+                     *       "memory_budget_bytes": 305920
+                     *     }
+                     */
                     "application/json": components["schemas"]["SessionSummary"];
+                };
+            };
+            /** @description An unknown query parameter (DMAEMU_INVALID_ARGUMENT) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Unknown session or handle (DMAEMU_SESSION_NOT_FOUND, DMAEMU_HANDLE_NOT_FOUND) */
@@ -3486,12 +2751,42 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description OK: Delete the session; the answer lists what was still mapped (leaks) */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "id": "yRpgwbjfxTBT5HteoCE-Xg",
+                     *       "leaked_mappings": 1,
+                     *       "leaked_coherent": 0,
+                     *       "leaks": [
+                     *         {
+                     *           "handle": 2,
+                     *           "kind": "map_page",
+                     *           "dir": "from_device",
+                     *           "size": 4096,
+                     *           "dma_address": "0xfffff000"
+                     *         }
+                     *       ],
+                     *       "debug": [
+                     *         {
+                     *           "seq": 1,
+                     *           "check": "cpu_access_device_owned",
+                     *           "message": "DMA-API: cpu read at 0x81000000 touches a buffer the device owns [mapped with DMA_FROM_DEVICE] (call sync for_cpu or unmap first)",
+                     *           "handle": 2
+                     *         },
+                     *         {
+                     *           "seq": 2,
+                     *           "check": "leak",
+                     *           "message": "DMA-API: device driver has pending DMA allocations while released from device [count=1]\nOne of leaked entries details: [device address=0x00000000fffff000] [size=4096 bytes] [mapped with DMA_FROM_DEVICE] [mapped as single]",
+                     *           "handle": null
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": components["schemas"]["LeakReport"];
                 };
             };
@@ -3526,16 +2821,32 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "size": 8192
+                 *     }
+                 */
                 "application/json": components["schemas"]["AllocCoherentRequestInput"];
             };
         };
         responses: {
-            /** @description Default Response */
+            /** @description OK: dma_alloc_coherent: zeroed pages mapped for the device */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "handle": 3,
+                     *       "dma_handle": "0xffffc000",
+                     *       "size": 8192,
+                     *       "phys": [
+                     *         "0x800000",
+                     *         "0x801000"
+                     *       ]
+                     *     }
+                     */
                     "application/json": components["schemas"]["AllocCoherentResult"];
                 };
             };
@@ -3606,16 +2917,71 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "ops": [
+                 *         {
+                 *           "op": "map_sg",
+                 *           "dir": "to_device",
+                 *           "sg": [
+                 *             [
+                 *               "0x90000000",
+                 *               65536
+                 *             ]
+                 *           ]
+                 *         },
+                 *         {
+                 *           "op": "unmap",
+                 *           "handle": {
+                 *             "ref": 0
+                 *           }
+                 *         }
+                 *       ]
+                 *     }
+                 */
                 "application/json": components["schemas"]["BatchRequestInput"];
             };
         };
         responses: {
-            /** @description Default Response */
+            /** @description OK: Several calls in order; {"ref": i} stands for the handle op i returned */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "results": [
+                     *         {
+                     *           "handle": 4,
+                     *           "nents": 1,
+                     *           "segments": [
+                     *             {
+                     *               "dma_address": "0xfffe0000",
+                     *               "dma_length": 65536
+                     *             }
+                     *           ],
+                     *           "iova": {
+                     *             "start": "0xfffe0000",
+                     *             "size": 65536
+                     *           },
+                     *           "iova_ranges": [
+                     *             {
+                     *               "start": "0xfffe0000",
+                     *               "size": 65536
+                     *             }
+                     *           ]
+                     *         },
+                     *         {
+                     *           "handle": 4,
+                     *           "iova": {
+                     *             "start": "0xfffe0000",
+                     *             "size": 65536
+                     *           }
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": components["schemas"]["BatchResult"];
                 };
             };
@@ -3686,16 +3052,35 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "phys": "0x81000000",
+                 *       "length": 12
+                 *     }
+                 */
                 "application/json": components["schemas"]["CpuReadRequestInput"];
             };
         };
         responses: {
-            /** @description Default Response */
+            /** @description OK: CPU loads: what the CPU sees, stale lines included */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "data": "ERERERERERERERER",
+                     *       "debug": [
+                     *         {
+                     *           "seq": 1,
+                     *           "check": "cpu_access_device_owned",
+                     *           "message": "DMA-API: cpu read at 0x81000000 touches a buffer the device owns [mapped with DMA_FROM_DEVICE] (call sync for_cpu or unmap first)",
+                     *           "handle": 2
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": components["schemas"]["MemoryResult"];
                 };
             };
@@ -3766,16 +3151,27 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "phys": "0x81000000",
+                 *       "data": "ERERERERERERERER"
+                 *     }
+                 */
                 "application/json": components["schemas"]["CpuWriteRequestInput"];
             };
         };
         responses: {
-            /** @description Default Response */
+            /** @description OK: CPU stores (into its cache when the device isn't coherent) */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "written": 12
+                     *     }
+                     */
                     "application/json": components["schemas"]["MemoryResult"];
                 };
             };
@@ -3846,12 +3242,24 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description OK: dma-debug findings, in the kernel’s words */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "debug": [
+                     *         {
+                     *           "seq": 1,
+                     *           "check": "cpu_access_device_owned",
+                     *           "message": "DMA-API: cpu read at 0x81000000 touches a buffer the device owns [mapped with DMA_FROM_DEVICE] (call sync for_cpu or unmap first)",
+                     *           "handle": 2
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": components["schemas"]["DebugFindings"];
                 };
             };
@@ -3886,16 +3294,33 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "dma_address": "0xfffff000",
+                 *       "length": 12
+                 *     }
+                 */
                 "application/json": components["schemas"]["DeviceReadRequestInput"];
             };
         };
         responses: {
-            /** @description Default Response */
+            /** @description OK: Device DMA read through the IOMMU (or swiotlb) */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "fault": {
+                     *         "seq": 1,
+                     *         "dma_address": "0xfffff000",
+                     *         "access": "read",
+                     *         "reason": "read of a write-only mapping (permission fault: handle 2 mapped from_device)",
+                     *         "length": 12
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["MemoryResult"];
                 };
             };
@@ -3966,16 +3391,27 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "dma_address": "0xfffff000",
+                 *       "data": "////////////////"
+                 *     }
+                 */
                 "application/json": components["schemas"]["DeviceWriteRequestInput"];
             };
         };
         responses: {
-            /** @description Default Response */
+            /** @description OK: Device DMA write through the IOMMU (or swiotlb); a fault instead of data when Linux would fault */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "written": 12
+                     *     }
+                     */
                     "application/json": components["schemas"]["MemoryResult"];
                 };
             };
@@ -4046,12 +3482,25 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description OK: IOMMU faults the device raised */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "faults": [
+                     *         {
+                     *           "seq": 1,
+                     *           "dma_address": "0xfffff000",
+                     *           "access": "read",
+                     *           "reason": "read of a write-only mapping (permission fault: handle 2 mapped from_device)",
+                     *           "length": 12
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": components["schemas"]["Faults"];
                 };
             };
@@ -4086,16 +3535,27 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "rcache": true
+                 *     }
+                 */
                 "application/json": components["schemas"]["FlushRequestInput"];
             };
         };
         responses: {
-            /** @description Default Response */
+            /** @description OK: Drain the non-strict flush queue now (and with rcache:true, the rcache magazines) */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "flushed": 0,
+                     *       "rcache_freed": 1
+                     *     }
+                     */
                     "application/json": components["schemas"]["FlushResult"];
                 };
             };
@@ -4157,16 +3617,26 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "handle": 3
+                 *     }
+                 */
                 "application/json": components["schemas"]["FreeCoherentRequestInput"];
             };
         };
         responses: {
-            /** @description Default Response */
+            /** @description OK: dma_free_coherent */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "handle": 3
+                     *     }
+                     */
                     "application/json": components["schemas"]["FreeCoherentResult"];
                 };
             };
@@ -4269,8 +3739,8 @@ export interface operations {
     map_page: {
         parameters: {
             query?: {
-                /** @description Also list the IOVA→phys page rows */
-                pages?: "0" | "1" | "true" | "false";
+                /** @description Also list the IOVA→phys page rows. `true` or `false` (`1` and `0` are accepted too) */
+                pages?: boolean;
             };
             header?: never;
             path: {
@@ -4280,16 +3750,33 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "phys": "0x81000000",
+                 *       "size": 4096,
+                 *       "dir": "from_device"
+                 *     }
+                 */
                 "application/json": components["schemas"]["MapPageRequestInput"];
             };
         };
         responses: {
-            /** @description Default Response */
+            /** @description OK: dma_map_page / dma_map_single */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "handle": 2,
+                     *       "dma_address": "0xfffff000",
+                     *       "iova": {
+                     *         "start": "0xfffff000",
+                     *         "size": 4096
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["MapPageResult"];
                 };
             };
@@ -4352,10 +3839,10 @@ export interface operations {
     map_sg: {
         parameters: {
             query?: {
-                /** @description Also say why each segment break happened and whether a device parameter would give one segment (docs/explain.md) */
-                explain?: "0" | "1" | "true" | "false";
-                /** @description Also list the IOVA→phys page rows */
-                pages?: "0" | "1" | "true" | "false";
+                /** @description Also say why each segment break happened and whether a device parameter would give one segment (docs/explain.md). `true` or `false` (`1` and `0` are accepted too) */
+                explain?: boolean;
+                /** @description Also list the IOVA→phys page rows. `true` or `false` (`1` and `0` are accepted too) */
+                pages?: boolean;
             };
             header?: never;
             path: {
@@ -4365,16 +3852,65 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "dir": "to_device",
+                 *       "sg": [
+                 *         {
+                 *           "phys": "0x90000000",
+                 *           "length": 65536
+                 *         },
+                 *         {
+                 *           "phys": "0x91000000",
+                 *           "length": 16384
+                 *         },
+                 *         {
+                 *           "phys": "0x92000000",
+                 *           "length": 65536
+                 *         }
+                 *       ]
+                 *     }
+                 */
                 "application/json": components["schemas"]["MapSgRequestInput"];
             };
         };
         responses: {
-            /** @description Default Response */
+            /** @description OK: dma_map_sg: the segments the driver gets, and the IOVA behind them */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "handle": 1,
+                     *       "nents": 3,
+                     *       "segments": [
+                     *         {
+                     *           "dma_address": "0xfffc0000",
+                     *           "dma_length": 65536
+                     *         },
+                     *         {
+                     *           "dma_address": "0xfffd0000",
+                     *           "dma_length": 16384
+                     *         },
+                     *         {
+                     *           "dma_address": "0xfffd4000",
+                     *           "dma_length": 65536
+                     *         }
+                     *       ],
+                     *       "iova": {
+                     *         "start": "0xfffc0000",
+                     *         "size": 147456
+                     *       },
+                     *       "iova_ranges": [
+                     *         {
+                     *           "start": "0xfffc0000",
+                     *           "size": 147456
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": components["schemas"]["MapSgResult"];
                 };
             };
@@ -4450,12 +3986,71 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description OK: Live mappings: handle, kind, dir, segments, IOVA ranges (paged: ?after=&limit=) */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "mappings": [
+                     *         {
+                     *           "handle": 2,
+                     *           "kind": "map_page",
+                     *           "dir": "from_device",
+                     *           "nents": 1,
+                     *           "segments": [
+                     *             {
+                     *               "dma_address": "0xfffff000",
+                     *               "dma_length": 4096
+                     *             }
+                     *           ],
+                     *           "iova": {
+                     *             "start": "0xfffff000",
+                     *             "size": 4096
+                     *           },
+                     *           "iova_ranges": [
+                     *             {
+                     *               "start": "0xfffff000",
+                     *               "size": 4096
+                     *             }
+                     *           ],
+                     *           "size": 4096,
+                     *           "phys": [
+                     *             "0x81000000"
+                     *           ]
+                     *         },
+                     *         {
+                     *           "handle": 3,
+                     *           "kind": "coherent",
+                     *           "dir": "bidirectional",
+                     *           "nents": 1,
+                     *           "segments": [
+                     *             {
+                     *               "dma_address": "0xffffc000",
+                     *               "dma_length": 8192
+                     *             }
+                     *           ],
+                     *           "iova": {
+                     *             "start": "0xffffc000",
+                     *             "size": 8192
+                     *           },
+                     *           "iova_ranges": [
+                     *             {
+                     *               "start": "0xffffc000",
+                     *               "size": 8192
+                     *             }
+                     *           ],
+                     *           "size": 8192,
+                     *           "phys": [
+                     *             "0x800000"
+                     *           ]
+                     *         }
+                     *       ],
+                     *       "next": null
+                     *     }
+                     */
                     "application/json": components["schemas"]["Mappings"];
                 };
             };
@@ -4490,16 +4085,29 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "handle": 1,
+                 *       "for": "cpu"
+                 *     }
+                 */
                 "application/json": components["schemas"]["SyncRequestInput"];
             };
         };
         responses: {
-            /** @description Default Response */
+            /** @description OK: dma_sync_*_for_cpu / _for_device: cache maintenance and swiotlb copies */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "handle": 1,
+                     *       "cache": "none",
+                     *       "bounced_bytes": 0
+                     *     }
+                     */
                     "application/json": components["schemas"]["SyncResult"];
                 };
             };
@@ -4570,13 +4178,106 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Default Response */
+            /** @description OK: The session as a trace: its create body and every call with its answer as `expect` (the format of test/vectors) */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "name": "session yRpgwbjfxTBT5HteoCE-Xg",
+                     *       "rule": "exported by dmaemu 0.1.0: every answer as the service gave it",
+                     *       "session": {
+                     *         "device": {
+                     *           "bus": "platform",
+                     *           "dma_mask": "0xffffffff",
+                     *           "coherent": false
+                     *         },
+                     *         "layout": "linux",
+                     *         "memory_limit": 268435456
+                     *       },
+                     *       "ops": [
+                     *         {
+                     *           "op": "map_sg",
+                     *           "dir": "to_device",
+                     *           "sg": [
+                     *             {
+                     *               "phys": "0x90000000",
+                     *               "length": 65536
+                     *             },
+                     *             {
+                     *               "phys": "0x91000000",
+                     *               "length": 16384
+                     *             },
+                     *             {
+                     *               "phys": "0x92000000",
+                     *               "length": 65536
+                     *             }
+                     *           ],
+                     *           "expect": {
+                     *             "handle": 1,
+                     *             "nents": 3,
+                     *             "segments": [
+                     *               {
+                     *                 "dma_address": "0xfffc0000",
+                     *                 "dma_length": 65536
+                     *               },
+                     *               {
+                     *                 "dma_address": "0xfffd0000",
+                     *                 "dma_length": 16384
+                     *               },
+                     *               {
+                     *                 "dma_address": "0xfffd4000",
+                     *                 "dma_length": 65536
+                     *               }
+                     *             ],
+                     *             "iova": {
+                     *               "start": "0xfffc0000",
+                     *               "size": 147456
+                     *             },
+                     *             "iova_ranges": [
+                     *               {
+                     *                 "start": "0xfffc0000",
+                     *                 "size": 147456
+                     *               }
+                     *             ]
+                     *           }
+                     *         },
+                     *         {
+                     *           "op": "sync",
+                     *           "for": "cpu",
+                     *           "ref": 0,
+                     *           "expect": {
+                     *             "handle": 1,
+                     *             "cache": "none",
+                     *             "bounced_bytes": 0
+                     *           }
+                     *         },
+                     *         {
+                     *           "op": "unmap",
+                     *           "ref": 0,
+                     *           "expect": {
+                     *             "handle": 1,
+                     *             "iova": {
+                     *               "start": "0xfffc0000",
+                     *               "size": 147456
+                     *             }
+                     *           }
+                     *         }
+                     *       ]
+                     *     }
+                     */
                     "application/json": components["schemas"]["TraceDocument"];
+                };
+            };
+            /** @description An unknown query parameter (DMAEMU_INVALID_ARGUMENT) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
                 };
             };
             /** @description Unknown session or handle (DMAEMU_SESSION_NOT_FOUND, DMAEMU_HANDLE_NOT_FOUND) */
@@ -4610,16 +4311,30 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "handle": 1
+                 *     }
+                 */
                 "application/json": components["schemas"]["UnmapRequestInput"];
             };
         };
         responses: {
-            /** @description Default Response */
+            /** @description OK: dma_unmap_sg / dma_unmap_page of a handle */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "handle": 1,
+                     *       "iova": {
+                     *         "start": "0xfffc0000",
+                     *         "size": 147456
+                     *       }
+                     *     }
+                     */
                     "application/json": components["schemas"]["UnmapResult"];
                 };
             };
