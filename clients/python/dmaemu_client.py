@@ -20,46 +20,6 @@ import urllib.request
 from typing import Any, Dict, List, Literal, NotRequired, Optional, Tuple, TypedDict, Union  # Python >= 3.11
 
 
-class SessionCreateInputDevice(TypedDict):
-    bus: NotRequired[Literal["platform", "pci"]]
-    dma_mask: NotRequired[Union[str, int]]
-    coherent_dma_mask: NotRequired[Union[str, int]]
-    max_segment_size: NotRequired[int]
-    segment_boundary_mask: NotRequired[Union[str, int]]
-    coherent: NotRequired[bool]
-    dma_offset: NotRequired[Union[str, int]]
-
-
-class SessionCreateInputIommuAperture(TypedDict):
-    start: Union[str, int]
-    end: Union[str, int]
-
-
-SessionCreateInputIommuReservedItem = SessionCreateInputIommuAperture
-
-
-class SessionCreateInputIommu(TypedDict):
-    granule: NotRequired[Union[Literal[4096], Literal[16384], Literal[65536]]]
-    aperture: NotRequired[SessionCreateInputIommuAperture]
-    reserved: NotRequired[List[SessionCreateInputIommuReservedItem]]
-    strict: NotRequired[bool]
-    enforce_read: NotRequired[bool]
-
-
-class SessionCreateInputSwiotlb(TypedDict):
-    size: NotRequired[int]
-    force: NotRequired[bool]
-
-
-class SessionCreateInput(TypedDict):
-    device: NotRequired[SessionCreateInputDevice]
-    iommu: NotRequired[Optional[SessionCreateInputIommu]]
-    layout: NotRequired[Literal["linux", "linux-4.4", "arm-legacy"]]
-    page_size: NotRequired[Union[Literal[4096], Literal[16384], Literal[65536]]]
-    swiotlb: NotRequired[SessionCreateInputSwiotlb]
-    memory_limit: NotRequired[int]
-
-
 class MapSgRequestInputSgItem(TypedDict):
     phys: Union[str, int]
     length: int
@@ -107,24 +67,6 @@ class FreeCoherentRequestInput(TypedDict):
 class FlushRequestInput(TypedDict):
     rcache: NotRequired[bool]
     depot_trim: NotRequired[bool]
-
-
-class CpuWriteRequestInput(TypedDict):
-    phys: Union[str, int]
-    data: str
-
-
-CpuReadRequestInput = MapSgRequestInputSgItem
-
-
-class DeviceWriteRequestInput(TypedDict):
-    dma_address: Union[str, int]
-    data: str
-
-
-class DeviceReadRequestInput(TypedDict):
-    dma_address: Union[str, int]
-    length: int
 
 
 BatchRequestInputOps0SgItem1 = MapSgRequestInputSgItem
@@ -198,6 +140,68 @@ class BatchRequestInput(TypedDict):
     ops: List[Union[BatchRequestInputOps0, BatchRequestInputOps1, BatchRequestInputOps2, BatchRequestInputOps3, BatchRequestInputOps4, BatchRequestInputOps5, BatchRequestInputOps6]]
 
 
+class SessionCreateInputDevice(TypedDict):
+    bus: NotRequired[Literal["platform", "pci"]]
+    dma_mask: NotRequired[Union[str, int]]
+    coherent_dma_mask: NotRequired[Union[str, int]]
+    max_segment_size: NotRequired[int]
+    segment_boundary_mask: NotRequired[Union[str, int]]
+    coherent: NotRequired[bool]
+    dma_offset: NotRequired[Union[str, int]]
+
+
+class SessionCreateInputIommuAperture(TypedDict):
+    start: Union[str, int]
+    end: Union[str, int]
+
+
+SessionCreateInputIommuReservedItem = SessionCreateInputIommuAperture
+
+
+class SessionCreateInputIommu(TypedDict):
+    granule: NotRequired[Union[Literal[4096], Literal[16384], Literal[65536]]]
+    aperture: NotRequired[SessionCreateInputIommuAperture]
+    reserved: NotRequired[List[SessionCreateInputIommuReservedItem]]
+    strict: NotRequired[bool]
+    forcedac: NotRequired[bool]
+    enforce_read: NotRequired[bool]
+
+
+class SessionCreateInputSwiotlb(TypedDict):
+    size: NotRequired[int]
+    force: NotRequired[bool]
+    start: NotRequired[Union[str, int]]
+    index: NotRequired[int]
+
+
+class SessionCreateInput(TypedDict):
+    device: NotRequired[SessionCreateInputDevice]
+    iommu: NotRequired[Optional[SessionCreateInputIommu]]
+    layout: NotRequired[Literal["linux", "linux-4.4", "arm-legacy"]]
+    kernel: NotRequired[Literal["6.12", "7.3"]]
+    page_size: NotRequired[Union[Literal[4096], Literal[16384], Literal[65536]]]
+    swiotlb: NotRequired[SessionCreateInputSwiotlb]
+    memory_limit: NotRequired[int]
+
+
+class CpuWriteRequestInput(TypedDict):
+    phys: Union[str, int]
+    data: str
+
+
+CpuReadRequestInput = MapSgRequestInputSgItem
+
+
+class DeviceWriteRequestInput(TypedDict):
+    dma_address: Union[str, int]
+    data: str
+
+
+class DeviceReadRequestInput(TypedDict):
+    dma_address: Union[str, int]
+    length: int
+
+
 class TraceOpInput(TypedDict):
     """A /batch op (map_sg, map_page, unmap, sync, alloc_coherent, free_coherent, flush) or a memory call (cpu_write, cpu_read, device_write, device_read) with that call's body fields"""
     op: Literal["map_sg", "map_page", "unmap", "sync", "alloc_coherent", "free_coherent", "flush", "cpu_write", "cpu_read", "device_write", "device_read"]
@@ -227,6 +231,7 @@ class SessionCreateRequestInputIommu(TypedDict):
     aperture: NotRequired[SessionCreateRequestInputIommuAperture]
     reserved: NotRequired[List[SessionCreateRequestInputIommuReservedItem]]
     strict: NotRequired[bool]
+    forcedac: NotRequired[bool]
     enforce_read: NotRequired[bool]
 
 
@@ -237,6 +242,7 @@ class SessionCreateRequestInput(TypedDict):
     device: NotRequired[SessionCreateRequestInputDevice]
     iommu: NotRequired[Optional[SessionCreateRequestInputIommu]]
     layout: NotRequired[Literal["linux", "linux-4.4", "arm-legacy"]]
+    kernel: NotRequired[Literal["6.12", "7.3"]]
     page_size: NotRequired[Union[Literal[4096], Literal[16384], Literal[65536]]]
     swiotlb: NotRequired[SessionCreateRequestInputSwiotlb]
     memory_limit: NotRequired[int]
@@ -246,6 +252,20 @@ class SessionCreateRequestInput(TypedDict):
 CompareRequestInputSgItem = MapSgRequestInputSgItem
 
 
+class CompareRequestInputFtrace(TypedDict):
+    """Compare a device's traced calls: imported as POST /v1/import/ftrace does, `session` as its options (docs/ftrace.md)"""
+    text: str
+    device: NotRequired[str]
+
+
+class CompareRequestInputVary(TypedDict):
+    """Device parameters to vary, e.g. {"max_segment_size": [65536, 4294967295]}: each combination runs in the session's layout, side by side in `varied` (at most 16)"""
+    max_segment_size: NotRequired[List[int]]
+    segment_boundary_mask: NotRequired[List[str]]
+    dma_mask: NotRequired[List[str]]
+    granule: NotRequired[List[Union[Literal[4096], Literal[16384], Literal[65536]]]]
+
+
 class CompareRequestInput(TypedDict):
     name: NotRequired[str]
     rule: NotRequired[str]
@@ -253,6 +273,16 @@ class CompareRequestInput(TypedDict):
     ops: NotRequired[List[TraceOpInput]]
     dir: NotRequired[Literal["bidirectional", "to_device", "from_device", "none"]]
     sg: NotRequired[List[CompareRequestInputSgItem]]
+    ftrace: NotRequired[CompareRequestInputFtrace]
+    vary: NotRequired[CompareRequestInputVary]
+
+
+class ImportFtraceRequestInput(TypedDict):
+    text: str
+    session: NotRequired[Dict[str, Any]]
+    devices: NotRequired[Dict[str, Dict[str, Any]]]
+    device: NotRequired[str]
+    expect: NotRequired[bool]
 
 
 class DebugFinding(TypedDict):
@@ -270,75 +300,6 @@ class Error(TypedDict):
     message: str
 
 
-class SessionConfigDevice(TypedDict):
-    bus: Literal["platform", "pci"]
-    dma_mask: str
-    coherent_dma_mask: str
-    max_segment_size: int
-    segment_boundary_mask: str
-    coherent: bool
-    dma_offset: str
-
-
-class SessionConfigIommuAperture(TypedDict):
-    start: str
-    end: str
-
-
-SessionConfigIommuReservedItem = SessionConfigIommuAperture
-
-
-class SessionConfigIommu(TypedDict):
-    granule: int
-    aperture: SessionConfigIommuAperture
-    reserved: List[SessionConfigIommuReservedItem]
-    strict: bool
-    enforce_read: bool
-
-
-class SessionConfigSwiotlb(TypedDict):
-    size: int
-    force: bool
-    start: str
-
-
-class SessionConfig(TypedDict):
-    device: SessionConfigDevice
-    iommu: Optional[SessionConfigIommu]
-    layout: Literal["linux", "linux-4.4", "arm-legacy"]
-    page_size: int
-    swiotlb: SessionConfigSwiotlb
-    memory_limit: int
-
-
-class SessionSummary(TypedDict):
-    id: str
-    config: SessionConfig
-    live_mappings: int
-    live_coherent: int
-    iova_bytes_in_use: int
-    iova_ranges: int
-    counters: Dict[str, int]
-    memory_bytes_touched: int
-    memory_budget_bytes: int
-
-
-class LeakReportLeaks(TypedDict):
-    handle: int
-    kind: str
-    dir: str
-    size: int
-    dma_address: str
-
-
-class LeakReport(TypedDict):
-    id: str
-    leaked_mappings: int
-    leaked_coherent: int
-    leaks: List[LeakReportLeaks]
-    debug: List[DebugFinding]
-
-
 class MapSgExplainBreaks(TypedDict):
     before_entry: int
     segment: int
@@ -349,9 +310,20 @@ class MapSgExplainBreaks(TypedDict):
     values: Dict[str, Union[float, str]]
 
 
-class MapSgExplainWouldMergeWith(TypedDict):
+class MapSgExplainObstaclesFixedBy(TypedDict):
     max_segment_size: NotRequired[int]
     segment_boundary_mask: NotRequired[str]
+
+
+class MapSgExplainObstacles(TypedDict):
+    rule: Literal["max_segment_size", "segment_boundary", "entry_offset", "previous_partial", "arm_new_chunk", "v4.4_never_merges", "no_iommu", "swiotlb_bounce", "dma_length_limit", "iova_space"]
+    condition: NotRequired[str]
+    entries: List[int]
+    fixed_by: Optional[MapSgExplainObstaclesFixedBy]
+    message: str
+
+
+MapSgExplainWouldMergeWith = MapSgExplainObstaclesFixedBy
 
 
 class MapSgExplainFailure(TypedDict):
@@ -364,6 +336,7 @@ class MapSgExplainFailure(TypedDict):
 class MapSgExplain(TypedDict):
     """With ?explain=true: the rule behind each segment break"""
     breaks: List[MapSgExplainBreaks]
+    obstacles: List[MapSgExplainObstacles]
     contiguous_iova: bool
     one_segment: bool
     would_merge_with: Optional[MapSgExplainWouldMergeWith]
@@ -477,6 +450,82 @@ class FlushResult(TypedDict):
     rcache_freed: int
 
 
+class BatchResult(TypedDict):
+    results: List[Union[MapSgResult, MapPageResult, UnmapResult, SyncResult, AllocCoherentResult, FreeCoherentResult, FlushResult, Error]]
+
+
+class SessionConfigDevice(TypedDict):
+    bus: Literal["platform", "pci"]
+    dma_mask: str
+    coherent_dma_mask: str
+    max_segment_size: int
+    segment_boundary_mask: str
+    coherent: bool
+    dma_offset: str
+
+
+class SessionConfigIommuAperture(TypedDict):
+    start: str
+    end: str
+
+
+SessionConfigIommuReservedItem = SessionConfigIommuAperture
+
+
+class SessionConfigIommu(TypedDict):
+    granule: int
+    aperture: SessionConfigIommuAperture
+    reserved: List[SessionConfigIommuReservedItem]
+    strict: bool
+    forcedac: bool
+    enforce_read: bool
+
+
+class SessionConfigSwiotlb(TypedDict):
+    size: int
+    force: bool
+    start: str
+    index: int
+
+
+class SessionConfig(TypedDict):
+    device: SessionConfigDevice
+    iommu: Optional[SessionConfigIommu]
+    layout: Literal["linux", "linux-4.4", "arm-legacy"]
+    kernel: Optional[Literal["6.12", "7.3"]]
+    page_size: int
+    swiotlb: SessionConfigSwiotlb
+    memory_limit: int
+
+
+class SessionSummary(TypedDict):
+    id: str
+    config: SessionConfig
+    live_mappings: int
+    live_coherent: int
+    iova_bytes_in_use: int
+    iova_ranges: int
+    counters: Dict[str, int]
+    memory_bytes_touched: int
+    memory_budget_bytes: int
+
+
+class LeakReportLeaks(TypedDict):
+    handle: int
+    kind: str
+    dir: str
+    size: int
+    dma_address: str
+
+
+class LeakReport(TypedDict):
+    id: str
+    leaked_mappings: int
+    leaked_coherent: int
+    leaks: List[LeakReportLeaks]
+    debug: List[DebugFinding]
+
+
 class Fault(TypedDict):
     seq: int
     dma_address: str
@@ -524,10 +573,6 @@ class DebugFindings(TypedDict):
 
 class Faults(TypedDict):
     faults: List[Fault]
-
-
-class BatchResult(TypedDict):
-    results: List[Union[MapSgResult, MapPageResult, UnmapResult, SyncResult, AllocCoherentResult, FreeCoherentResult, FlushResult, Error]]
 
 
 class ReplayReportMismatches(TypedDict):
@@ -745,9 +790,113 @@ class CompareResultOps(TypedDict):
     same: bool
 
 
+class CompareResultVariedColumns(TypedDict):
+    set: Dict[str, Union[float, str]]
+    config: Optional[SessionConfig]
+    error: NotRequired[Error]
+
+
+CompareResultVariedOpsResultsSegments = MapSgResultSegments
+
+
+CompareResultVariedOpsResultsIova = MapSgResultIova
+
+
+CompareResultVariedOpsResultsIovaRanges = MapSgResultIova
+
+
+CompareResultVariedOpsResultsPages = MapSgResultPages
+
+
+CompareResultVariedOpsResultsError0 = MapSgResultError
+
+
+class CompareResultVariedOpsResults(TypedDict):
+    handle: NotRequired[Optional[int]]
+    nents: NotRequired[int]
+    segments: NotRequired[List[CompareResultVariedOpsResultsSegments]]
+    iova: NotRequired[Optional[CompareResultVariedOpsResultsIova]]
+    iova_ranges: NotRequired[List[CompareResultVariedOpsResultsIovaRanges]]
+    bounced: NotRequired[bool]
+    pages: NotRequired[List[CompareResultVariedOpsResultsPages]]
+    explain: NotRequired[MapSgExplain]
+    error: NotRequired[Union[CompareResultVariedOpsResultsError0, str]]
+    debug: NotRequired[List[DebugFinding]]
+    dma_address: NotRequired[str]
+    cache: NotRequired[Literal["clean", "invalidate", "clean+invalidate", "none"]]
+    bounced_bytes: NotRequired[int]
+    dma_handle: NotRequired[str]
+    size: NotRequired[int]
+    phys: NotRequired[List[str]]
+    flushed: NotRequired[int]
+    rcache_freed: NotRequired[int]
+    statusCode: NotRequired[int]
+    code: NotRequired[str]
+    message: NotRequired[str]
+    data: NotRequired[str]
+    written: NotRequired[int]
+    fault: NotRequired[Fault]
+
+
+class CompareResultVariedOps(TypedDict):
+    op: int
+    name: str
+    results: List[Optional[CompareResultVariedOpsResults]]
+    differs: List[str]
+    same: bool
+
+
+class CompareResultVaried(TypedDict):
+    """With `vary`: the sequence under each combination of the varied device parameters, side by side"""
+    layout: str
+    columns: List[CompareResultVariedColumns]
+    ops: List[CompareResultVariedOps]
+
+
+class CompareResultImportedUnexpressedItem(TypedDict):
+    line: int
+    device: str
+    event: str
+    reason: str
+
+
+class CompareResultImported(TypedDict):
+    """With `ftrace`: the device compared, and its events no op could express (left out)"""
+    device: str
+    unexpressed: List[CompareResultImportedUnexpressedItem]
+
+
 class CompareResult(TypedDict):
     columns: List[CompareResultColumns]
     ops: List[CompareResultOps]
+    varied: NotRequired[CompareResultVaried]
+    imported: NotRequired[CompareResultImported]
+
+
+class ImportFtraceResultDevicesInferred(TypedDict):
+    """What the trace itself shows about the device"""
+    bus: Literal["pci", "platform"]
+    iommu: bool
+    dma_offset: NotRequired[str]
+    reason: str
+
+
+class ImportFtraceResultDevices(TypedDict):
+    device: str
+    events: int
+    inferred: ImportFtraceResultDevicesInferred
+    trace: TraceDocument
+
+
+ImportFtraceResultUnexpressedItem = CompareResultImportedUnexpressedItem
+
+
+class ImportFtraceResult(TypedDict):
+    devices: List[ImportFtraceResultDevices]
+    unexpressed: List[ImportFtraceResultUnexpressedItem]
+    lines: int
+    dma_events: int
+    other_events: int
 
 
 class HealthzAnswer(TypedDict):
@@ -893,6 +1042,10 @@ class Client:
     def compare(self, body: CompareRequestInput) -> CompareResult:
         """POST /v1/compare: Replay a trace (or one scatterlist) under linux, linux-4.4, arm-legacy and no IOMMU, side by side"""
         return self._call("POST", f"/v1/compare", body, {}, True)  # type: ignore[no-any-return]
+
+    def import_ftrace(self, body: Union[ImportFtraceRequestInput, str], *, device: Optional[str] = None, expect: Optional[bool] = None) -> ImportFtraceResult:
+        """POST /v1/import/ftrace: Turn the kernel's dma tracepoints (trace-cmd report, tracefs trace or trace_pipe) into dmaemu traces, one per device"""
+        return self._call("POST", f"/v1/import/ftrace", body, {"device": device, "expect": expect}, True)  # type: ignore[no-any-return]
 
     def docs(self) -> str:
         """GET /docs: Swagger UI for this document"""

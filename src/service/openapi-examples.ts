@@ -23,14 +23,17 @@ export const EXAMPLE_ANSWERS: Readonly<Record<string, unknown>> = {
         },
         "reserved": [],
         "strict": true,
+        "forcedac": false,
         "enforce_read": true
       },
       "layout": "linux",
+      "kernel": "7.3",
       "page_size": 4096,
       "swiotlb": {
         "size": 67108864,
         "force": false,
-        "start": "0x8000000"
+        "start": "0x8000000",
+        "index": 0
       },
       "memory_limit": 268435456
     }
@@ -179,14 +182,17 @@ export const EXAMPLE_ANSWERS: Readonly<Record<string, unknown>> = {
             },
             "reserved": [],
             "strict": true,
+            "forcedac": false,
             "enforce_read": true
           },
           "layout": "linux",
+          "kernel": "7.3",
           "page_size": 4096,
           "swiotlb": {
             "size": 67108864,
             "force": false,
-            "start": "0x8000000"
+            "start": "0x8000000",
+            "index": 0
           },
           "memory_limit": 268435456
         }
@@ -211,14 +217,17 @@ export const EXAMPLE_ANSWERS: Readonly<Record<string, unknown>> = {
             },
             "reserved": [],
             "strict": true,
+            "forcedac": false,
             "enforce_read": true
           },
           "layout": "linux-4.4",
+          "kernel": null,
           "page_size": 4096,
           "swiotlb": {
             "size": 67108864,
             "force": false,
-            "start": "0x8000000"
+            "start": "0x8000000",
+            "index": 0
           },
           "memory_limit": 268435456
         }
@@ -243,14 +252,17 @@ export const EXAMPLE_ANSWERS: Readonly<Record<string, unknown>> = {
             },
             "reserved": [],
             "strict": true,
+            "forcedac": false,
             "enforce_read": true
           },
           "layout": "arm-legacy",
+          "kernel": null,
           "page_size": 4096,
           "swiotlb": {
             "size": 67108864,
             "force": false,
-            "start": "0x8000000"
+            "start": "0x8000000",
+            "index": 0
           },
           "memory_limit": 268435456
         }
@@ -269,11 +281,13 @@ export const EXAMPLE_ANSWERS: Readonly<Record<string, unknown>> = {
           },
           "iommu": null,
           "layout": "linux",
+          "kernel": "7.3",
           "page_size": 4096,
           "swiotlb": {
             "size": 67108864,
             "force": false,
-            "start": "0x8000000"
+            "start": "0x8000000",
+            "index": 0
           },
           "memory_limit": 268435456
         }
@@ -338,6 +352,19 @@ export const EXAMPLE_ANSWERS: Readonly<Record<string, unknown>> = {
                   }
                 }
               ],
+              "obstacles": [
+                {
+                  "rule": "max_segment_size",
+                  "entries": [
+                    1,
+                    2
+                  ],
+                  "fixed_by": {
+                    "max_segment_size": 147456
+                  },
+                  "message": "max_segment_size 65536 is less than the entries add up to: one segment needs Σ length = 147456"
+                }
+              ],
               "contiguous_iova": true,
               "one_segment": false,
               "would_merge_with": {
@@ -398,10 +425,21 @@ export const EXAMPLE_ANSWERS: Readonly<Record<string, unknown>> = {
                   }
                 }
               ],
+              "obstacles": [
+                {
+                  "rule": "v4.4_never_merges",
+                  "entries": [
+                    1,
+                    2
+                  ],
+                  "fixed_by": null,
+                  "message": "v4.4 never concatenates: entry 1 is its own segment, placed after 0 bytes of padding so it starts aligned to 16384"
+                }
+              ],
               "contiguous_iova": false,
               "one_segment": false,
               "would_merge_with": null,
-              "verdict": "not one contiguous IOVA range, not one segment (3 segments); no device parameter would give one segment (entry 1: v4.4_never_merges)"
+              "verdict": "not one contiguous IOVA range, not one segment (3 segments); no device parameter would give one segment (entries 1, 2: v4.4_never_merges)"
             }
           },
           "arm-legacy": {
@@ -468,6 +506,20 @@ export const EXAMPLE_ANSWERS: Readonly<Record<string, unknown>> = {
                   "condition": "max_segment_size"
                 }
               ],
+              "obstacles": [
+                {
+                  "rule": "arm_new_chunk",
+                  "entries": [
+                    1,
+                    2
+                  ],
+                  "fixed_by": {
+                    "max_segment_size": 147456
+                  },
+                  "message": "max_segment_size 65536 is less than the one chunk (first offset + Σ length = 147456)",
+                  "condition": "max_segment_size"
+                }
+              ],
               "contiguous_iova": false,
               "one_segment": false,
               "would_merge_with": {
@@ -520,10 +572,21 @@ export const EXAMPLE_ANSWERS: Readonly<Record<string, unknown>> = {
                   }
                 }
               ],
+              "obstacles": [
+                {
+                  "rule": "no_iommu",
+                  "entries": [
+                    1,
+                    2
+                  ],
+                  "fixed_by": null,
+                  "message": "no IOMMU: dma-direct never merges, entry 1 is its own segment at phys + dma_offset"
+                }
+              ],
               "contiguous_iova": false,
               "one_segment": false,
               "would_merge_with": null,
-              "verdict": "not one contiguous IOVA range, not one segment (3 segments); no device parameter would give one segment (entry 1: no_iommu)"
+              "verdict": "not one contiguous IOVA range, not one segment (3 segments); no device parameter would give one segment (entries 1, 2: no_iommu)"
             }
           }
         },
@@ -716,14 +779,17 @@ export const EXAMPLE_ANSWERS: Readonly<Record<string, unknown>> = {
         },
         "reserved": [],
         "strict": true,
+        "forcedac": false,
         "enforce_read": true
       },
       "layout": "linux",
+      "kernel": "7.3",
       "page_size": 4096,
       "swiotlb": {
         "size": 67108864,
         "force": false,
-        "start": "0x8000000"
+        "start": "0x8000000",
+        "index": 0
       },
       "memory_limit": 268435456
     },
