@@ -101,11 +101,11 @@ function injectedDisk(): Disk {
 /** Every live mapping of a session: /mappings is paged (a page may end early; read until `next` is null). */
 async function allMappings(c: { get(path: string): Promise<{ body: Obj }> }, id: string): Promise<Obj[]> {
   const out: Obj[] = [];
-  let after: unknown = null;
+  let after: number | null = null;
   do {
-    const page = (await c.get(`/v1/sessions/${id}/mappings${after === null ? '' : `?after=${String(after)}`}`)).body;
+    const page: Obj = (await c.get(`/v1/sessions/${id}/mappings${after === null ? '' : `?after=${after}`}`)).body;
     out.push(...(page.mappings as Obj[]));
-    after = page.next ?? null;
+    after = typeof page.next === 'number' ? page.next : null;
   } while (after !== null);
   return out;
 }

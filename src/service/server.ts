@@ -8,7 +8,6 @@ import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
 import { dataDirFromEnv } from './persistence.js';
 import { DataDirLockedError } from './store/data-dir-lock.js';
-import { safeStdout } from './log-destination.js';
 
 const host = process.env.HOST ?? '127.0.0.1';
 const port = Number.parseInt(process.env.PORT ?? '3000', 10);
