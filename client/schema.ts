@@ -2089,14 +2089,17 @@ export interface operations {
                      *               },
                      *               "reserved": [],
                      *               "strict": true,
+                     *               "forcedac": false,
                      *               "enforce_read": true
                      *             },
                      *             "layout": "linux",
+                     *             "kernel": "7.3",
                      *             "page_size": 4096,
                      *             "swiotlb": {
                      *               "size": 67108864,
                      *               "force": false,
-                     *               "start": "0x8000000"
+                     *               "start": "0x8000000",
+                     *               "index": 0
                      *             },
                      *             "memory_limit": 268435456
                      *           }
@@ -2121,14 +2124,17 @@ export interface operations {
                      *               },
                      *               "reserved": [],
                      *               "strict": true,
+                     *               "forcedac": false,
                      *               "enforce_read": true
                      *             },
                      *             "layout": "linux-4.4",
+                     *             "kernel": null,
                      *             "page_size": 4096,
                      *             "swiotlb": {
                      *               "size": 67108864,
                      *               "force": false,
-                     *               "start": "0x8000000"
+                     *               "start": "0x8000000",
+                     *               "index": 0
                      *             },
                      *             "memory_limit": 268435456
                      *           }
@@ -2153,14 +2159,17 @@ export interface operations {
                      *               },
                      *               "reserved": [],
                      *               "strict": true,
+                     *               "forcedac": false,
                      *               "enforce_read": true
                      *             },
                      *             "layout": "arm-legacy",
+                     *             "kernel": null,
                      *             "page_size": 4096,
                      *             "swiotlb": {
                      *               "size": 67108864,
                      *               "force": false,
-                     *               "start": "0x8000000"
+                     *               "start": "0x8000000",
+                     *               "index": 0
                      *             },
                      *             "memory_limit": 268435456
                      *           }
@@ -2179,11 +2188,13 @@ export interface operations {
                      *             },
                      *             "iommu": null,
                      *             "layout": "linux",
+                     *             "kernel": "7.3",
                      *             "page_size": 4096,
                      *             "swiotlb": {
                      *               "size": 67108864,
                      *               "force": false,
-                     *               "start": "0x8000000"
+                     *               "start": "0x8000000",
+                     *               "index": 0
                      *             },
                      *             "memory_limit": 268435456
                      *           }
@@ -2248,6 +2259,19 @@ export interface operations {
                      *                     }
                      *                   }
                      *                 ],
+                     *                 "obstacles": [
+                     *                   {
+                     *                     "rule": "max_segment_size",
+                     *                     "entries": [
+                     *                       1,
+                     *                       2
+                     *                     ],
+                     *                     "fixed_by": {
+                     *                       "max_segment_size": 147456
+                     *                     },
+                     *                     "message": "max_segment_size 65536 is less than the entries add up to: one segment needs Σ length = 147456"
+                     *                   }
+                     *                 ],
                      *                 "contiguous_iova": true,
                      *                 "one_segment": false,
                      *                 "would_merge_with": {
@@ -2308,10 +2332,21 @@ export interface operations {
                      *                     }
                      *                   }
                      *                 ],
+                     *                 "obstacles": [
+                     *                   {
+                     *                     "rule": "v4.4_never_merges",
+                     *                     "entries": [
+                     *                       1,
+                     *                       2
+                     *                     ],
+                     *                     "fixed_by": null,
+                     *                     "message": "v4.4 never concatenates: entry 1 is its own segment, placed after 0 bytes of padding so it starts aligned to 16384"
+                     *                   }
+                     *                 ],
                      *                 "contiguous_iova": false,
                      *                 "one_segment": false,
                      *                 "would_merge_with": null,
-                     *                 "verdict": "not one contiguous IOVA range, not one segment (3 segments); no device parameter would give one segment (entry 1: v4.4_never_merges)"
+                     *                 "verdict": "not one contiguous IOVA range, not one segment (3 segments); no device parameter would give one segment (entries 1, 2: v4.4_never_merges)"
                      *               }
                      *             },
                      *             "arm-legacy": {
@@ -2378,6 +2413,20 @@ export interface operations {
                      *                     "condition": "max_segment_size"
                      *                   }
                      *                 ],
+                     *                 "obstacles": [
+                     *                   {
+                     *                     "rule": "arm_new_chunk",
+                     *                     "entries": [
+                     *                       1,
+                     *                       2
+                     *                     ],
+                     *                     "fixed_by": {
+                     *                       "max_segment_size": 147456
+                     *                     },
+                     *                     "message": "max_segment_size 65536 is less than the one chunk (first offset + Σ length = 147456)",
+                     *                     "condition": "max_segment_size"
+                     *                   }
+                     *                 ],
                      *                 "contiguous_iova": false,
                      *                 "one_segment": false,
                      *                 "would_merge_with": {
@@ -2430,10 +2479,21 @@ export interface operations {
                      *                     }
                      *                   }
                      *                 ],
+                     *                 "obstacles": [
+                     *                   {
+                     *                     "rule": "no_iommu",
+                     *                     "entries": [
+                     *                       1,
+                     *                       2
+                     *                     ],
+                     *                     "fixed_by": null,
+                     *                     "message": "no IOMMU: dma-direct never merges, entry 1 is its own segment at phys + dma_offset"
+                     *                   }
+                     *                 ],
                      *                 "contiguous_iova": false,
                      *                 "one_segment": false,
                      *                 "would_merge_with": null,
-                     *                 "verdict": "not one contiguous IOVA range, not one segment (3 segments); no device parameter would give one segment (entry 1: no_iommu)"
+                     *                 "verdict": "not one contiguous IOVA range, not one segment (3 segments); no device parameter would give one segment (entries 1, 2: no_iommu)"
                      *               }
                      *             }
                      *           },
@@ -2503,7 +2563,17 @@ export interface operations {
         };
         requestBody: {
             content: {
+                /**
+                 * @example {
+                 *       "text": "          insmod-133     [000] .....     2.588872: dma_map_sg: 0000:00:03.0 dir=TO_DEVICE nents=3/3 ents=3/3 dma_addrs={0xfffc0000,0xfffd0000,0xfffd4000} sizes={0x10000,0x4000,0x10000} phys_addrs={0x4430000,0x2cb8000,0x4440000} attrs=\n          insmod-133     [000] .N...     2.591702: dma_unmap_sg: 0000:00:03.0 dir=TO_DEVICE phys_addrs={0x4430000,0x2cb8000,0x4440000} attrs=\n"
+                 *     }
+                 */
                 "application/json": components["schemas"]["ImportFtraceRequestInput"] | string;
+                /**
+                 * @example {
+                 *       "text": "          insmod-133     [000] .....     2.588872: dma_map_sg: 0000:00:03.0 dir=TO_DEVICE nents=3/3 ents=3/3 dma_addrs={0xfffc0000,0xfffd0000,0xfffd4000} sizes={0x10000,0x4000,0x10000} phys_addrs={0x4430000,0x2cb8000,0x4440000} attrs=\n          insmod-133     [000] .N...     2.591702: dma_unmap_sg: 0000:00:03.0 dir=TO_DEVICE phys_addrs={0x4430000,0x2cb8000,0x4440000} attrs=\n"
+                 *     }
+                 */
                 "text/plain": components["schemas"]["ImportFtraceRequestInput"] | string;
             };
         };
@@ -2514,6 +2584,77 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
+                    /**
+                     * @example {
+                     *       "devices": [
+                     *         {
+                     *           "device": "0000:00:03.0",
+                     *           "events": 2,
+                     *           "inferred": {
+                     *             "bus": "pci",
+                     *             "iommu": true,
+                     *             "reason": "a PCI name (domain:bus:dev.fn); dma_addr ≠ phys + one offset (translated by an IOMMU)"
+                     *           },
+                     *           "trace": {
+                     *             "name": "ftrace 0000:00:03.0",
+                     *             "rule": "imported from the kernel's dma tracepoints: every op as the kernel traced it, its answer as expect",
+                     *             "session": {
+                     *               "device": {
+                     *                 "bus": "pci"
+                     *               }
+                     *             },
+                     *             "ops": [
+                     *               {
+                     *                 "op": "map_sg",
+                     *                 "dir": "to_device",
+                     *                 "sg": [
+                     *                   {
+                     *                     "phys": "0x4430000",
+                     *                     "length": 65536
+                     *                   },
+                     *                   {
+                     *                     "phys": "0x2cb8000",
+                     *                     "length": 16384
+                     *                   },
+                     *                   {
+                     *                     "phys": "0x4440000",
+                     *                     "length": 65536
+                     *                   }
+                     *                 ],
+                     *                 "expect": {
+                     *                   "nents": 3,
+                     *                   "segments": [
+                     *                     {
+                     *                       "dma_address": "0xfffc0000",
+                     *                       "dma_length": 65536
+                     *                     },
+                     *                     {
+                     *                       "dma_address": "0xfffd0000",
+                     *                       "dma_length": 16384
+                     *                     },
+                     *                     {
+                     *                       "dma_address": "0xfffd4000",
+                     *                       "dma_length": 65536
+                     *                     }
+                     *                   ]
+                     *                 }
+                     *               },
+                     *               {
+                     *                 "op": "unmap",
+                     *                 "ref": 0,
+                     *                 "dir": "to_device",
+                     *                 "nents": 3
+                     *               }
+                     *             ]
+                     *           }
+                     *         }
+                     *       ],
+                     *       "unexpressed": [],
+                     *       "lines": 2,
+                     *       "dma_events": 2,
+                     *       "other_events": 0
+                     *     }
+                     */
                     "application/json": components["schemas"]["ImportFtraceResult"];
                 };
             };
@@ -2587,14 +2728,17 @@ export interface operations {
                      *           },
                      *           "reserved": [],
                      *           "strict": true,
+                     *           "forcedac": false,
                      *           "enforce_read": true
                      *         },
                      *         "layout": "linux",
+                     *         "kernel": "7.3",
                      *         "page_size": 4096,
                      *         "swiotlb": {
                      *           "size": 67108864,
                      *           "force": false,
-                     *           "start": "0x8000000"
+                     *           "start": "0x8000000",
+                     *           "index": 0
                      *         },
                      *         "memory_limit": 268435456
                      *       }
@@ -2688,14 +2832,17 @@ export interface operations {
                      *           },
                      *           "reserved": [],
                      *           "strict": true,
+                     *           "forcedac": false,
                      *           "enforce_read": true
                      *         },
                      *         "layout": "linux",
+                     *         "kernel": "7.3",
                      *         "page_size": 4096,
                      *         "swiotlb": {
                      *           "size": 67108864,
                      *           "force": false,
-                     *           "start": "0x8000000"
+                     *           "start": "0x8000000",
+                     *           "index": 0
                      *         },
                      *         "memory_limit": 268435456
                      *       },

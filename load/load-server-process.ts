@@ -44,7 +44,7 @@ function listening(child: ChildProcess): Promise<{ url: string; child: ChildProc
     let out = '';
     const onData = (d: Buffer): void => {
       out += d.toString();
-      const m = /listening on (http:\/\/\S+)/.exec(out);
+      const m = /listening on (http:\/\/[^\s"]+)/.exec(out); // a pino line: the URL ends at the quote
       if (m?.[1]) {
         // From here on the server's per-request log lines go nowhere, as they would to a file.
         child.stdout?.off('data', onData);

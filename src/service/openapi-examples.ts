@@ -600,6 +600,75 @@ export const EXAMPLE_ANSWERS: Readonly<Record<string, unknown>> = {
       }
     ]
   },
+  "import_ftrace": {
+    "devices": [
+      {
+        "device": "0000:00:03.0",
+        "events": 2,
+        "inferred": {
+          "bus": "pci",
+          "iommu": true,
+          "reason": "a PCI name (domain:bus:dev.fn); dma_addr ≠ phys + one offset (translated by an IOMMU)"
+        },
+        "trace": {
+          "name": "ftrace 0000:00:03.0",
+          "rule": "imported from the kernel's dma tracepoints: every op as the kernel traced it, its answer as expect",
+          "session": {
+            "device": {
+              "bus": "pci"
+            }
+          },
+          "ops": [
+            {
+              "op": "map_sg",
+              "dir": "to_device",
+              "sg": [
+                {
+                  "phys": "0x4430000",
+                  "length": 65536
+                },
+                {
+                  "phys": "0x2cb8000",
+                  "length": 16384
+                },
+                {
+                  "phys": "0x4440000",
+                  "length": 65536
+                }
+              ],
+              "expect": {
+                "nents": 3,
+                "segments": [
+                  {
+                    "dma_address": "0xfffc0000",
+                    "dma_length": 65536
+                  },
+                  {
+                    "dma_address": "0xfffd0000",
+                    "dma_length": 16384
+                  },
+                  {
+                    "dma_address": "0xfffd4000",
+                    "dma_length": 65536
+                  }
+                ]
+              }
+            },
+            {
+              "op": "unmap",
+              "ref": 0,
+              "dir": "to_device",
+              "nents": 3
+            }
+          ]
+        }
+      }
+    ],
+    "unexpressed": [],
+    "lines": 2,
+    "dma_events": 2,
+    "other_events": 0
+  },
   "cpu_write": {
     "written": 12
   },

@@ -21,6 +21,10 @@ const THREAD_SG = [
   { phys: '0x92000000', length: 65536 },
 ];
 
+const FTRACE_LINES =
+  '          insmod-133     [000] .....     2.588872: dma_map_sg: 0000:00:03.0 dir=TO_DEVICE nents=3/3 ents=3/3 dma_addrs={0xfffc0000,0xfffd0000,0xfffd4000} sizes={0x10000,0x4000,0x10000} phys_addrs={0x4430000,0x2cb8000,0x4440000} attrs=\n' +
+  '          insmod-133     [000] .N...     2.591702: dma_unmap_sg: 0000:00:03.0 dir=TO_DEVICE phys_addrs={0x4430000,0x2cb8000,0x4440000} attrs=\n';
+
 export const EXAMPLE_STEPS: readonly ExampleStep[] = [
   { operationId: 'create_session', method: 'POST', path: '/v1/sessions', body: { layout: 'linux', device: { bus: 'platform', dma_mask: '0xffffffff', coherent: false } } },
   { operationId: 'map_sg', method: 'POST', path: '/v1/sessions/{id}/map_sg', body: { dir: 'to_device', sg: THREAD_SG } },
@@ -28,6 +32,9 @@ export const EXAMPLE_STEPS: readonly ExampleStep[] = [
   { operationId: 'unmap', method: 'POST', path: '/v1/sessions/{id}/unmap', body: { handle: 1 } },
   { operationId: 'get_trace', method: 'GET', path: '/v1/sessions/{id}/trace' },
   { operationId: 'compare', method: 'POST', path: '/v1/compare', body: { session: { device: { max_segment_size: 65536 } }, dir: 'to_device', sg: THREAD_SG } },
+  // Two lines of the project's Linux 6.12 recording (test/kernel-recordings/ftrace/): the thread's
+  // list mapped by the module's first device, then unmapped.
+  { operationId: 'import_ftrace', method: 'POST', path: '/v1/import/ftrace', body: { text: FTRACE_LINES } },
   // The stale-data walk-through: 12 bytes of 0x11 from the CPU, 12 bytes of 0xff from the device.
   { operationId: 'cpu_write', method: 'POST', path: '/v1/sessions/{id}/cpu/write', body: { phys: '0x81000000', data: 'ERERERERERERERER' } },
   { operationId: 'map_page', method: 'POST', path: '/v1/sessions/{id}/map_page', body: { phys: '0x81000000', size: 4096, dir: 'from_device' } },
