@@ -11,6 +11,7 @@ import { DmaemuError } from '../src/core/errors.js';
 import { errorHandler } from '../src/service/http-errors.js';
 import { importLimitsFromEnv, type ImportLimits } from '../src/service/ftrace.js';
 import { importInWorker } from '../src/service/ftrace-pool.js';
+import { charged } from '../src/service/execute.js';
 import { SESSION_ERRORS } from './route-kit.js';
 
 export const importPlugin: FastifyPluginAsync<{ limits?: Partial<ImportLimits> | undefined }> = async (fastify, opts) => {
@@ -40,6 +41,7 @@ export const importPlugin: FastifyPluginAsync<{ limits?: Partial<ImportLimits> |
           200: ImportFtraceResult,
           400: SESSION_ERRORS[400].meta({ description: 'A line that is not an ftrace event (the message names it), a bad option, or more than DMAEMU_MAX_IMPORT_EVENTS dma events' }),
           413: SESSION_ERRORS[413].meta({ description: 'Over DMAEMU_BODY_LIMIT (JSON) or DMAEMU_IMPORT_BODY_LIMIT (text/plain) (DMAEMU_BODY_TOO_LARGE)' }),
+          507: SESSION_ERRORS[507],
         },
       },
       // The generic 413 names DMAEMU_BODY_LIMIT; here the text/plain limit is another one.
@@ -56,7 +58,9 @@ export const importPlugin: FastifyPluginAsync<{ limits?: Partial<ImportLimits> |
       const b = req.body;
       const opts = typeof b === 'string' ? { device: req.query.device, expect: req.query.expect } : { ...b, text: undefined, device: b.device ?? req.query.device, expect: b.expect ?? req.query.expect };
       const text = typeof b === 'string' ? (rawTexts.get(req) ?? Buffer.alloc(0)) : b.text;
-      const json = await importInWorker(text, { ...opts, maxEvents: limits.maxEvents });
+      // The text and the answer (about as large) are held while the worker runs: charged to the
+      // memory budget like any request's answer (507 when it cannot hold them).
+      const json = await charged(app.store.budget, text.length, () => importInWorker(text, { ...opts, maxEvents: limits.maxEvents }));
       // Already the ImportFtraceResult's JSON (the worker serialized it): Fastify sends a Buffer as it is.
       return reply.type('application/json; charset=utf-8').send(json as unknown as z.output<typeof ImportFtraceResult>);
     },

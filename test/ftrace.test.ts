@@ -282,3 +282,20 @@ t.test('POST /v1/import/ftrace', async (t) => {
     t.same(s.body.replay, { ops: 8, mismatches: [] });
   });
 });
+
+t.test('POST /v1/import/ftrace charges the text and its answer to the memory budget while it runs: 507 when they do not fit, nothing left charged after', async (t) => {
+  const excerpt = fixture('linux-6.12-excerpt.trace');
+  const text = excerpt.repeat(Math.ceil((600 * 1024) / excerpt.length)); // ≥ 600 KiB: over execute.ts's 64 KiB charge floor
+  // charged() holds twice the estimate (the text as objects, the answer as JSON): 1.2 MiB.
+  const small = await buildApp({ logLevel: 'silent', dataDir: null, limits: { memoryBudget: 1024 * 1024 } });
+  t.teardown(() => small.close());
+  const r = await small.inject({ method: 'POST', url: '/v1/import/ftrace', headers: { 'content-type': 'text/plain' }, payload: text });
+  t.equal(r.statusCode, 507);
+  t.equal(r.json<Obj>().code, 'DMAEMU_MEMORY_BUDGET');
+  t.equal(small.store.budget.used, 0, 'the refused import left nothing charged');
+  const big = await buildApp({ logLevel: 'silent', dataDir: null, limits: { memoryBudget: 4 * 1024 * 1024 } });
+  t.teardown(() => big.close());
+  const ok = await big.inject({ method: 'POST', url: '/v1/import/ftrace', headers: { 'content-type': 'text/plain' }, payload: text });
+  t.equal(ok.statusCode, 200, 'the same text fits a 4 MiB budget');
+  t.equal(big.store.budget.used, 0, 'and its charge went back with the answer');
+});
